@@ -1,0 +1,155 @@
+//! Every limit and parameter of the engine, with documented defaults.
+
+use std::time::Duration;
+
+/// Engine configuration. `Config::default()` is what a cairn node runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bucket size and the number of closest peers a lookup returns (Kademlia's k). Default 20.
+    pub k: usize,
+    /// Requests in flight per lookup path (Kademlia's α). Default 3.
+    pub alpha: usize,
+    /// Number of disjoint lookup paths (S/Kademlia §4.4); 1 turns the option off. With d > 1 no
+    /// peer is queried by two paths, so one liar can mislead at most one path. Default 1.
+    pub disjoint_paths: usize,
+    /// How many peers hold each chunk: a chunk is placed on the `replication` closest peers to
+    /// its key. Default 5.
+    pub replication: usize,
+    /// Entries kept per bucket in the replacement cache. Default 20.
+    pub replacement_cache: usize,
+    /// At most this many peers per bucket from the same IPv4 /24 or IPv6 /48, a cheap defence
+    /// against one operator eclipsing a region of the key space. `None` turns the cap off (useful
+    /// on a test network where every peer is on 127.0.0.1). Default `Some(2)`.
+    pub ip_prefix_cap: Option<usize>,
+    /// Among candidates for a bucket slot, take the one with the lowest measured round trip
+    /// (proximity neighbour selection). Default true.
+    pub prefer_low_rtt: bool,
+    /// A routing-table entry whose requests failed this many times in a row is dropped. Default 2.
+    pub max_failures: u32,
+    /// Request timeouts.
+    pub timeouts: TimeoutConfig,
+    /// A lookup that has not finished after this long ends with what it has. Default 60 s.
+    pub query_timeout: Duration,
+    /// Buckets not looked up for this long are refreshed by `handle_timeout`; `None` never
+    /// refreshes on its own. Default 15 minutes.
+    pub refresh_interval: Option<Duration>,
+    /// A get-record lookup ends once this many peers returned a valid record (it then returns the
+    /// highest sequence among them). Default 3.
+    pub record_quorum: usize,
+    /// How long an announced provider record lives. Default 24 h.
+    pub provider_ttl: Duration,
+    /// Storage limits of the record store.
+    pub store: StoreLimits,
+    /// Inbound request budget per peer.
+    pub rate: RateLimit,
+    /// Queries running at once; a command beyond this is refused with
+    /// [`crate::QueryError::Busy`]. Together with `alpha` and `disjoint_paths` this bounds the
+    /// requests in flight. Default 256.
+    pub max_queries: usize,
+    /// A full bucket probes its least-recently-seen entry for a newcomer only if that entry has
+    /// been quiet this long; a peer heard from recently is assumed alive. Default 60 s.
+    pub probe_after: Duration,
+    /// Peers whose round trip and reliability are remembered (routing-table entries and peers
+    /// met in lookups); the stalest beyond this are forgotten. Default 8192.
+    pub max_tracked_peers: usize,
+    /// Seed of the engine's RNG (bucket refresh targets). Same inputs + same seed = same outputs.
+    pub seed: u64,
+}
+
+/// Adaptive request timeout parameters (see [`crate::RttEstimator`]).
+#[derive(Clone, Debug)]
+pub struct TimeoutConfig {
+    /// Timeout for a peer with no measurement, until any peer has been measured. Default 1 s.
+    pub initial: Duration,
+    /// Floor of any timeout. Default 250 ms.
+    pub min: Duration,
+    /// Ceiling of any timeout. Default 10 s.
+    pub max: Duration,
+    /// Timeout = srtt + `variance_multiplier` × rttvar (RFC 6298 uses 4). Default 4.
+    pub variance_multiplier: u32,
+}
+
+/// Limits of a [`crate::MemoryRecordStore`].
+#[derive(Clone, Debug)]
+pub struct StoreLimits {
+    /// Signed records kept at most. Default 65 536.
+    pub max_records: usize,
+    /// Largest record value accepted, in bytes. Default 4 KiB (a value is usually a content id).
+    pub max_value_bytes: usize,
+    /// Longest lifetime a record may claim from now; farther expiries are refused. Default 7 days.
+    pub max_record_ttl: Duration,
+    /// Keys with provider records kept at most. Default 65 536.
+    pub max_provider_keys: usize,
+    /// Providers kept per key. Default 20.
+    pub max_providers_per_key: usize,
+}
+
+/// A token bucket per peer on inbound requests.
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    /// Requests a peer may send in a burst. Default 200.
+    pub burst: u32,
+    /// Sustained requests per second per peer. Default 100.
+    pub per_second: u32,
+    /// Peers tracked at once; the least recently seen is forgotten beyond this. Default 4096.
+    pub max_tracked_peers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            k: 20,
+            alpha: 3,
+            disjoint_paths: 1,
+            replication: 5,
+            replacement_cache: 20,
+            ip_prefix_cap: Some(2),
+            prefer_low_rtt: true,
+            max_failures: 2,
+            timeouts: TimeoutConfig::default(),
+            query_timeout: Duration::from_secs(60),
+            refresh_interval: Some(Duration::from_secs(15 * 60)),
+            record_quorum: 3,
+            provider_ttl: Duration::from_secs(24 * 3600),
+            store: StoreLimits::default(),
+            rate: RateLimit::default(),
+            max_queries: 256,
+            probe_after: Duration::from_secs(60),
+            max_tracked_peers: 8192,
+            seed: 0,
+        }
+    }
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            min: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+            variance_multiplier: 4,
+        }
+    }
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            max_records: 65_536,
+            max_value_bytes: 4096,
+            max_record_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_provider_keys: 65_536,
+            max_providers_per_key: 20,
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            burst: 200,
+            per_second: 100,
+            max_tracked_peers: 4096,
+        }
+    }
+}

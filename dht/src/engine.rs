@@ -1,0 +1,960 @@
+//! The engine: one peer's whole Kademlia state machine.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
+use crate::peers::{PeerScore, RateLimiter, Scores};
+use crate::query::{Lookup, PathId};
+use crate::record::{ProviderRecord, RecordError, RecordStore, StoreError};
+use crate::routing::{InsertOutcome, Removal, RoutingTable, TableConfig};
+use crate::{
+    Address, Config, Contact, Key, MemoryRecordStore, QueryError, QueryId, QueryResult, QueryStats,
+    SignedRecord, Timestamp,
+};
+
+/// How often `handle_timeout` runs housekeeping (record expiry, bucket refresh).
+const JOBS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Weight of a misbehaviour (bad bytes, a lie) against a peer, in failed requests.
+const MISBEHAVIOUR_WEIGHT: u32 = 5;
+
+/// Identifies an outbound request; the caller hands it back with the response or failure.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct RequestId(u64);
+
+impl RequestId {
+    /// The raw number, unique within one engine.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// A request the engine wants sent.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Transmit<A> {
+    /// Give this back to [`Dht::handle_response`] or [`Dht::handle_failure`].
+    pub id: RequestId,
+    /// The peer to send to. The transport must make sure it reaches the peer whose id is
+    /// `to.id` (in the node, the libp2p peer id is authenticated by Noise) and report a failure
+    /// otherwise.
+    pub to: Contact<A>,
+    /// What to send.
+    pub request: Request,
+}
+
+/// Something the caller should know or act on.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Event<A> {
+    /// A command's query ended.
+    QueryFinished {
+        /// The id the command returned.
+        id: QueryId,
+        /// What it found.
+        result: QueryResult<A>,
+        /// Its counters.
+        stats: QueryStats,
+    },
+    /// A peer entered the routing table (the node may want to keep a connection to it).
+    PeerAdded {
+        /// The peer.
+        peer: Contact<A>,
+    },
+    /// A peer left the routing table.
+    PeerRemoved {
+        /// The peer.
+        peer: Contact<A>,
+    },
+    /// A peer stored a signed record with us.
+    RecordStored {
+        /// The record key.
+        key: Key,
+        /// Who sent it.
+        from: Key,
+    },
+}
+
+/// The Kademlia engine of one peer, sans-IO in the style of quinn-proto's `Connection`.
+///
+/// The caller owns sockets and time. The run loop is:
+/// 1. feed every input: [`handle_request`](Self::handle_request) for an inbound request (send
+///    back what it returns), [`handle_response`](Self::handle_response) /
+///    [`handle_failure`](Self::handle_failure) for the outcome of a [`Transmit`], and
+///    [`handle_timeout`](Self::handle_timeout) when the instant from `poll_timeout` comes;
+///    commands (`bootstrap`, `find_node`, `put_record`, …) are inputs too;
+/// 2. drain every output: [`poll_transmit`](Self::poll_transmit) until `None` (send each),
+///    [`poll_event`](Self::poll_event) until `None`;
+/// 3. sleep until [`poll_timeout`](Self::poll_timeout), or until the next input.
+///
+/// Every input takes `now`, which must not go backwards. The same inputs in the same order with
+/// the same [`Config::seed`] give the same outputs.
+#[derive(Debug)]
+pub struct Dht<A, S = MemoryRecordStore<A>> {
+    local: Key,
+    config: Config,
+    table: RoutingTable<A>,
+    store: S,
+    scores: Scores,
+    limiter: RateLimiter,
+    rng: ChaCha8Rng,
+    held: HashSet<Key>,
+    queries: BTreeMap<QueryId, Query<A>>,
+    pending: HashMap<RequestId, Pending<A>>,
+    timers: BinaryHeap<Reverse<(Timestamp, Timer)>>,
+    transmits: VecDeque<Transmit<A>>,
+    events: VecDeque<Event<A>>,
+    next_query: u64,
+    next_request: u64,
+    next_jobs: Timestamp,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Timer {
+    Request(RequestId),
+    Query(QueryId),
+}
+
+#[derive(Debug)]
+struct Pending<A> {
+    to: Contact<A>,
+    sent: Timestamp,
+    deadline: Timestamp,
+    purpose: Purpose,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Purpose {
+    Lookup { query: QueryId, path: PathId },
+    Store { query: QueryId },
+    Probe,
+}
+
+#[derive(Debug)]
+struct Query<A> {
+    kind: Kind<A>,
+    lookup: Lookup<A>,
+    phase: Phase,
+    stats: QueryStats,
+    deadline: Timestamp,
+    /// Maintenance queries (bucket refresh) finish without an event.
+    internal: bool,
+}
+
+#[derive(Debug)]
+enum Kind<A> {
+    Bootstrap,
+    Refresh,
+    FindNode,
+    GetRecord {
+        best: Option<SignedRecord>,
+        answers: usize,
+    },
+    PutRecord {
+        record: SignedRecord,
+    },
+    Announce,
+    Holders {
+        holders: Vec<Contact<A>>,
+        want: usize,
+    },
+    Place,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Lookup,
+    Store {
+        waiting: usize,
+        stored: usize,
+        failed: usize,
+    },
+}
+
+impl<A: Address> Dht<A> {
+    /// An engine for the peer with id `local`, keeping records in memory.
+    pub fn new(local: Key, config: Config) -> Self {
+        let store = MemoryRecordStore::new(config.store.clone());
+        Self::with_store(local, config, store)
+    }
+}
+
+impl<A: Address, S: RecordStore<A>> Dht<A, S> {
+    /// An engine for the peer with id `local`, keeping records in `store`.
+    pub fn with_store(local: Key, config: Config, store: S) -> Self {
+        let table = RoutingTable::new(
+            local,
+            TableConfig {
+                k: config.k,
+                replacement_cache: config.replacement_cache,
+                ip_prefix_cap: config.ip_prefix_cap,
+                prefer_low_rtt: config.prefer_low_rtt,
+                max_failures: config.max_failures.max(1),
+                probe_after: config.probe_after,
+            },
+        );
+        Self {
+            local,
+            table,
+            store,
+            scores: Scores::new(config.max_tracked_peers),
+            limiter: RateLimiter::new(config.rate.clone()),
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            held: HashSet::new(),
+            queries: BTreeMap::new(),
+            pending: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_query: 0,
+            next_request: 0,
+            next_jobs: Timestamp::EPOCH,
+            config,
+        }
+    }
+
+    // ---- inputs -------------------------------------------------------------------------------
+
+    /// Answers an inbound request from `from`, whose id the transport authenticated.
+    pub fn handle_request(
+        &mut self,
+        now: Timestamp,
+        from: Contact<A>,
+        request: Request,
+    ) -> Response<A> {
+        self.run_jobs(now);
+        if request.version != PROTOCOL_VERSION {
+            return Response::error(RemoteError::UnsupportedVersion {
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        if !self.limiter.allow(&from.id, now) {
+            return Response::error(RemoteError::RateLimited);
+        }
+        let k = self.config.k;
+        let body = match request.body {
+            RequestBody::Ping => ResponseBody::Pong,
+            RequestBody::FindNode { target, count } => ResponseBody::Nodes {
+                closer: self
+                    .table
+                    .closest(&target, usize::from(count).clamp(1, 2 * k)),
+            },
+            RequestBody::FindValue { key } => ResponseBody::Value {
+                record: self.store.get(&key, now).cloned(),
+                closer: self.table.closest(&key, k),
+            },
+            RequestBody::PutRecord { record } => match self.accept_record(now, record) {
+                Ok(key) => {
+                    self.events
+                        .push_back(Event::RecordStored { key, from: from.id });
+                    ResponseBody::Stored
+                }
+                Err(e) => ResponseBody::Error(e),
+            },
+            RequestBody::AddProvider { key } => {
+                let record = ProviderRecord {
+                    provider: from.clone(),
+                    expires: now + self.config.provider_ttl,
+                };
+                match self.store.add_provider(key, record) {
+                    Ok(()) => ResponseBody::Stored,
+                    Err(_) => ResponseBody::Error(RemoteError::StoreFull),
+                }
+            }
+            RequestBody::GetProviders { key } => {
+                let mut providers = self.store.providers(&key, now);
+                providers.retain(|p| p.id != from.id);
+                providers.truncate(k);
+                ResponseBody::Providers {
+                    holds: self.held.contains(&key),
+                    providers,
+                    closer: self.table.closest(&key, k),
+                }
+            }
+        };
+        // The sender proved it is alive; add it after answering so it is not in its own answer.
+        self.on_alive(now, from);
+        Response::new(body)
+    }
+
+    /// The response to the request `id`.
+    pub fn handle_response(&mut self, now: Timestamp, id: RequestId, response: Response<A>) {
+        self.run_jobs(now);
+        let Some(pending) = self.pending.remove(&id) else {
+            return; // already timed out, or never ours
+        };
+        let peer = pending.to.id;
+        self.scores
+            .on_rtt(&peer, now.saturating_duration_since(pending.sent), now);
+        self.scores.on_success(&peer, now);
+        self.on_alive(now, pending.to.clone());
+        match pending.purpose {
+            Purpose::Probe => {}
+            Purpose::Lookup { query, path } => {
+                self.on_lookup_response(now, query, path, pending.to, response)
+            }
+            Purpose::Store { query } => {
+                let ok = matches!(response.body, ResponseBody::Stored);
+                self.on_store_outcome(now, query, ok);
+            }
+        }
+    }
+
+    /// The request `id` failed: the peer could not be reached, the connection broke, or the
+    /// answer could not be decoded. Timeouts need no call: `handle_timeout` fails requests whose
+    /// deadline passed.
+    pub fn handle_failure(&mut self, now: Timestamp, id: RequestId) {
+        self.run_jobs(now);
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        self.fail_peer(now, &pending.to.id, 1);
+        match pending.purpose {
+            Purpose::Probe => {}
+            Purpose::Lookup { query, path } => {
+                if let Some(q) = self.queries.get_mut(&query) {
+                    q.stats.failures += 1;
+                    q.lookup.on_failure(path, &pending.to.id);
+                    self.advance(now, query);
+                }
+            }
+            Purpose::Store { query } => self.on_store_outcome(now, query, false),
+        }
+    }
+
+    /// Time passed: fails requests past their deadline, ends queries past `query_timeout`, and
+    /// runs housekeeping.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Request(id) => {
+                    if self.pending.get(&id).is_some_and(|p| p.deadline <= now) {
+                        self.handle_failure(now, id);
+                    }
+                }
+                Timer::Query(id) => {
+                    if self.queries.get(&id).is_some_and(|q| q.deadline <= now) {
+                        self.finish(now, id, true);
+                    }
+                }
+            }
+        }
+        self.run_jobs(now);
+    }
+
+    /// A round trip to `peer` measured outside the engine (libp2p ping).
+    pub fn handle_rtt(&mut self, now: Timestamp, peer: &Key, rtt: Duration) {
+        self.scores.on_rtt(peer, rtt, now);
+    }
+
+    /// `peer` sent data that failed verification (a chunk whose hash does not match): it is
+    /// penalised and dropped from the routing table.
+    pub fn report_misbehaviour(&mut self, now: Timestamp, peer: &Key) {
+        self.scores.on_failure(peer, MISBEHAVIOUR_WEIGHT, now);
+        let removal = self.table.remove(peer, |k| self.scores.rtt(k));
+        self.on_removal(removal);
+    }
+
+    // ---- outputs ------------------------------------------------------------------------------
+
+    /// The next request to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<A>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event<A>> {
+        self.events.pop_front()
+    }
+
+    /// When to call `handle_timeout` next.
+    pub fn poll_timeout(&mut self) -> Option<Timestamp> {
+        // Drop timers whose request or query already ended.
+        while let Some(Reverse((_, timer))) = self.timers.peek() {
+            let live = match timer {
+                Timer::Request(id) => self.pending.contains_key(id),
+                Timer::Query(id) => self.queries.contains_key(id),
+            };
+            if live {
+                break;
+            }
+            self.timers.pop();
+        }
+        let next = self.timers.peek().map(|Reverse((at, _))| *at);
+        Some(next.map_or(self.next_jobs, |t| t.min(self.next_jobs)))
+    }
+
+    // ---- commands -----------------------------------------------------------------------------
+
+    /// Joins the network through `seeds`: looks up our own id (which fills the nearest buckets
+    /// and makes us known to our neighbours), then refreshes every bucket from the nearest
+    /// non-empty one outwards.
+    pub fn bootstrap(
+        &mut self,
+        now: Timestamp,
+        seeds: impl IntoIterator<Item = Contact<A>>,
+    ) -> Result<QueryId, QueryError> {
+        let local = self.local;
+        self.start(
+            now,
+            Kind::Bootstrap,
+            local,
+            seeds.into_iter().collect(),
+            false,
+        )
+    }
+
+    /// Refreshes buckets not looked up within `refresh_interval` (all of them if it is `None`)
+    /// with a lookup of a random key in each. Returns how many lookups started; they finish
+    /// without events.
+    pub fn refresh(&mut self, now: Timestamp) -> usize {
+        let interval = self.config.refresh_interval.unwrap_or(Duration::ZERO);
+        self.refresh_older_than(now, interval)
+    }
+
+    /// Finds the k closest live peers to `target`.
+    pub fn find_node(&mut self, now: Timestamp, target: Key) -> Result<QueryId, QueryError> {
+        self.start(now, Kind::FindNode, target, Vec::new(), false)
+    }
+
+    /// Reads the signed record under `key`: asks the closest peers until `record_quorum` valid
+    /// answers (or the lookup ends) and returns the highest sequence.
+    pub fn get_record(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
+        let best = self.store.get(&key, now).cloned();
+        let answers = usize::from(best.is_some());
+        self.start(
+            now,
+            Kind::GetRecord { best, answers },
+            key,
+            Vec::new(),
+            false,
+        )
+    }
+
+    /// Publishes a signed record: keeps it locally and stores it on the k closest peers.
+    pub fn put_record(
+        &mut self,
+        now: Timestamp,
+        record: SignedRecord,
+    ) -> Result<QueryId, QueryError> {
+        self.check_record(now, &record)?;
+        match self.store.put(record.clone()) {
+            Ok(()) | Err(StoreError::Full) => {}
+            Err(StoreError::Stale { held }) => return Err(QueryError::StaleRecord { held }),
+        }
+        let key = record.key();
+        self.start(now, Kind::PutRecord { record }, key, Vec::new(), false)
+    }
+
+    /// Announces that this peer holds the content under `key`: adds a provider record on the k
+    /// closest peers.
+    pub fn announce(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
+        self.start(now, Kind::Announce, key, Vec::new(), false)
+    }
+
+    /// Finds peers that hold the content under `key` (replicas and announced providers). Stops
+    /// early once `replication` holders are known, so a lookup can end at a nearby cache.
+    pub fn find_holders(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
+        let want = self.config.replication.max(1);
+        let kind = Kind::Holders {
+            holders: Vec::new(),
+            want,
+        };
+        self.start(now, kind, key, Vec::new(), false)
+    }
+
+    /// Decides where the chunk under `key` should be stored: the `replication` closest live
+    /// peers to it, which may include this one.
+    pub fn place(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
+        self.start(now, Kind::Place, key, Vec::new(), false)
+    }
+
+    /// Notes that this peer stores the chunk under `key` and serves it: `GetProviders` answers
+    /// say so.
+    pub fn hold(&mut self, key: Key) {
+        self.held.insert(key);
+    }
+
+    /// Notes that this peer no longer stores the chunk under `key`.
+    pub fn release(&mut self, key: &Key) {
+        self.held.remove(key);
+    }
+
+    // ---- queries about state ------------------------------------------------------------------
+
+    /// This peer's id.
+    pub fn local_id(&self) -> Key {
+        self.local
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of peers in the routing table.
+    pub fn routing_table_len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The peers in the routing table, nearest buckets first.
+    pub fn routing_peers(&self) -> impl Iterator<Item = &Contact<A>> {
+        self.table.entries().map(|e| &e.contact)
+    }
+
+    /// Whether `id` is in the routing table.
+    pub fn contains_peer(&self, id: &Key) -> bool {
+        self.table.entry(id).is_some()
+    }
+
+    /// The `n` peers in our routing table closest to `target` (no network traffic).
+    pub fn closest_known(&self, target: &Key, n: usize) -> Vec<Contact<A>> {
+        self.table.closest(target, n)
+    }
+
+    /// What the engine measured of `peer`.
+    pub fn peer_score(&self, peer: &Key) -> Option<PeerScore> {
+        self.scores.get(peer).copied()
+    }
+
+    /// Orders `peers` best first for fetching: most reliable, then lowest round trip (unmeasured
+    /// peers after measured ones), then by id for a deterministic order.
+    pub fn rank(&self, peers: &mut [Contact<A>]) {
+        let key = |c: &Contact<A>| {
+            let score = self.scores.get(&c.id).copied().unwrap_or_default();
+            // Reliability in whole percent so that near-equal peers compare by round trip.
+            let reliability = (score.reliability() * 100.0).round() as u32;
+            let rtt = score.rtt.map_or(Duration::MAX, |r| r.srtt());
+            (Reverse(reliability), rtt, c.id)
+        };
+        peers.sort_by_cached_key(key);
+    }
+
+    /// Whether this peer noted that it holds `key`.
+    pub fn holds(&self, key: &Key) -> bool {
+        self.held.contains(key)
+    }
+
+    /// The record store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Queries in progress, maintenance included.
+    pub fn queries_in_progress(&self) -> usize {
+        self.queries.len()
+    }
+
+    // ---- query machinery ----------------------------------------------------------------------
+
+    fn start(
+        &mut self,
+        now: Timestamp,
+        kind: Kind<A>,
+        target: Key,
+        seeds: Vec<Contact<A>>,
+        internal: bool,
+    ) -> Result<QueryId, QueryError> {
+        if self.queries.len() >= self.config.max_queries {
+            return Err(QueryError::Busy {
+                max: self.config.max_queries,
+            });
+        }
+        self.run_jobs(now);
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        let mut candidates = self.table.closest(&target, self.config.k);
+        candidates.extend(seeds);
+        let lookup = Lookup::new(
+            target,
+            self.local,
+            candidates,
+            self.config.k,
+            self.config.alpha,
+            self.config.disjoint_paths,
+        );
+        self.table.mark_refreshed(&target, now);
+        let deadline = now + self.config.query_timeout;
+        self.timers.push(Reverse((deadline, Timer::Query(id))));
+        self.queries.insert(
+            id,
+            Query {
+                kind,
+                lookup,
+                phase: Phase::Lookup,
+                stats: QueryStats {
+                    started: now,
+                    ..QueryStats::default()
+                },
+                deadline,
+                internal,
+            },
+        );
+        self.advance(now, id);
+        Ok(id)
+    }
+
+    /// Sends what the lookup wants sent; moves on when it has ended.
+    fn advance(&mut self, now: Timestamp, id: QueryId) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        if !matches!(q.phase, Phase::Lookup) {
+            return;
+        }
+        let body = match &q.kind {
+            Kind::GetRecord { .. } => RequestBody::FindValue {
+                key: *q.lookup.target(),
+            },
+            Kind::Holders { .. } => RequestBody::GetProviders {
+                key: *q.lookup.target(),
+            },
+            // Every dead peer met takes a place in the answers the lookup gets; ask for two more
+            // per failure (up to 2k) so the k closest *live* peers still fit (the 300-engine test
+            // with a third of the peers dead finds all of them only with this).
+            _ => RequestBody::FindNode {
+                target: *q.lookup.target(),
+                count: (self.config.k + 2 * q.stats.failures as usize).min(2 * self.config.k)
+                    as u16,
+            },
+        };
+        let requests = q.lookup.next_requests();
+        q.stats.requests += requests.len() as u32;
+        let finished = requests.is_empty() && q.lookup.is_finished();
+        for (path, to) in requests {
+            self.send(now, to, body.clone(), Purpose::Lookup { query: id, path });
+        }
+        if finished {
+            self.on_lookup_done(now, id);
+        }
+    }
+
+    fn on_lookup_response(
+        &mut self,
+        now: Timestamp,
+        id: QueryId,
+        path: PathId,
+        from: Contact<A>,
+        response: Response<A>,
+    ) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        let target = *q.lookup.target();
+        let closer = match (&mut q.kind, response.body) {
+            (
+                Kind::Bootstrap
+                | Kind::Refresh
+                | Kind::FindNode
+                | Kind::PutRecord { .. }
+                | Kind::Announce
+                | Kind::Place,
+                ResponseBody::Nodes { closer },
+            ) => Some(closer),
+            (Kind::GetRecord { best, answers }, ResponseBody::Value { record, closer }) => {
+                if let Some(record) = record {
+                    let valid = record.key() == target && record.verify(now).is_ok();
+                    if !valid {
+                        // A forged or mismatched record: the peer lied.
+                        self.scores.on_failure(&from.id, MISBEHAVIOUR_WEIGHT, now);
+                        q.stats.failures += 1;
+                        q.lookup.on_failure(path, &from.id);
+                        self.advance(now, id);
+                        return;
+                    }
+                    *answers += 1;
+                    if best.as_ref().is_none_or(|b| record.sequence > b.sequence) {
+                        *best = Some(record);
+                    }
+                }
+                Some(closer)
+            }
+            (
+                Kind::Holders { holders, .. },
+                ResponseBody::Providers {
+                    holds,
+                    providers,
+                    closer,
+                },
+            ) => {
+                if holds {
+                    holders.push(from.clone());
+                }
+                for p in providers.into_iter().take(self.config.k) {
+                    if p.id != self.local {
+                        holders.push(p);
+                    }
+                }
+                holders.sort_by_key(|c| c.id);
+                holders.dedup_by_key(|c| c.id);
+                Some(closer)
+            }
+            _ => None, // an error, or an answer to another question
+        };
+        match closer {
+            Some(closer) => {
+                q.stats.successes += 1;
+                q.lookup.on_success(path, &from.id, closer);
+            }
+            None => {
+                q.stats.failures += 1;
+                q.lookup.on_failure(path, &from.id);
+            }
+        }
+        let done_early = match &q.kind {
+            Kind::GetRecord { answers, .. } => *answers >= self.config.record_quorum.max(1),
+            Kind::Holders { holders, want } => holders.len() >= *want,
+            _ => false,
+        };
+        if done_early {
+            self.finish(now, id, false);
+        } else {
+            self.advance(now, id);
+        }
+    }
+
+    fn on_lookup_done(&mut self, now: Timestamp, id: QueryId) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        let body = match &q.kind {
+            Kind::PutRecord { record } => RequestBody::PutRecord {
+                record: record.clone(),
+            },
+            Kind::Announce => RequestBody::AddProvider {
+                key: *q.lookup.target(),
+            },
+            Kind::Bootstrap => {
+                self.finish(now, id, false);
+                self.refresh_older_than(now, Duration::ZERO);
+                return;
+            }
+            _ => {
+                self.finish(now, id, false);
+                return;
+            }
+        };
+        let (peers, _) = q.lookup.closest_succeeded(self.config.k);
+        q.phase = Phase::Store {
+            waiting: peers.len(),
+            stored: 0,
+            failed: 0,
+        };
+        q.stats.requests += peers.len() as u32;
+        if peers.is_empty() {
+            self.finish(now, id, false);
+            return;
+        }
+        for to in peers {
+            self.send(now, to, body.clone(), Purpose::Store { query: id });
+        }
+    }
+
+    fn on_store_outcome(&mut self, now: Timestamp, id: QueryId, ok: bool) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        let Phase::Store {
+            waiting,
+            stored,
+            failed,
+        } = &mut q.phase
+        else {
+            return;
+        };
+        *waiting = waiting.saturating_sub(1);
+        if ok {
+            *stored += 1;
+            q.stats.successes += 1;
+        } else {
+            *failed += 1;
+            q.stats.failures += 1;
+        }
+        if *waiting == 0 {
+            self.finish(now, id, false);
+        }
+    }
+
+    fn finish(&mut self, now: Timestamp, id: QueryId, timed_out: bool) {
+        let Some(q) = self.queries.remove(&id) else {
+            return;
+        };
+        let k = self.config.k;
+        let target = *q.lookup.target();
+        let (closest, hops) = q.lookup.closest_succeeded(k);
+        let mut stats = q.stats;
+        stats.hops = hops;
+        stats.duration = now.saturating_duration_since(stats.started);
+        stats.timed_out = timed_out;
+        let (stored, failed) = match q.phase {
+            Phase::Store {
+                stored,
+                failed,
+                waiting,
+            } => (stored, failed + waiting),
+            Phase::Lookup => (0, 0),
+        };
+        let result = match q.kind {
+            Kind::Refresh => return,
+            Kind::Bootstrap => QueryResult::Bootstrap { closest },
+            Kind::FindNode => QueryResult::FindNode { target, closest },
+            Kind::GetRecord { best, answers } => QueryResult::GetRecord {
+                key: target,
+                record: best,
+                answers,
+            },
+            Kind::PutRecord { .. } => QueryResult::PutRecord {
+                key: target,
+                stored,
+                failed,
+            },
+            Kind::Announce => QueryResult::Announce {
+                key: target,
+                stored,
+                failed,
+            },
+            Kind::Holders { holders, .. } => QueryResult::Holders {
+                key: target,
+                holders,
+                closest,
+            },
+            Kind::Place => {
+                let n = self.config.replication.max(1);
+                let mut peers = closest;
+                peers.truncate(n);
+                let local_distance = target.distance(&self.local);
+                let closer_than_local = peers
+                    .iter()
+                    .filter(|p| target.distance(&p.id) < local_distance)
+                    .count();
+                let local = closer_than_local < n;
+                if local && peers.len() == n {
+                    peers.pop();
+                }
+                QueryResult::Placement {
+                    key: target,
+                    peers,
+                    local,
+                }
+            }
+        };
+        if !q.internal {
+            self.events
+                .push_back(Event::QueryFinished { id, result, stats });
+        }
+    }
+
+    fn send(&mut self, now: Timestamp, to: Contact<A>, body: RequestBody, purpose: Purpose) {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        let deadline = now + self.scores.timeout(&to.id, &self.config.timeouts);
+        self.timers.push(Reverse((deadline, Timer::Request(id))));
+        self.pending.insert(
+            id,
+            Pending {
+                to: to.clone(),
+                sent: now,
+                deadline,
+                purpose,
+            },
+        );
+        self.transmits.push_back(Transmit {
+            id,
+            to,
+            request: Request::new(body),
+        });
+    }
+
+    // ---- peers and the routing table ----------------------------------------------------------
+
+    fn on_alive(&mut self, now: Timestamp, contact: Contact<A>) {
+        match self.table.seen(contact.clone(), now) {
+            InsertOutcome::Inserted => self.events.push_back(Event::PeerAdded { peer: contact }),
+            InsertOutcome::Cached { probe: Some(head) } => {
+                self.send(now, head, RequestBody::Ping, Purpose::Probe);
+            }
+            InsertOutcome::Updated
+            | InsertOutcome::Cached { probe: None }
+            | InsertOutcome::Refused => {}
+        }
+    }
+
+    fn fail_peer(&mut self, now: Timestamp, peer: &Key, weight: u32) {
+        self.scores.on_failure(peer, weight, now);
+        let removal = self.table.failed(peer, |k| self.scores.rtt(k));
+        self.on_removal(removal);
+    }
+
+    fn on_removal(&mut self, removal: Option<Removal<A>>) {
+        if let Some(Removal { removed, promoted }) = removal {
+            self.events.push_back(Event::PeerRemoved { peer: removed });
+            if let Some(peer) = promoted {
+                self.events.push_back(Event::PeerAdded { peer });
+            }
+        }
+    }
+
+    // ---- records ------------------------------------------------------------------------------
+
+    fn check_record(&self, now: Timestamp, record: &SignedRecord) -> Result<(), RecordError> {
+        let limits = &self.config.store;
+        if record.value.len() > limits.max_value_bytes {
+            return Err(RecordError::TooLarge {
+                len: record.value.len(),
+                max: limits.max_value_bytes,
+            });
+        }
+        if record.expires > now + limits.max_record_ttl {
+            return Err(RecordError::TooLong {
+                max_secs: limits.max_record_ttl.as_secs(),
+            });
+        }
+        record.verify(now)
+    }
+
+    fn accept_record(&mut self, now: Timestamp, record: SignedRecord) -> Result<Key, RemoteError> {
+        self.check_record(now, &record)
+            .map_err(|_| RemoteError::InvalidRecord)?;
+        let key = record.key();
+        match self.store.put(record) {
+            Ok(()) => Ok(key),
+            Err(StoreError::Stale { held }) => Err(RemoteError::StaleRecord { held }),
+            Err(StoreError::Full) => Err(RemoteError::StoreFull),
+        }
+    }
+
+    // ---- housekeeping -------------------------------------------------------------------------
+
+    fn run_jobs(&mut self, now: Timestamp) {
+        if now < self.next_jobs {
+            return;
+        }
+        self.next_jobs = now + JOBS_INTERVAL;
+        self.store.remove_expired(now);
+        if let Some(interval) = self.config.refresh_interval {
+            self.refresh_older_than(now, interval);
+        }
+    }
+
+    fn refresh_older_than(&mut self, now: Timestamp, interval: Duration) -> usize {
+        let mut started = 0;
+        for bucket in self.table.stale_buckets(now, interval) {
+            let target = self.local.random_in_bucket(bucket, &mut self.rng);
+            if self
+                .start(now, Kind::Refresh, target, Vec::new(), true)
+                .is_err()
+            {
+                break;
+            }
+            started += 1;
+        }
+        started
+    }
+}

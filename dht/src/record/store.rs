@@ -1,0 +1,223 @@
+//! Where a peer keeps the records others asked it to hold: a trait, and a bounded in-memory
+//! implementation. The engine only calls the trait, so a node may keep records on disk.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::StoreLimits;
+use crate::{Contact, Key, SignedRecord, Timestamp};
+
+/// "This peer holds the content under this key", until `expires`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ProviderRecord<A> {
+    /// The provider.
+    pub provider: Contact<A>,
+    /// When the announcement lapses.
+    pub expires: Timestamp,
+}
+
+/// Why the store refused a record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store already has a record with a higher sequence, or the same sequence with another
+    /// value.
+    #[error("a record with sequence {held} is already stored; publish with a higher sequence")]
+    Stale {
+        /// The sequence held.
+        held: u64,
+    },
+    /// The store is full.
+    #[error("record store is full")]
+    Full,
+}
+
+/// Storage of signed and provider records. Signatures and lifetimes are checked by the engine
+/// before `put`; the store enforces sequence order and its own capacity.
+pub trait RecordStore<A> {
+    /// The record under `key`, if one is stored and live at `now`.
+    fn get(&self, key: &Key, now: Timestamp) -> Option<&SignedRecord>;
+    /// Stores `record`, unless one with a higher sequence (or the same sequence and another value)
+    /// is held.
+    fn put(&mut self, record: SignedRecord) -> Result<(), StoreError>;
+    /// Adds or refreshes a provider of `key`.
+    fn add_provider(&mut self, key: Key, record: ProviderRecord<A>) -> Result<(), StoreError>;
+    /// Providers of `key` live at `now`.
+    fn providers(&self, key: &Key, now: Timestamp) -> Vec<Contact<A>>;
+    /// Drops everything expired at `now`.
+    fn remove_expired(&mut self, now: Timestamp);
+    /// Number of signed records held.
+    fn record_count(&self) -> usize;
+}
+
+/// A [`RecordStore`] in memory, bounded by [`StoreLimits`].
+#[derive(Debug)]
+pub struct MemoryRecordStore<A> {
+    limits: StoreLimits,
+    records: HashMap<Key, SignedRecord>,
+    // BTreeMap so that iteration (and so eviction) order is deterministic.
+    providers: BTreeMap<Key, Vec<ProviderRecord<A>>>,
+}
+
+impl<A> MemoryRecordStore<A> {
+    /// An empty store with these limits.
+    pub fn new(limits: StoreLimits) -> Self {
+        Self {
+            limits,
+            records: HashMap::new(),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+impl<A: Clone + PartialEq> RecordStore<A> for MemoryRecordStore<A> {
+    fn get(&self, key: &Key, now: Timestamp) -> Option<&SignedRecord> {
+        self.records.get(key).filter(|r| r.expires > now)
+    }
+
+    fn put(&mut self, record: SignedRecord) -> Result<(), StoreError> {
+        let key = record.key();
+        match self.records.get(&key) {
+            Some(held) if held.sequence > record.sequence => {
+                return Err(StoreError::Stale {
+                    held: held.sequence,
+                });
+            }
+            Some(held) if held.sequence == record.sequence && held.value != record.value => {
+                return Err(StoreError::Stale {
+                    held: held.sequence,
+                });
+            }
+            Some(_) => {}
+            None if self.records.len() >= self.limits.max_records => return Err(StoreError::Full),
+            None => {}
+        }
+        self.records.insert(key, record);
+        Ok(())
+    }
+
+    fn add_provider(&mut self, key: Key, record: ProviderRecord<A>) -> Result<(), StoreError> {
+        if !self.providers.contains_key(&key)
+            && self.providers.len() >= self.limits.max_provider_keys
+        {
+            return Err(StoreError::Full);
+        }
+        let list = self.providers.entry(key).or_default();
+        if let Some(existing) = list
+            .iter_mut()
+            .find(|p| p.provider.id == record.provider.id)
+        {
+            *existing = record;
+            return Ok(());
+        }
+        if list.len() >= self.limits.max_providers_per_key {
+            // Keep the announcements that will live longest.
+            let (i, soonest) = list
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, p)| p.expires)
+                .map(|(i, p)| (i, p.expires))
+                .expect("list is full, so not empty");
+            if soonest >= record.expires {
+                return Err(StoreError::Full);
+            }
+            list.remove(i);
+        }
+        list.push(record);
+        Ok(())
+    }
+
+    fn providers(&self, key: &Key, now: Timestamp) -> Vec<Contact<A>> {
+        self.providers
+            .get(key)
+            .map(|l| {
+                l.iter()
+                    .filter(|p| p.expires > now)
+                    .map(|p| p.provider.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn remove_expired(&mut self, now: Timestamp) {
+        self.records.retain(|_, r| r.expires > now);
+        self.providers.retain(|_, l| {
+            l.retain(|p| p.expires > now);
+            !l.is_empty()
+        });
+    }
+
+    fn record_count(&self) -> usize {
+        self.records.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn rec(secret: u8, seq: u64, value: &[u8]) -> SignedRecord {
+        SignedRecord::sign(
+            &[secret; 32],
+            value.to_vec(),
+            seq,
+            Timestamp::from_micros(10_000_000),
+        )
+    }
+
+    #[test]
+    fn sequence_only_moves_forward() {
+        let mut s: MemoryRecordStore<u32> = MemoryRecordStore::new(StoreLimits::default());
+        let now = Timestamp::EPOCH;
+        s.put(rec(1, 5, b"a")).unwrap();
+        assert_eq!(s.put(rec(1, 4, b"old")), Err(StoreError::Stale { held: 5 }));
+        assert_eq!(
+            s.put(rec(1, 5, b"other")),
+            Err(StoreError::Stale { held: 5 })
+        );
+        s.put(rec(1, 5, b"a")).unwrap();
+        s.put(rec(1, 6, b"b")).unwrap();
+        let key = rec(1, 0, b"").key();
+        assert_eq!(s.get(&key, now).unwrap().value, b"b");
+        assert!(s.get(&key, Timestamp::from_micros(10_000_000)).is_none());
+    }
+
+    #[test]
+    fn limits_hold() {
+        let limits = StoreLimits {
+            max_records: 2,
+            max_provider_keys: 1,
+            max_providers_per_key: 2,
+            ..StoreLimits::default()
+        };
+        let mut s: MemoryRecordStore<u32> = MemoryRecordStore::new(limits);
+        s.put(rec(1, 1, b"")).unwrap();
+        s.put(rec(2, 1, b"")).unwrap();
+        assert_eq!(s.put(rec(3, 1, b"")), Err(StoreError::Full));
+        assert_eq!(s.record_count(), 2);
+        let key = Key::hash(b"content");
+        let t = |s| Timestamp::EPOCH + Duration::from_secs(s);
+        let p = |n: u8, e| ProviderRecord {
+            provider: Contact::new(Key::hash(&[n]), u32::from(n)),
+            expires: t(e),
+        };
+        s.add_provider(key, p(1, 10)).unwrap();
+        s.add_provider(key, p(2, 20)).unwrap();
+        // Full: a longer-lived announcement replaces the soonest to lapse; a shorter one is refused.
+        assert_eq!(s.add_provider(key, p(3, 5)), Err(StoreError::Full));
+        s.add_provider(key, p(3, 30)).unwrap();
+        let ids: Vec<u32> = s
+            .providers(&key, t(0))
+            .into_iter()
+            .map(|c| c.addr)
+            .collect();
+        assert_eq!(ids, vec![2, 3]);
+        assert_eq!(
+            s.add_provider(Key::hash(b"other"), p(1, 10)),
+            Err(StoreError::Full)
+        );
+        s.remove_expired(t(25));
+        assert_eq!(s.providers(&key, t(25)).len(), 1);
+        s.remove_expired(t(100));
+        assert_eq!(s.record_count(), 0);
+    }
+}
