@@ -1,0 +1,437 @@
+//! The figures of a run: a [`Report`] computed from the finished simulation, printed as a table
+//! for people or serialised as one JSON object for scripts.
+//!
+//! Everything here is a function of the seed and the scenario. The three figures that are not
+//! (wall time, event rate, peak memory) are added by the binary, outside this crate's
+//! deterministic core.
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Serialize, Serializer};
+
+use crate::sim::Simulator;
+use crate::workload::Phase;
+use crate::{AdversaryKind, Churn, JoinMode, Workload};
+
+/// Pairs sampled for the median round trip.
+const RTT_SAMPLES: usize = 20_001;
+
+/// The deterministic figures of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Nodes at the start, adversaries included.
+    pub nodes: usize,
+    /// Lookups in the workload.
+    pub lookups: usize,
+    /// The seed.
+    pub seed: u64,
+    /// What the lookups asked.
+    pub workload: Workload,
+    /// How the network was formed.
+    pub join: JoinMode,
+    /// Message loss probability.
+    pub loss: f64,
+    /// Churn settings, if any.
+    pub churn: Option<Churn>,
+    /// Fraction of adversaries.
+    pub adversaries: f64,
+    /// Their kind, when there are any.
+    pub adversary_kind: Option<AdversaryKind>,
+    /// The engine's disjoint paths.
+    pub disjoint_paths: usize,
+    /// The engine's α.
+    pub alpha: usize,
+    /// The engine's k.
+    pub k: usize,
+    /// The engine's timeout floor, in ms.
+    pub timeout_min_ms: f64,
+    /// Length of the partition, in seconds.
+    pub partition_seconds: Option<f64>,
+    /// Length of the workload, in seconds of virtual time.
+    pub duration_seconds: f64,
+    /// Share of finished lookups that found their target (node lookups) or read the genuine
+    /// record (record lookups). Lookups that could not succeed are left out: those whose target
+    /// was across the partition while it lasted.
+    pub success_rate: Option<f64>,
+    /// Mean share of the true k closest live honest nodes (reachable from the origin) that a
+    /// node lookup returned.
+    pub closest_recall: Option<f64>,
+    /// Median lookup hops to the closest peer found (1 = a peer the origin knew).
+    pub hops_p50: Option<u32>,
+    /// 95th percentile of hops.
+    pub hops_p95: Option<u32>,
+    /// Median lookup latency, in ms of virtual time.
+    pub latency_ms_p50: Option<f64>,
+    /// 95th percentile of lookup latency.
+    pub latency_ms_p95: Option<f64>,
+    /// Median round trip between two random live nodes (without jitter), in ms.
+    pub rtt_ms_p50: f64,
+    /// Mean requests a lookup sent (each one request/response exchange).
+    pub messages_per_lookup: Option<f64>,
+    /// Lookups that finished.
+    pub lookups_finished: usize,
+    /// Lookups that ended by the engine's `query_timeout`.
+    pub lookups_timed_out: usize,
+    /// Lookups whose origin went offline before they finished.
+    pub lookups_abandoned: usize,
+    /// Lookups the engine refused to start (too many queries in progress).
+    pub lookups_refused: usize,
+    /// Partition breakdown, in a run with one.
+    pub partition: Option<PartitionReport>,
+    /// Records published before the workload.
+    pub records_published: usize,
+    /// Mean number of peers that accepted a published record.
+    pub record_replicas_mean: Option<f64>,
+    /// Nodes that joined during the run (churn).
+    pub joins: u64,
+    /// Nodes that left during the run (churn).
+    pub leaves: u64,
+    /// Honest nodes online at the end.
+    pub honest_online_at_end: usize,
+    /// Requests sent by all engines, maintenance (joins, bucket refreshes, probes) included.
+    pub requests_total: u64,
+    /// Of `requests_total`, pings (liveness probes of routing-table entries).
+    pub requests_ping: u64,
+    /// Of `requests_ping`, those a node sent while answering a ping: a probe that made its
+    /// receiver probe in turn (the receiver's bucket for the prober was full).
+    pub requests_ping_after_ping: u64,
+    /// `requests_total` per honest node per hour of virtual time.
+    pub requests_per_node_hour: f64,
+    /// Requests and responses lost (loss, partition, offline or missing peers).
+    pub messages_lost: u64,
+    /// Events the simulator ran.
+    pub events: u64,
+    /// Virtual time at the end, in seconds.
+    pub sim_seconds: f64,
+}
+
+/// Success of lookups by when they started relative to the partition and whether origin and
+/// target were on the same side while it lasted.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionReport {
+    /// Success rate of lookups started before the partition.
+    pub before: Option<f64>,
+    /// Success of lookups started during it between nodes on the same side.
+    pub during_same_side: Option<f64>,
+    /// Success of lookups started during it across the cut (expected 0: unreachable).
+    pub during_cross_side: Option<f64>,
+    /// Success of lookups started after it healed between nodes that were on opposite sides.
+    pub after_cross_side: Option<f64>,
+    /// Success of all lookups started after it healed.
+    pub after: Option<f64>,
+}
+
+impl Report {
+    pub(crate) fn new(sim: &Simulator) -> Self {
+        let s = &sim.scenario;
+        let runs = &sim.work.lookups;
+        let finished: Vec<_> = runs.iter().filter_map(|r| r.outcome).collect();
+        // Judged lookups: finished, and their target was reachable when they started.
+        let judged: Vec<_> = runs
+            .iter()
+            .filter(|r| !r.cross)
+            .filter_map(|r| r.outcome)
+            .collect();
+        let success_rate = rate(judged.iter().map(|o| o.success));
+        let recalls: Vec<f64> = judged.iter().filter_map(|o| o.recall).collect();
+        let closest_recall = mean(&recalls);
+        let mut hops: Vec<u32> = finished.iter().map(|o| o.stats.hops).collect();
+        hops.sort_unstable();
+        let mut latency: Vec<Duration> = finished.iter().map(|o| o.stats.duration).collect();
+        latency.sort_unstable();
+        let requests: Vec<f64> = finished
+            .iter()
+            .map(|o| f64::from(o.stats.requests))
+            .collect();
+        let partition = s.partition.map(|_| {
+            let phase = |p: Phase, cross: Option<bool>| {
+                rate(
+                    runs.iter()
+                        .filter(|r| r.origin.is_some() && r.phase == p)
+                        .filter(|r| cross.is_none_or(|c| r.cross == c))
+                        .filter_map(|r| r.outcome.map(|o| o.success)),
+                )
+            };
+            let after_cross = rate(
+                runs.iter()
+                    .filter(|r| r.phase == Phase::After && r.opposite_sides)
+                    .filter_map(|r| r.outcome.map(|o| o.success)),
+            );
+            PartitionReport {
+                before: phase(Phase::Before, None),
+                during_same_side: phase(Phase::During, Some(false)),
+                during_cross_side: phase(Phase::During, Some(true)),
+                after_cross_side: after_cross,
+                after: phase(Phase::After, None),
+            }
+        });
+        let puts: Vec<f64> = sim
+            .work
+            .puts
+            .iter()
+            .map(|p| p.unwrap_or(0) as f64)
+            .collect();
+        let sim_seconds = sim.now.as_micros() as f64 / 1e6;
+        let node_hours = (s.nodes - s.adversary_count()) as f64 * sim_seconds / 3600.0;
+        let adversaries = s.adversary_count() as f64 / s.nodes.max(1) as f64;
+        Self {
+            nodes: s.nodes,
+            lookups: s.lookups,
+            seed: s.seed,
+            workload: s.workload(),
+            join: s.join,
+            loss: s.loss,
+            churn: s.churn,
+            adversaries: round(adversaries),
+            adversary_kind: (s.adversary_count() > 0).then_some(s.adversary_kind),
+            disjoint_paths: s.disjoint_paths,
+            alpha: s.alpha,
+            k: s.k,
+            timeout_min_ms: ms(s.timeout_min),
+            partition_seconds: s.partition.map(|p| p.as_secs_f64()),
+            duration_seconds: s.workload_duration().as_secs_f64(),
+            success_rate,
+            closest_recall: closest_recall.map(round),
+            hops_p50: percentile(&hops, 50.0).copied(),
+            hops_p95: percentile(&hops, 95.0).copied(),
+            latency_ms_p50: percentile(&latency, 50.0).map(|d| ms(*d)),
+            latency_ms_p95: percentile(&latency, 95.0).map(|d| ms(*d)),
+            rtt_ms_p50: median_rtt(sim),
+            messages_per_lookup: mean(&requests).map(round),
+            lookups_finished: finished.len(),
+            lookups_timed_out: finished.iter().filter(|o| o.stats.timed_out).count(),
+            lookups_abandoned: runs
+                .iter()
+                .filter(|r| r.origin.is_some() && r.outcome.is_none() && !r.refused)
+                .count(),
+            lookups_refused: runs.iter().filter(|r| r.refused).count(),
+            partition,
+            records_published: sim.work.records.len(),
+            record_replicas_mean: mean(&puts).map(round),
+            joins: sim.counters.joins,
+            leaves: sim.counters.leaves,
+            honest_online_at_end: sim.honest_online(),
+            requests_total: sim.counters.requests,
+            requests_ping: sim.counters.pings,
+            requests_ping_after_ping: sim.counters.ping_after_ping,
+            requests_per_node_hour: round(sim.counters.requests as f64 / node_hours.max(1e-9)),
+            messages_lost: sim.counters.lost,
+            events: sim.counters.events,
+            sim_seconds: round(sim_seconds),
+        }
+    }
+
+    /// The report as a table for a terminal, one figure a line.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let mut row = |name: &str, value: String| {
+            let _ = writeln!(out, "  {name:<28} {value}");
+        };
+        let opt = |v: Option<f64>, unit: &str| match v {
+            Some(v) => format!("{v:.4}{unit}"),
+            None => "-".to_string(),
+        };
+        let pct = |v: Option<f64>| match v {
+            Some(v) => format!("{:.2} %", v * 100.0),
+            None => "-".to_string(),
+        };
+        row("nodes", self.nodes.to_string());
+        row(
+            "lookups",
+            format!("{} ({:?})", self.lookups, self.workload).to_lowercase(),
+        );
+        row("seed", self.seed.to_string());
+        row("join", format!("{:?}", self.join).to_lowercase());
+        row("loss", format!("{:.2} %", self.loss * 100.0));
+        row(
+            "churn",
+            match &self.churn {
+                Some(c) => format!(
+                    "mean session {} s, {:?}",
+                    c.mean_session.as_secs(),
+                    c.distribution
+                )
+                .to_lowercase(),
+                None => "none".into(),
+            },
+        );
+        row(
+            "adversaries",
+            match self.adversary_kind {
+                Some(kind) => format!("{:.1} % {kind:?}", self.adversaries * 100.0).to_lowercase(),
+                None => "none".into(),
+            },
+        );
+        row(
+            "engine",
+            format!(
+                "k = {}, alpha = {}, disjoint paths = {}, timeout floor {} ms",
+                self.k, self.alpha, self.disjoint_paths, self.timeout_min_ms
+            ),
+        );
+        if let Some(p) = self.partition_seconds {
+            row("partition", format!("{p} s"));
+        }
+        row("workload length", format!("{} s", self.duration_seconds));
+        row("", String::new());
+        row("success rate", pct(self.success_rate));
+        row("closest recall", pct(self.closest_recall));
+        row(
+            "hops p50 / p95",
+            format!("{} / {}", show(self.hops_p50), show(self.hops_p95)),
+        );
+        row(
+            "latency p50 / p95",
+            format!(
+                "{} / {}",
+                opt(self.latency_ms_p50, " ms"),
+                opt(self.latency_ms_p95, " ms")
+            ),
+        );
+        row("median pair rtt", format!("{:.1} ms", self.rtt_ms_p50));
+        row("requests per lookup", opt(self.messages_per_lookup, ""));
+        row(
+            "lookups finished",
+            format!(
+                "{} (timed out {}, abandoned {}, refused {})",
+                self.lookups_finished,
+                self.lookups_timed_out,
+                self.lookups_abandoned,
+                self.lookups_refused
+            ),
+        );
+        if let Some(p) = &self.partition {
+            row("  before partition", pct(p.before));
+            row("  during, same side", pct(p.during_same_side));
+            row("  during, across", pct(p.during_cross_side));
+            row("  after heal, across", pct(p.after_cross_side));
+            row("  after heal, all", pct(p.after));
+        }
+        if self.records_published > 0 {
+            row(
+                "records published",
+                format!(
+                    "{} (mean replicas {})",
+                    self.records_published,
+                    opt(self.record_replicas_mean, "")
+                ),
+            );
+        }
+        if self.churn.is_some() {
+            row(
+                "churn events",
+                format!(
+                    "{} joined, {} left, {} honest online at end",
+                    self.joins, self.leaves, self.honest_online_at_end
+                ),
+            );
+        }
+        row(
+            "requests (all)",
+            format!(
+                "{} ({} pings, {} of them set off by a ping; {:.0} per node-hour), {} lost",
+                self.requests_total,
+                self.requests_ping,
+                self.requests_ping_after_ping,
+                self.requests_per_node_hour,
+                self.messages_lost
+            ),
+        );
+        row(
+            "simulated",
+            format!("{:.1} s, {} events", self.sim_seconds, self.events),
+        );
+        out
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.table())
+    }
+}
+
+/// The median base round trip over random pairs of live nodes, from an RNG of its own so that
+/// measuring it changes nothing else.
+fn median_rtt(sim: &Simulator) -> f64 {
+    let n = sim.all.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(sim.scenario.seed ^ 0x0077_0000);
+    let mut rtts: Vec<Duration> = (0..RTT_SAMPLES)
+        .map(|_| {
+            let a = sim.all.slot_at(rng.random_range(0..n));
+            let b = sim.all.slot_at(rng.random_range(0..n));
+            let (na, nb) = (&sim.nodes[a as usize], &sim.nodes[b as usize]);
+            sim.geo.rtt(a, na.region, b, nb.region)
+        })
+        .collect();
+    rtts.sort_unstable();
+    percentile(&rtts, 50.0).map_or(0.0, |d| ms(*d))
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile<T>(sorted: &[T], p: f64) -> Option<&T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1)
+}
+
+fn rate(outcomes: impl Iterator<Item = bool>) -> Option<f64> {
+    let (mut n, mut ok) = (0usize, 0usize);
+    for o in outcomes {
+        n += 1;
+        ok += usize::from(o);
+    }
+    (n > 0).then(|| round(ok as f64 / n as f64))
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+fn ms(d: Duration) -> f64 {
+    round(d.as_micros() as f64 / 1000.0)
+}
+
+/// Four decimals: enough for any figure here, and short JSON.
+fn round(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+fn show(v: Option<u32>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+/// Serialises a duration as seconds.
+pub(crate) fn as_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Serialises an optional duration as seconds.
+pub(crate) fn as_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(&50));
+        assert_eq!(percentile(&v, 95.0), Some(&95));
+        assert_eq!(percentile(&[7u32], 95.0), Some(&7));
+        assert_eq!(percentile::<u32>(&[], 50.0), None);
+    }
+}

@@ -1,0 +1,312 @@
+//! The workload and how it is judged: records published before the measurement, lookups spread
+//! evenly over it, and each lookup's outcome compared with the simulator's ground truth taken
+//! when it started (the k closest live honest nodes the origin can reach).
+
+use std::time::Duration;
+
+use cairn_dht::{Key, QueryResult, QueryStats, SignedRecord, Timestamp};
+use rand::RngExt;
+
+use crate::sim::{Simulator, Tracked};
+use crate::{AdversaryKind, JoinMode, Report, Scenario, Workload};
+
+/// Records live this long: longer than any run, inside the engine's 7-day limit.
+const RECORD_TTL: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// Records are published this far apart before the measurement starts.
+const PUBLISH_SPACING: Duration = Duration::from_millis(100);
+
+/// After the workload's last lookup starts, wait this long for stragglers: the engine's
+/// `query_timeout` (60 s) and a margin.
+const DRAIN: Duration = Duration::from_secs(70);
+
+/// Runs `scenario` to the end and reports its figures.
+pub fn run(scenario: &Scenario) -> Report {
+    let mut sim = Simulator::new(scenario.clone());
+    if scenario.join == JoinMode::Bootstrap {
+        // Joins are 20 ms apart; each takes a few seconds. Ten minutes of margin.
+        let limit =
+            sim.now + Duration::from_millis(20) * scenario.nodes as u32 + Duration::from_secs(600);
+        sim.run_until(limit, |s| s.joined());
+    }
+    // Let the joins' and warm start's first exchanges settle.
+    let settle = sim.now + Duration::from_secs(10);
+    sim.run_until(settle, |_| false);
+
+    let records = sim.work.records.len();
+    let start = sim.now;
+    for i in 0..records {
+        sim.schedule_publish(start + PUBLISH_SPACING * i as u32, i);
+    }
+    if records > 0 {
+        let limit = start + PUBLISH_SPACING * records as u32 + Duration::from_secs(120);
+        sim.run_until(limit, |s| s.work.puts.iter().all(Option::is_some));
+    }
+
+    let t0 = sim.now;
+    let length = scenario.workload_duration();
+    sim.work.start = t0;
+    let lookups = scenario.lookups;
+    for i in 0..lookups {
+        // Evenly spaced, each in the middle of its share of the workload.
+        let offset = length.mul_f64((2 * i + 1) as f64 / (2 * lookups) as f64);
+        sim.work.lookups.push(LookupRun::default());
+        sim.schedule_lookup(t0 + offset, i);
+    }
+    if let Some(p) = scenario.partition {
+        let cut = t0 + length / 4;
+        sim.work.partition = Some((cut, cut + p));
+        sim.schedule_partition(cut, p);
+    }
+    sim.start_churn();
+    sim.run_until(t0 + length, |_| false);
+    sim.run_until(t0 + length + DRAIN, |s| s.work.unfinished() == 0);
+    Report::new(&sim)
+}
+
+/// Where a lookup started relative to the partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Before the partition, or in a run without one.
+    #[default]
+    Before,
+    /// While the network was split.
+    During,
+    /// After it healed.
+    After,
+}
+
+/// One workload lookup.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LookupRun {
+    /// The origin, once started (`None`: never started, no ready node was online).
+    pub(crate) origin: Option<u32>,
+    pub(crate) target: Option<Key>,
+    /// The record read, for a record lookup.
+    pub(crate) record: Option<usize>,
+    /// The k closest live honest nodes the origin could reach at the start, for a node lookup.
+    pub(crate) truth: Vec<Key>,
+    pub(crate) phase: Phase,
+    /// Origin and target are on opposite sides of the partition line (whether or not it is cut).
+    pub(crate) opposite_sides: bool,
+    /// Origin and target were on opposite sides of the partition while it lasted.
+    pub(crate) cross: bool,
+    /// The engine refused to start it (too many queries).
+    pub(crate) refused: bool,
+    pub(crate) outcome: Option<Outcome>,
+}
+
+/// How a lookup ended.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outcome {
+    pub(crate) success: bool,
+    /// Share of the truth returned (node lookups only).
+    pub(crate) recall: Option<f64>,
+    pub(crate) stats: QueryStats,
+}
+
+/// The workload's state.
+#[derive(Debug, Default)]
+pub(crate) struct Workbook {
+    pub(crate) records: Vec<SignedRecord>,
+    /// Per record, how many peers stored it once its publication finished.
+    pub(crate) puts: Vec<Option<usize>>,
+    pub(crate) lookups: Vec<LookupRun>,
+    pub(crate) start: Timestamp,
+    pub(crate) partition: Option<(Timestamp, Timestamp)>,
+    finished: usize,
+    started: usize,
+}
+
+impl Workbook {
+    pub(crate) fn new(scenario: &Scenario) -> Self {
+        let count = match scenario.workload() {
+            Workload::Node => 0,
+            Workload::Record if scenario.adversary_kind == AdversaryKind::Sybil => 1,
+            Workload::Record => (scenario.lookups / 10).clamp(1, 100),
+        };
+        let records = (0..count as u64)
+            .map(|i| {
+                let mut material = [0u8; 16];
+                material[..8].copy_from_slice(&scenario.seed.to_be_bytes());
+                material[8..].copy_from_slice(&i.to_be_bytes());
+                let secret = *Key::hash(&material).as_bytes();
+                let value = format!("cairn-netsim record {i}").into_bytes();
+                SignedRecord::sign(&secret, value, 1, Timestamp::EPOCH + RECORD_TTL)
+            })
+            .collect();
+        Self {
+            records,
+            puts: vec![None; count],
+            ..Self::default()
+        }
+    }
+
+    /// Lookups started and not yet finished (abandoned ones included).
+    pub(crate) fn unfinished(&self) -> usize {
+        self.started - self.finished
+    }
+}
+
+impl Simulator {
+    /// Publishes record `index` from a random ready honest node.
+    pub(crate) fn publish(&mut self, index: usize) {
+        let Some(origin) = self.random_origin() else {
+            self.work.puts[index] = Some(0);
+            return;
+        };
+        let record = self.work.records[index].clone();
+        let now = self.now;
+        let Some(engine) = self.nodes[origin as usize].engine.as_mut() else {
+            return;
+        };
+        match engine.put_record(now, record) {
+            Ok(q) => {
+                self.tracked.insert((origin, q), Tracked::Publish(index));
+            }
+            Err(_) => self.work.puts[index] = Some(0),
+        }
+        self.flush(origin);
+    }
+
+    /// Starts workload lookup `index`.
+    pub(crate) fn start_lookup(&mut self, index: usize) {
+        let Some(origin) = self.random_origin() else {
+            return;
+        };
+        let k = self.scenario.k;
+        let now = self.now;
+        let phase = match self.work.partition {
+            Some((_, heal)) if now >= heal => Phase::After,
+            Some((cut, _)) if now >= cut => Phase::During,
+            _ => Phase::Before,
+        };
+        let mut run = LookupRun {
+            origin: Some(origin),
+            phase,
+            ..LookupRun::default()
+        };
+        match self.scenario.workload() {
+            Workload::Node => {
+                let Some(target) = self.random_target(origin) else {
+                    return;
+                };
+                let target_id = self.nodes[target as usize].id;
+                run.target = Some(target_id);
+                run.opposite_sides = self.side(origin) != self.side(target);
+                run.cross = phase == Phase::During && run.opposite_sides;
+                run.truth = self
+                    .honest
+                    .closest(&target_id, k, |s| s != origin && !self.cut(origin, s))
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+            }
+            Workload::Record => {
+                let record = if self.scenario.adversary_kind == AdversaryKind::Sybil {
+                    0
+                } else {
+                    self.work_rng.random_range(0..self.work.records.len())
+                };
+                run.record = Some(record);
+                run.target = Some(self.work.records[record].key());
+            }
+        }
+        let Some(target) = run.target else { return };
+        let Some(engine) = self.nodes[origin as usize].engine.as_mut() else {
+            return;
+        };
+        let started = match run.record {
+            Some(_) => engine.get_record(now, target),
+            None => engine.find_node(now, target),
+        };
+        match started {
+            Ok(q) => {
+                self.tracked.insert((origin, q), Tracked::Lookup(index));
+                self.work.started += 1;
+            }
+            Err(_) => run.refused = true,
+        }
+        self.work.lookups[index] = run;
+        self.flush(origin);
+    }
+
+    /// An engine query the simulator tracks has finished.
+    pub(crate) fn on_finished(
+        &mut self,
+        slot: u32,
+        what: Tracked,
+        result: QueryResult<u32>,
+        stats: QueryStats,
+    ) {
+        match what {
+            Tracked::Join => self.on_joined(slot),
+            Tracked::Publish(index) => {
+                let stored = match result {
+                    QueryResult::PutRecord { stored, .. } => stored,
+                    _ => 0,
+                };
+                self.work.puts[index] = Some(stored);
+            }
+            Tracked::Lookup(index) => {
+                let run = &self.work.lookups[index];
+                let (success, recall) = match result {
+                    QueryResult::FindNode { closest, .. } => {
+                        let success = closest.first().map(|c| c.id) == run.target;
+                        let found = run
+                            .truth
+                            .iter()
+                            .filter(|t| closest.iter().any(|c| c.id == **t))
+                            .count();
+                        let recall =
+                            (!run.truth.is_empty()).then(|| found as f64 / run.truth.len() as f64);
+                        (success, recall)
+                    }
+                    QueryResult::GetRecord { record, .. } => {
+                        let want = run.record.map(|r| &self.work.records[r].value);
+                        (record.map(|r| r.value).as_ref() == want, None)
+                    }
+                    _ => (false, None),
+                };
+                self.work.lookups[index].outcome = Some(Outcome {
+                    success,
+                    recall,
+                    stats,
+                });
+                self.work.finished += 1;
+            }
+        }
+    }
+
+    /// A random ready, online honest node, from the workload's RNG.
+    fn random_origin(&mut self) -> Option<u32> {
+        self.random_honest(|n| n.ready, None)
+    }
+
+    /// A random online honest node other than `origin`.
+    fn random_target(&mut self, origin: u32) -> Option<u32> {
+        self.random_honest(|_| true, Some(origin))
+    }
+
+    fn random_honest(
+        &mut self,
+        keep: impl Fn(&crate::sim::Node) -> bool,
+        except: Option<u32>,
+    ) -> Option<u32> {
+        let n = self.honest.len();
+        if n == 0 {
+            return None;
+        }
+        // Bounded tries, then a scan from a random point.
+        for _ in 0..64 {
+            let s = self.honest.slot_at(self.work_rng.random_range(0..n));
+            if keep(&self.nodes[s as usize]) && Some(s) != except {
+                return Some(s);
+            }
+        }
+        let from = self.work_rng.random_range(0..n);
+        (0..n)
+            .map(|i| self.honest.slot_at((from + i) % n))
+            .find(|&s| keep(&self.nodes[s as usize]) && Some(s) != except)
+    }
+}
