@@ -688,7 +688,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                     holders.push(from.clone());
                 }
                 for p in providers.into_iter().take(self.config.k) {
-                    if p.id != self.local {
+                    if p.id != self.local && p.addr.matches_id(&p.id) {
                         holders.push(p);
                     }
                 }

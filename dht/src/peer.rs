@@ -15,6 +15,14 @@ use crate::Key;
 pub trait Address: Clone + Eq + Hash + Debug + Serialize + DeserializeOwned {
     /// The IP address this address reaches, if it has one, for the per-bucket IP-prefix cap.
     fn ip(&self) -> Option<IpAddr>;
+
+    /// Whether this address can belong to the peer with node id `id`. Where the address names
+    /// the peer's public key (a libp2p `PeerId`), a contact whose id does not match is a lie and
+    /// is dropped from lookup answers. Default: always true.
+    fn matches_id(&self, id: &Key) -> bool {
+        let _ = id;
+        true
+    }
 }
 
 /// A peer: its node id (derived from its public key, see [`Key::for_peer`]) and an address.

@@ -1,4 +1,56 @@
-//! A cairn peer. Not built yet: this crate will drive the [`cairn_dht`] engine over libp2p and
-//! keep chunks on disk (see the "real peer" issue). Until then it only re-exports the engine.
+//! A cairn peer: drives the [`cairn_dht`] engine over libp2p, keeps chunks on disk, and puts and
+//! gets content. It is the library apps embed, and what the `cairn` daemon and command line are
+//! built on.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use cairn_node::Node;
+//!
+//! let node = Node::builder()
+//!     .data_dir("/tmp/cairn-a")
+//!     .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
+//!     .bootstrap("/ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooWAbc…".parse()?)
+//!     .spawn()
+//!     .await?;
+//! let put = node.put_file("movie.mkv".as_ref()).await?;
+//! println!("{}", put.id); // cairn1…
+//! node.get_to_file(put.id, "copy.mkv".as_ref()).await?;
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! How it is built (see `shared/DESIGN.md`): a [`Node`] is a cheap handle that sends commands to
+//! one driver task, which owns the libp2p swarm and the engine. Every protocol decision (which
+//! peers hold a chunk, who to ask, when a peer is dead or lying) is the engine's; this crate
+//! moves bytes: the wire ([`protocol`]), the disk ([`store`]), chunking and manifests, and put
+//! and get.
+//!
+//! The engine decides placement with [`cairn_dht::Dht::place`]: each chunk goes to the
+//! `replication` closest live peers to its hash. The node that puts content keeps it pinned. A
+//! get fetches from the holders [`cairn_dht::Dht::find_holders`] finds, ranked by reliability and
+//! round trip, caches what it fetched, and announces itself as a holder.
+
+
+pub mod chunker;
+mod driver;
+mod error;
+pub mod fsutil;
+mod get;
+mod id;
+pub mod manifest;
+mod node;
+pub mod protocol;
+mod put;
+pub mod store;
 
 pub use cairn_dht as dht;
+pub use driver::{NetworkStatus, PeerInfo};
+pub use error::{GetError, NameError, NodeStopped, PutError, SpawnError};
+pub use get::{FETCH_WINDOW, GetReader, GetSummary, Resolved};
+pub use id::{CONTENT_ID_PREFIX, ContentId, ContentIdError};
+pub use libp2p::{Multiaddr, PeerId};
+pub use manifest::{EntryKind, Manifest, ManifestError};
+pub use node::{
+    DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, Node, NodeBuilder, NodeStats,
+};
+pub use put::{Progress, ProgressFn, PutSummary, REPLICATION_WINDOW};

@@ -215,7 +215,7 @@ impl<A: Address> Lookup<A> {
     }
 
     fn offer(&mut self, path: PathId, contact: Contact<A>, hop: u32) {
-        if contact.id == self.local {
+        if contact.id == self.local || !contact.addr.matches_id(&contact.id) {
             return;
         }
         let distance = self.target.distance(&contact.id);

@@ -1,0 +1,649 @@
+//! The driver: one task that owns the libp2p swarm and the DHT engine, and `select!`s over
+//! commands from [`crate::Node`] handles, swarm events, finished store work and the engine's
+//! timer. It makes no protocol decision: it feeds the engine and carries out what it says.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_dht::{
+    Contact, Dht, Event, Key, QueryId, QueryResult, RequestId, SignedRecord, Timestamp,
+};
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, trace, warn};
+
+use crate::protocol::{
+    Behaviour, BehaviourEvent, ChunkRequest, ChunkResponse, PeerAddr, is_shareable, node_id,
+};
+use crate::store::{Reason, Store};
+
+/// Commands queued from handles to the driver at most.
+pub(crate) const COMMAND_QUEUE: usize = 256;
+/// Finished store jobs queued at most.
+const DONE_QUEUE: usize = 256;
+
+/// The engine's clock: wall time at start plus a monotonic clock, so it never goes backwards.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    start: Instant,
+    start_unix: Timestamp,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            start: Instant::now(),
+            start_unix: Timestamp::from_unix(unix),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.start_unix + self.start.elapsed()
+    }
+
+    fn instant(&self, t: Timestamp) -> Instant {
+        self.start + t.saturating_duration_since(self.start_unix)
+    }
+}
+
+/// Where a chunk should go, as the engine decided.
+#[derive(Debug)]
+pub(crate) struct Placement {
+    pub(crate) peers: Vec<PeerAddr>,
+    pub(crate) local: bool,
+}
+
+/// Why a transfer with a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransferError {
+    #[error("peer does not have the chunk")]
+    NotFound,
+    #[error("peer refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Network(String),
+    #[error("unexpected answer")]
+    Protocol,
+}
+
+/// What the network looks like from here.
+#[derive(Clone, Debug)]
+pub struct NetworkStatus {
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// Addresses it listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers in the DHT routing table.
+    pub routing_table: usize,
+    /// Peers with an open connection.
+    pub connected: usize,
+    /// Times a peer sent chunk bytes that did not match their id (and was penalised).
+    pub penalised: u64,
+}
+
+/// A peer in the routing table.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Its address.
+    pub addr: Multiaddr,
+    /// Smoothed round trip, once measured.
+    pub rtt: Option<Duration>,
+    /// Whether a connection is open.
+    pub connected: bool,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+pub(crate) enum Command {
+    Bootstrap {
+        seeds: Vec<PeerAddr>,
+        reply: Reply<Result<usize, String>>,
+    },
+    Place {
+        key: Key,
+        reply: Reply<Result<Placement, String>>,
+    },
+    FindHolders {
+        key: Key,
+        reply: Reply<Result<Vec<PeerAddr>, String>>,
+    },
+    Announce {
+        key: Key,
+    },
+    Hold {
+        key: Key,
+    },
+    SendChunk {
+        to: PeerAddr,
+        id: Key,
+        bytes: Vec<u8>,
+        reply: Reply<Result<(), TransferError>>,
+    },
+    FetchChunk {
+        from: PeerAddr,
+        id: Key,
+        reply: Reply<Result<Vec<u8>, TransferError>>,
+    },
+    Misbehaved {
+        peer: PeerId,
+    },
+    PutRecord {
+        record: SignedRecord,
+        reply: Reply<Result<usize, String>>,
+    },
+    GetRecord {
+        key: Key,
+        reply: Reply<Result<Option<SignedRecord>, String>>,
+    },
+    Status {
+        reply: Reply<NetworkStatus>,
+    },
+    Peers {
+        reply: Reply<Vec<PeerInfo>>,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+/// A query waiting for its engine event.
+enum Waiter {
+    Bootstrap(Reply<Result<usize, String>>),
+    Place(Reply<Result<Placement, String>>),
+    Holders(Reply<Result<Vec<PeerAddr>, String>>),
+    PutRecord(Reply<Result<usize, String>>),
+    GetRecord(Reply<Result<Option<SignedRecord>, String>>),
+    Background,
+}
+
+/// Store work done off the driver task, handed back to answer a peer.
+enum Done {
+    Respond(ResponseChannel<ChunkResponse>, ChunkResponse),
+    Stored(ResponseChannel<ChunkResponse>, Key, ChunkResponse),
+}
+
+pub(crate) struct Driver {
+    swarm: Swarm<Behaviour>,
+    engine: Dht<PeerAddr>,
+    store: Store,
+    clock: Clock,
+    commands: mpsc::Receiver<Command>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
+    waiters: HashMap<QueryId, Waiter>,
+    kad_out: HashMap<OutboundRequestId, RequestId>,
+    chunk_out: HashMap<OutboundRequestId, ChunkWaiter>,
+    /// A dialable address per peer: what identify reported, or what we dialed.
+    listen: HashMap<PeerId, Multiaddr>,
+    /// The remote address of a connected peer, if no better one is known.
+    remote: HashMap<PeerId, Multiaddr>,
+    penalised: u64,
+}
+
+enum ChunkWaiter {
+    Send(Reply<Result<(), TransferError>>),
+    Fetch(Reply<Result<Vec<u8>, TransferError>>),
+}
+
+impl Driver {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        engine: Dht<PeerAddr>,
+        store: Store,
+        clock: Clock,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
+        Self {
+            swarm,
+            engine,
+            store,
+            clock,
+            commands,
+            done_tx,
+            done_rx,
+            waiters: HashMap::new(),
+            kad_out: HashMap::new(),
+            chunk_out: HashMap::new(),
+            listen: HashMap::new(),
+            remote: HashMap::new(),
+            penalised: 0,
+        }
+    }
+
+    /// Runs until a shutdown command or until every handle is dropped.
+    pub(crate) async fn run(mut self) {
+        let timer = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(timer);
+        loop {
+            self.flush();
+            if let Some(t) = self.engine.poll_timeout() {
+                timer.as_mut().reset(self.clock.instant(t).into());
+            }
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                () = &mut timer => {
+                    let now = self.clock.now();
+                    self.engine.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    /// Drains the engine: sends its requests, acts on its events.
+    fn flush(&mut self) {
+        while let Some(t) = self.engine.poll_transmit() {
+            let peer = t.to.addr.peer;
+            if !self.swarm.is_connected(&peer) {
+                self.swarm.add_peer_address(peer, t.to.addr.addr.clone());
+            }
+            let out = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .send_request(&peer, t.request);
+            self.kad_out.insert(out, t.id);
+        }
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::QueryFinished { id, result, stats } => {
+                    trace!(?id, ?stats, "query finished");
+                    self.on_query_finished(id, result);
+                }
+                Event::PeerAdded { peer } => debug!(peer = %peer.addr.peer, "routing table: added"),
+                Event::PeerRemoved { peer } => {
+                    debug!(peer = %peer.addr.peer, "routing table: removed")
+                }
+                Event::RecordStored { key, .. } => debug!(%key, "stored a record for a peer"),
+            }
+        }
+    }
+
+    fn on_query_finished(&mut self, id: QueryId, result: QueryResult<PeerAddr>) {
+        let Some(waiter) = self.waiters.remove(&id) else {
+            return;
+        };
+        let addrs = |v: Vec<Contact<PeerAddr>>| v.into_iter().map(|c| c.addr).collect::<Vec<_>>();
+        match (waiter, result) {
+            (Waiter::Bootstrap(reply), QueryResult::Bootstrap { closest }) => {
+                let _ = reply.send(Ok(closest.len()));
+            }
+            (Waiter::Place(reply), QueryResult::Placement { peers, local, .. }) => {
+                let _ = reply.send(Ok(Placement {
+                    peers: addrs(peers),
+                    local,
+                }));
+            }
+            (Waiter::Holders(reply), QueryResult::Holders { mut holders, .. }) => {
+                self.engine.rank(&mut holders);
+                let _ = reply.send(Ok(addrs(holders)));
+            }
+            (Waiter::PutRecord(reply), QueryResult::PutRecord { stored, .. }) => {
+                let _ = reply.send(Ok(stored));
+            }
+            (Waiter::GetRecord(reply), QueryResult::GetRecord { record, .. }) => {
+                let _ = reply.send(Ok(record));
+            }
+            (Waiter::Background, _) => {}
+            (_, other) => warn!(?other, "query finished with an unexpected result"),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = self.clock.now();
+        match command {
+            Command::Bootstrap { seeds, reply } => {
+                for s in &seeds {
+                    self.listen.insert(s.peer, s.addr.clone());
+                }
+                let contacts = seeds.into_iter().map(|a| Contact::new(node_id(&a.peer), a));
+                match self.engine.bootstrap(now, contacts) {
+                    Ok(id) => {
+                        self.waiters.insert(id, Waiter::Bootstrap(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            Command::Place { key, reply } => match self.engine.place(now, key) {
+                Ok(id) => {
+                    self.waiters.insert(id, Waiter::Place(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Command::FindHolders { key, reply } => match self.engine.find_holders(now, key) {
+                Ok(id) => {
+                    self.waiters.insert(id, Waiter::Holders(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Command::Announce { key } => {
+                if let Ok(id) = self.engine.announce(now, key) {
+                    self.waiters.insert(id, Waiter::Background);
+                }
+            }
+            Command::Hold { key } => self.engine.hold(key),
+            Command::SendChunk {
+                to,
+                id,
+                bytes,
+                reply,
+            } => {
+                self.swarm.add_peer_address(to.peer, to.addr);
+                let out = self
+                    .swarm
+                    .behaviour_mut()
+                    .chunk
+                    .send_request(&to.peer, ChunkRequest::Store { id, bytes });
+                self.chunk_out.insert(out, ChunkWaiter::Send(reply));
+            }
+            Command::FetchChunk { from, id, reply } => {
+                self.swarm.add_peer_address(from.peer, from.addr);
+                let out = self
+                    .swarm
+                    .behaviour_mut()
+                    .chunk
+                    .send_request(&from.peer, ChunkRequest::Get { id });
+                self.chunk_out.insert(out, ChunkWaiter::Fetch(reply));
+            }
+            Command::Misbehaved { peer } => {
+                self.penalised += 1;
+                self.engine.report_misbehaviour(now, &node_id(&peer));
+            }
+            Command::PutRecord { record, reply } => match self.engine.put_record(now, record) {
+                Ok(id) => {
+                    self.waiters.insert(id, Waiter::PutRecord(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Command::GetRecord { key, reply } => match self.engine.get_record(now, key) {
+                Ok(id) => {
+                    self.waiters.insert(id, Waiter::GetRecord(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Command::Status { reply } => {
+                let _ = reply.send(NetworkStatus {
+                    peer_id: *self.swarm.local_peer_id(),
+                    listen_addrs: self.swarm.listeners().cloned().collect(),
+                    routing_table: self.engine.routing_table_len(),
+                    connected: self.swarm.connected_peers().count(),
+                    penalised: self.penalised,
+                });
+            }
+            Command::Peers { reply } => {
+                let peers = self
+                    .engine
+                    .routing_peers()
+                    .map(|c| PeerInfo {
+                        peer_id: c.addr.peer,
+                        addr: c.addr.addr.clone(),
+                        rtt: self
+                            .engine
+                            .peer_score(&c.id)
+                            .and_then(|s| s.rtt)
+                            .map(|r| r.srtt()),
+                        connected: self.swarm.is_connected(&c.addr.peer),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        let now = self.clock.now();
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(now, event),
+            SwarmEvent::Behaviour(BehaviourEvent::Chunk(event)) => self.on_chunk(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                self.engine.handle_rtt(now, &node_id(&peer), rtt);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let shareable: Vec<Multiaddr> =
+                    info.listen_addrs.into_iter().filter(is_shareable).collect();
+                // Prefer QUIC (one socket: the address a peer dials from is the one it listens on).
+                let best = shareable
+                    .iter()
+                    .find(|a| {
+                        a.iter()
+                            .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
+                    })
+                    .or(shareable.first())
+                    .cloned();
+                for a in shareable {
+                    self.swarm.add_peer_address(peer_id, a);
+                }
+                if let Some(best) = best {
+                    self.listen.insert(peer_id, best);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let addr = endpoint.get_remote_address().clone();
+                if endpoint.is_dialer() {
+                    self.listen.entry(peer_id).or_insert(addr);
+                } else {
+                    self.remote.insert(peer_id, addr);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.remote.remove(&peer_id);
+                if !self.engine.contains_peer(&node_id(&peer_id)) {
+                    self.listen.remove(&peer_id);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => debug!(%address, "listening"),
+            other => trace!(?other, "swarm event"),
+        }
+    }
+
+    fn on_kad(
+        &mut self,
+        now: Timestamp,
+        event: request_response::Event<cairn_dht::Request, cairn_dht::Response<PeerAddr>>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let Some(addr) = self
+                        .listen
+                        .get(&peer)
+                        .or_else(|| self.remote.get(&peer))
+                        .cloned()
+                    else {
+                        return; // no address at all: cannot happen on an open connection
+                    };
+                    let from = Contact::new(node_id(&peer), PeerAddr { peer, addr });
+                    let response = self.engine.handle_request(now, from, request);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .send_response(channel, response);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(id) = self.kad_out.remove(&request_id) {
+                        self.engine.handle_response(now, id, response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                debug!(%peer, %error, "dht request failed");
+                if let Some(id) = self.kad_out.remove(&request_id) {
+                    self.engine.handle_failure(now, id);
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound dht request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_chunk(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.serve_chunk(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => match (self.chunk_out.remove(&request_id), response) {
+                    (Some(ChunkWaiter::Fetch(reply)), ChunkResponse::Data(bytes)) => {
+                        let _ = reply.send(Ok(bytes));
+                    }
+                    (Some(ChunkWaiter::Fetch(reply)), ChunkResponse::NotFound) => {
+                        let _ = reply.send(Err(TransferError::NotFound));
+                    }
+                    (Some(ChunkWaiter::Send(reply)), ChunkResponse::Stored) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    (Some(ChunkWaiter::Send(reply)), ChunkResponse::Refused(why)) => {
+                        let _ = reply.send(Err(TransferError::Refused(why)));
+                    }
+                    (Some(ChunkWaiter::Fetch(reply)), _) => {
+                        let _ = reply.send(Err(TransferError::Protocol));
+                    }
+                    (Some(ChunkWaiter::Send(reply)), _) => {
+                        let _ = reply.send(Err(TransferError::Protocol));
+                    }
+                    (None, _) => {}
+                },
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                let e = TransferError::Network(error.to_string());
+                match self.chunk_out.remove(&request_id) {
+                    Some(ChunkWaiter::Fetch(reply)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Some(ChunkWaiter::Send(reply)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    None => {}
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound chunk request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Answers a chunk request off the driver task (disk work), handing the answer back.
+    fn serve_chunk(
+        &mut self,
+        peer: PeerId,
+        request: ChunkRequest,
+        channel: ResponseChannel<ChunkResponse>,
+    ) {
+        let store = self.store.clone();
+        let done = self.done_tx.clone();
+        match request {
+            ChunkRequest::Get { id } => {
+                tokio::task::spawn_blocking(move || {
+                    let response = match store.read(&id) {
+                        Ok(Some(bytes)) => ChunkResponse::Data(bytes),
+                        Ok(None) => ChunkResponse::NotFound,
+                        Err(e) => {
+                            warn!(%e, "reading a chunk to serve failed");
+                            ChunkResponse::NotFound
+                        }
+                    };
+                    let _ = done.blocking_send(Done::Respond(channel, response));
+                });
+            }
+            ChunkRequest::Store { id, bytes } => {
+                if Key::hash(&bytes) != id {
+                    let now = self.clock.now();
+                    self.engine.report_misbehaviour(now, &node_id(&peer));
+                    let refusal =
+                        ChunkResponse::Refused("bytes do not hash to the chunk id".into());
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .chunk
+                        .send_response(channel, refusal);
+                    return;
+                }
+                tokio::task::spawn_blocking(move || {
+                    let response = match store.insert(&id, &bytes, Reason::Replica) {
+                        Ok(_) => ChunkResponse::Stored,
+                        Err(e) => ChunkResponse::Refused(e.to_string()),
+                    };
+                    let _ = done.blocking_send(Done::Stored(channel, id, response));
+                });
+            }
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        let (channel, response) = match done {
+            Done::Respond(channel, response) => (channel, response),
+            Done::Stored(channel, id, response) => {
+                if matches!(response, ChunkResponse::Stored) {
+                    self.engine.hold(id);
+                }
+                (channel, response)
+            }
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .chunk
+            .send_response(channel, response);
+    }
+}

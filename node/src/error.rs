@@ -1,0 +1,155 @@
+//! Errors, one enum per operation. Messages are lowercase, name what went wrong and say what to
+//! do.
+
+use std::path::PathBuf;
+
+use libp2p::Multiaddr;
+
+use crate::store::StoreError;
+use crate::{ContentId, ManifestError};
+
+/// Starting a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The data directory could not be created or read.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The identity key file is unreadable or corrupt.
+    #[error(
+        "identity key {path} is unusable ({reason}); restore it from a backup, or move it away to create a new identity"
+    )]
+    Identity {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The chunk store could not be opened.
+    #[error("cannot open the chunk store: {0}")]
+    Store(#[from] StoreError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}; choose another address or port")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A bootstrap address does not name its peer.
+    #[error("bootstrap address {0} must end with /p2p/<peer id>")]
+    Bootstrap(Multiaddr),
+    /// The libp2p transport could not be built.
+    #[error("cannot set up networking: {0}")]
+    Transport(String),
+}
+
+/// The node's driver task has stopped (it was shut down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the cairn node has shut down; start it again")]
+pub struct NodeStopped;
+
+/// A put failed. What was stored before the failure stays stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    /// The input path does not exist.
+    #[error("{0}: no such file or directory")]
+    NotFound(PathBuf),
+    /// Reading the input failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// What was being read.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file name is not valid UTF-8 or not a valid entry name.
+    #[error("{0}: file name is not valid UTF-8 or contains '/', '\\' or NUL; rename it")]
+    BadName(PathBuf),
+    /// A directory has more entries than one manifest holds.
+    #[error("{0}: more than 4096 entries in one directory; split it into subdirectories")]
+    TooManyEntries(PathBuf),
+    /// The local store refused the data.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The node stopped.
+    #[error(transparent)]
+    Stopped(#[from] NodeStopped),
+}
+
+/// Publishing or reading a signed record failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    /// The engine refused the command (invalid record, stale sequence, too busy).
+    #[error("{0}")]
+    Rejected(String),
+    /// The node stopped.
+    #[error(transparent)]
+    Stopped(#[from] NodeStopped),
+}
+
+/// A get failed. Nothing partial is left at the output path.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// No peer that could be found holds the content.
+    #[error("no peer holds {0}; check the id, and that a node holding it is online")]
+    NotFound(ContentId),
+    /// Some chunk could not be fetched from any holder.
+    #[error(
+        "chunk {chunk} of {content} is held by no reachable peer (tried {tried}); try again later"
+    )]
+    Unavailable {
+        /// The content.
+        content: ContentId,
+        /// The missing chunk, as hex.
+        chunk: String,
+        /// Holders tried.
+        tried: usize,
+    },
+    /// A manifest failed to decode: the content is not cairn content.
+    #[error("{content} does not lead to valid cairn content: {source}")]
+    Manifest {
+        /// The content.
+        content: ContentId,
+        /// What is wrong.
+        source: ManifestError,
+    },
+    /// The content is a directory, and the operation needs a file.
+    #[error("{0} is a directory; get it to a path instead of a stream")]
+    IsDirectory(ContentId),
+    /// A path inside a directory does not exist.
+    #[error("{path} not found in directory {content}")]
+    NoSuchPath {
+        /// The directory.
+        content: ContentId,
+        /// The path.
+        path: String,
+    },
+    /// Writing the output failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The output.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The output path exists already.
+    #[error("{0} already exists; choose another output path or remove it")]
+    Exists(PathBuf),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The node stopped.
+    #[error(transparent)]
+    Stopped(#[from] NodeStopped),
+}
+
+impl From<GetError> for std::io::Error {
+    fn from(e: GetError) -> Self {
+        std::io::Error::other(e)
+    }
+}

@@ -1,0 +1,573 @@
+//! Get: find holders, fetch chunks from several at once, verify, and write in order.
+//!
+//! Chunks are fetched [`FETCH_WINDOW`] at a time and written in file order, so memory stays at
+//! about `FETCH_WINDOW` chunks whatever the file's size. Every chunk is checked against its
+//! BLAKE3 id before use; a holder that sends other bytes is reported to the engine (which
+//! penalises it) and the next holder is tried. Fetched chunks are cached, so this node then
+//! serves them, and it announces itself as a holder of the content.
+
+use std::path::{Path, PathBuf};
+
+use cairn_dht::Key;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::driver::{Command, TransferError};
+use crate::error::{GetError, NodeStopped};
+use crate::manifest::{EntryKind, Link, Manifest};
+use crate::protocol::PeerAddr;
+use crate::put::{Progress, ProgressFn, tokio_stream_of};
+use crate::store::Reason;
+use crate::{ContentId, Node};
+
+/// Chunks fetched at once by one get.
+pub const FETCH_WINDOW: usize = 8;
+
+/// What a get wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GetSummary {
+    /// File bytes written.
+    pub size: u64,
+    /// Files written (1 for a file).
+    pub files: u64,
+}
+
+/// A resolved path inside content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The entry's root manifest.
+    pub id: ContentId,
+    /// File or directory.
+    pub kind: EntryKind,
+    /// File bytes under it.
+    pub size: u64,
+}
+
+/// A file's bytes as an [`tokio::io::AsyncRead`], fetched as they are read.
+pub type GetReader = tokio_util::io::StreamReader<
+    std::pin::Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>,
+    bytes::Bytes,
+>;
+
+impl Node {
+    /// The root manifest of `id`.
+    pub async fn manifest(&self, id: ContentId) -> Result<Manifest, GetError> {
+        self.fetch_manifest(id, id.key()).await
+    }
+
+    /// Follows `path` (`a/b/c`, empty for the root) through directories.
+    pub async fn resolve(&self, id: ContentId, path: &str) -> Result<Resolved, GetError> {
+        let mut m = self.manifest(id).await?;
+        let mut here = Resolved {
+            id,
+            kind: kind_of(&m),
+            size: m.size(),
+        };
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            let Manifest::Dir { entries } = &m else {
+                return Err(no_such(id, path));
+            };
+            let entry = entries
+                .iter()
+                .find(|e| e.name == part)
+                .ok_or_else(|| no_such(id, path))?;
+            here = Resolved {
+                id: ContentId::from_key(entry.id),
+                kind: entry.kind,
+                size: entry.size,
+            };
+            m = self.fetch_manifest(id, entry.id).await?;
+        }
+        Ok(here)
+    }
+
+    /// The bytes of a file, as a stream read as it is fetched.
+    pub async fn get(&self, id: ContentId) -> Result<GetReader, GetError> {
+        self.get_range(id, 0, u64::MAX).await
+    }
+
+    /// Bytes `start..end` of a file (clamped to its size), read as they are fetched.
+    pub async fn get_range(
+        &self,
+        id: ContentId,
+        start: u64,
+        end: u64,
+    ) -> Result<GetReader, GetError> {
+        let root = self.manifest(id).await?;
+        if matches!(root, Manifest::Dir { .. }) {
+            return Err(GetError::IsDirectory(id));
+        }
+        let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut chunks = std::pin::pin!(node.file_chunks(id, root, start, end));
+            while let Some(next) = chunks.next().await {
+                let item = next.map(bytes::Bytes::from).map_err(std::io::Error::from);
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return; // the reader went away, or the error is delivered
+                }
+            }
+            node.announce(id).await;
+        });
+        let stream: std::pin::Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>> =
+            Box::pin(tokio_stream_of(rx));
+        Ok(tokio_util::io::StreamReader::new(stream))
+    }
+
+    /// The whole of a (small) file in memory.
+    pub async fn get_bytes(&self, id: ContentId) -> Result<Vec<u8>, GetError> {
+        let root = self.manifest(id).await?;
+        if matches!(root, Manifest::Dir { .. }) {
+            return Err(GetError::IsDirectory(id));
+        }
+        let parts: Vec<Vec<u8>> = self
+            .file_chunks(id, root, 0, u64::MAX)
+            .try_collect()
+            .await?;
+        self.announce(id).await;
+        Ok(parts.concat())
+    }
+
+    /// Writes a file, or a directory tree, to `out`. The output appears whole or not at all: it
+    /// is written under a temporary name beside `out` and renamed when complete. An existing
+    /// file at `out` is replaced; an existing directory is refused.
+    pub async fn get_to_file(&self, id: ContentId, out: &Path) -> Result<GetSummary, GetError> {
+        self.get_to_path_with(id, out, std::sync::Arc::new(|_| {}))
+            .await
+    }
+
+    /// Like [`Node::get_to_file`], reporting progress.
+    pub async fn get_to_path_with(
+        &self,
+        id: ContentId,
+        out: &Path,
+        progress: ProgressFn,
+    ) -> Result<GetSummary, GetError> {
+        let root = self.manifest(id).await?;
+        if out.is_dir() {
+            return Err(GetError::Exists(out.to_owned()));
+        }
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let write_err = |source| GetError::Write {
+            path: out.to_owned(),
+            source,
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".cairn-get-")
+            .tempdir_in(&parent)
+            .map_err(write_err)?;
+        let staged = tmp.path().join("content");
+        let total = root.size();
+        let mut done = 0u64;
+        let mut summary = GetSummary { size: 0, files: 0 };
+        self.write_tree(
+            id,
+            root,
+            &staged,
+            &mut |n| {
+                done += n;
+                progress(Progress {
+                    done,
+                    total: Some(total),
+                });
+            },
+            &mut summary,
+        )
+        .await?;
+        std::fs::rename(&staged, out).map_err(write_err)?;
+        self.announce(id).await;
+        Ok(summary)
+    }
+
+    /// Keeps `id` here for good: fetches whatever is missing and pins every chunk. Returns false
+    /// if it was pinned already.
+    pub async fn pin(&self, id: ContentId) -> Result<bool, GetError> {
+        let store = self.inner.store.clone();
+        let root = id.key();
+        let pinned = tokio::task::spawn_blocking(move || store.pinned_roots())
+            .await
+            .map_err(|_| NodeStopped)??;
+        if pinned.contains(&root) {
+            return Ok(false);
+        }
+        let mut ids = Vec::new();
+        self.walk(id, root, true, &mut ids).await?;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for chunk in &ids {
+                store.add_reason(chunk, Reason::Pin)?;
+            }
+            store.pin_root(&root)
+        })
+        .await
+        .map_err(|_| NodeStopped)??;
+        self.announce(id).await;
+        Ok(true)
+    }
+
+    /// Releases a pin: its chunks become evictable cache (unless pinned by other content or
+    /// kept as replicas). Returns false if `id` was not pinned.
+    pub async fn unpin(&self, id: ContentId) -> Result<bool, GetError> {
+        let store = self.inner.store.clone();
+        let root = id.key();
+        let was = tokio::task::spawn_blocking(move || store.unpin_root(&root))
+            .await
+            .map_err(|_| NodeStopped)??;
+        if was {
+            self.unpin_walk(root).await?;
+        }
+        Ok(was)
+    }
+
+    /// Pinned content.
+    pub async fn pins(&self) -> Result<Vec<ContentId>, GetError> {
+        let store = self.inner.store.clone();
+        let roots = tokio::task::spawn_blocking(move || store.pinned_roots())
+            .await
+            .map_err(|_| NodeStopped)??;
+        Ok(roots.into_iter().map(ContentId::from_key).collect())
+    }
+
+    /// Removes one pin from every chunk occurrence under `root` that is stored here.
+    pub(crate) async fn unpin_walk(&self, root: Key) -> Result<(), GetError> {
+        let mut ids = Vec::new();
+        self.walk(ContentId::from_key(root), root, false, &mut ids)
+            .await?;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for chunk in &ids {
+                store.remove_reason(chunk, Reason::Pin)?;
+            }
+            Ok::<_, GetError>(())
+        })
+        .await
+        .map_err(|_| NodeStopped)??;
+        Ok(())
+    }
+
+    /// Every chunk occurrence under `id` (manifests included), fetching what is missing if
+    /// `fetch`, else skipping it.
+    fn walk<'a>(
+        &'a self,
+        content: ContentId,
+        id: Key,
+        fetch: bool,
+        out: &'a mut Vec<Key>,
+    ) -> futures::future::BoxFuture<'a, Result<(), GetError>> {
+        Box::pin(async move {
+            let bytes = if fetch {
+                Some(self.fetch_chunk(content, id).await?)
+            } else {
+                let store = self.inner.store.clone();
+                tokio::task::spawn_blocking(move || store.read(&id))
+                    .await
+                    .map_err(|_| NodeStopped)??
+            };
+            let Some(bytes) = bytes else {
+                return Ok(());
+            };
+            out.push(id);
+            let manifest = Manifest::decode(&bytes)
+                .map_err(|source| GetError::Manifest { content, source })?;
+            match manifest {
+                Manifest::File { chunks, .. } => {
+                    for c in chunks {
+                        if fetch {
+                            self.fetch_chunk(content, c.id).await?;
+                        }
+                        out.push(c.id);
+                    }
+                }
+                Manifest::FileTree { parts, .. } => {
+                    for p in parts {
+                        self.walk(content, p.id, fetch, out).await?;
+                    }
+                }
+                Manifest::Dir { entries } => {
+                    for e in entries {
+                        self.walk(content, e.id, fetch, out).await?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn write_tree<'a>(
+        &'a self,
+        content: ContentId,
+        manifest: Manifest,
+        out: &'a Path,
+        progress: &'a mut (dyn FnMut(u64) + Send),
+        summary: &'a mut GetSummary,
+    ) -> futures::future::BoxFuture<'a, Result<(), GetError>> {
+        Box::pin(async move {
+            let write_err = |source| GetError::Write {
+                path: out.to_owned(),
+                source,
+            };
+            if let Manifest::Dir { entries } = manifest {
+                tokio::fs::create_dir(out).await.map_err(write_err)?;
+                for e in entries {
+                    let m = self.fetch_manifest(content, e.id).await?;
+                    self.write_tree(content, m, &out.join(&e.name), progress, summary)
+                        .await?;
+                }
+                return Ok(());
+            }
+            let mut file = tokio::fs::File::create(out).await.map_err(write_err)?;
+            let mut chunks = std::pin::pin!(self.file_chunks(content, manifest, 0, u64::MAX));
+            while let Some(bytes) = chunks.next().await {
+                let bytes = bytes?;
+                file.write_all(&bytes).await.map_err(write_err)?;
+                summary.size += bytes.len() as u64;
+                progress(bytes.len() as u64);
+            }
+            file.sync_all().await.map_err(write_err)?;
+            summary.files += 1;
+            Ok(())
+        })
+    }
+
+    /// The bytes `start..end` of the file under `root`, chunk by chunk in order, fetched
+    /// `FETCH_WINDOW` at a time.
+    fn file_chunks(
+        &self,
+        content: ContentId,
+        root: Manifest,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = Result<Vec<u8>, GetError>> + Send + 'static {
+        let leaves = Leaves::new(root, start, end);
+        let node = self.clone();
+        let fetcher = node.clone();
+        futures::stream::try_unfold(leaves, move |mut leaves| {
+            let node = node.clone();
+            async move {
+                let next = leaves.next(&node, content).await?;
+                Ok(next.map(|leaf| (leaf, leaves)))
+            }
+        })
+        .map_ok(move |(link, offset)| {
+            let node = fetcher.clone();
+            async move {
+                let bytes = node.fetch_chunk(content, link.id).await?;
+                if bytes.len() as u64 != link.size {
+                    return Err(GetError::Manifest {
+                        content,
+                        source: crate::ManifestError::Invalid(
+                            "chunk length differs from its manifest",
+                        ),
+                    });
+                }
+                // Trim to the range.
+                let from = start.saturating_sub(offset).min(link.size) as usize;
+                let to = end.saturating_sub(offset).min(link.size) as usize;
+                Ok(if from == 0 && to == bytes.len() {
+                    bytes
+                } else {
+                    bytes[from..to].to_vec()
+                })
+            }
+        })
+        .try_buffered(FETCH_WINDOW)
+    }
+
+    async fn fetch_manifest(&self, content: ContentId, id: Key) -> Result<Manifest, GetError> {
+        let bytes = self.fetch_chunk(content, id).await?;
+        Manifest::decode(&bytes).map_err(|source| GetError::Manifest { content, source })
+    }
+
+    /// One chunk, verified: from the local store, else from the best holder that has it.
+    pub(crate) async fn fetch_chunk(
+        &self,
+        content: ContentId,
+        id: Key,
+    ) -> Result<Vec<u8>, GetError> {
+        let store = self.inner.store.clone();
+        let local = tokio::task::spawn_blocking(move || store.read(&id))
+            .await
+            .map_err(|_| NodeStopped)??;
+        let corrupt_here = match local {
+            Some(bytes) if Key::hash(&bytes) == id => return Ok(bytes),
+            Some(_) => {
+                warn!(%id, "a locally stored chunk is corrupt; fetching it again");
+                true
+            }
+            None => false,
+        };
+        let holders: Vec<PeerAddr> = self
+            .call(|reply| Command::FindHolders { key: id, reply })
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| h.peer != self.peer_id())
+            .collect();
+        let tried = holders.len();
+        for holder in holders {
+            let peer = holder.peer;
+            match self
+                .call(|reply| Command::FetchChunk {
+                    from: holder,
+                    id,
+                    reply,
+                })
+                .await?
+            {
+                Ok(bytes) if Key::hash(&bytes) == id => {
+                    if corrupt_here {
+                        let (store, good) = (self.inner.store.clone(), bytes.clone());
+                        let repaired =
+                            tokio::task::spawn_blocking(move || store.repair(&id, &good)).await;
+                        if !matches!(repaired, Ok(Ok(()))) {
+                            warn!(%id, "could not repair a corrupt chunk");
+                        }
+                    } else {
+                        self.cache(id, bytes.clone()).await;
+                    }
+                    return Ok(bytes);
+                }
+                Ok(_) => {
+                    warn!(%peer, %id, "peer sent bytes that do not match the chunk id; penalising it");
+                    self.tell(Command::Misbehaved { peer }).await?;
+                }
+                Err(TransferError::NotFound) => {
+                    debug!(%peer, %id, "holder no longer has the chunk")
+                }
+                Err(e) => debug!(%peer, %id, %e, "fetch failed"),
+            }
+        }
+        Err(if id == content.key() {
+            GetError::NotFound(content)
+        } else {
+            GetError::Unavailable {
+                content,
+                chunk: format!("{id:x}"),
+                tried,
+            }
+        })
+    }
+
+    /// Keeps a fetched chunk as cache and tells the engine this node now serves it.
+    async fn cache(&self, id: Key, bytes: Vec<u8>) {
+        let store = self.inner.store.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || store.insert(&id, &bytes, Reason::Cache)).await;
+        match stored {
+            Ok(Ok(_)) => {
+                let _ = self.tell(Command::Hold { key: id }).await;
+            }
+            Ok(Err(e)) => debug!(%id, %e, "not caching a fetched chunk"),
+            Err(_) => {}
+        }
+    }
+
+    async fn announce(&self, id: ContentId) {
+        let _ = self.tell(Command::Announce { key: id.key() }).await;
+    }
+}
+
+/// Walks a file's manifest tree in order, yielding the data chunks that overlap a byte range
+/// with their file offsets; part manifests are fetched as the walk reaches them.
+struct Leaves {
+    stack: Vec<Frame>,
+    start: u64,
+    end: u64,
+}
+
+struct Frame {
+    links: Vec<Link>,
+    next: usize,
+    offset: u64,
+    leaf_level: bool,
+}
+
+impl Leaves {
+    fn new(root: Manifest, start: u64, end: u64) -> Self {
+        let frame = match root {
+            Manifest::File { chunks, .. } => Some(Frame {
+                links: chunks,
+                next: 0,
+                offset: 0,
+                leaf_level: true,
+            }),
+            Manifest::FileTree { parts, .. } => Some(Frame {
+                links: parts,
+                next: 0,
+                offset: 0,
+                leaf_level: false,
+            }),
+            Manifest::Dir { .. } => None,
+        };
+        Self {
+            stack: frame.into_iter().collect(),
+            start,
+            end,
+        }
+    }
+
+    async fn next(
+        &mut self,
+        node: &Node,
+        content: ContentId,
+    ) -> Result<Option<(Link, u64)>, GetError> {
+        loop {
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let Some(link) = frame.links.get(frame.next).copied() else {
+                self.stack.pop();
+                continue;
+            };
+            frame.next += 1;
+            let offset = frame.offset;
+            frame.offset += link.size;
+            if offset >= self.end {
+                self.stack.clear();
+                return Ok(None);
+            }
+            if offset + link.size <= self.start {
+                continue;
+            }
+            if frame.leaf_level {
+                return Ok(Some((link, offset)));
+            }
+            let (links, leaf_level) = match node.fetch_manifest(content, link.id).await? {
+                Manifest::File { chunks, .. } => (chunks, true),
+                Manifest::FileTree { parts, .. } => (parts, false),
+                Manifest::Dir { .. } => {
+                    return Err(GetError::Manifest {
+                        content,
+                        source: crate::ManifestError::Invalid("a directory inside a file"),
+                    });
+                }
+            };
+            self.stack.push(Frame {
+                links,
+                next: 0,
+                offset,
+                leaf_level,
+            });
+        }
+    }
+}
+
+fn kind_of(m: &Manifest) -> EntryKind {
+    match m {
+        Manifest::Dir { .. } => EntryKind::Dir,
+        _ => EntryKind::File,
+    }
+}
+
+fn no_such(content: ContentId, path: &str) -> GetError {
+    GetError::NoSuchPath {
+        content,
+        path: path.to_owned(),
+    }
+}

@@ -1,0 +1,409 @@
+//! The public handle, [`Node`], and its builder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_dht::{Config, Dht, Key, SignedRecord};
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, identity, noise, tcp, yamux};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::driver::{COMMAND_QUEUE, Clock, Command, Driver, NetworkStatus, PeerInfo};
+use crate::error::{NodeStopped, SpawnError};
+use crate::protocol::{Behaviour, PeerAddr, node_id, peer_of, without_peer};
+use crate::store::{Store, StoreStats};
+
+/// Default storage quota: 10 GiB.
+pub const DEFAULT_QUOTA: u64 = 10 << 30;
+/// How long a connection with no open stream is kept. libp2p closes idle connections at once by
+/// default; DHT peers talk often enough that redialing would cost more than keeping them.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Name of the identity key file in the data directory.
+pub const IDENTITY_FILE: &str = "identity.key";
+
+/// Configures and starts a [`Node`].
+#[derive(Clone, Debug)]
+pub struct NodeBuilder {
+    data_dir: Option<PathBuf>,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    quota: u64,
+    dht: Config,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            quota: DEFAULT_QUOTA,
+            dht: Config::default(),
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// Keeps the identity, chunks and index under `dir` (created if missing). Without a data
+    /// directory the node keeps everything in memory and has a new identity each start.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Listens on `addr` (e.g. `/ip4/127.0.0.1/udp/0/quic-v1`); may be called several times.
+    /// Default: QUIC and TCP on every interface, ports chosen by the system.
+    pub fn listen(mut self, addr: Multiaddr) -> Self {
+        self.listen.push(addr);
+        self
+    }
+
+    /// Joins the network through `addr`, which must end with `/p2p/<peer id>`.
+    pub fn bootstrap(mut self, addr: Multiaddr) -> Self {
+        self.bootstrap.push(addr);
+        self
+    }
+
+    /// Number of peers each chunk is stored on. Default [`Config::replication`].
+    pub fn replication(mut self, n: usize) -> Self {
+        self.dht.replication = n.max(1);
+        self
+    }
+
+    /// Bytes of chunks kept at most; cached chunks are evicted beyond it. Default 10 GiB.
+    pub fn quota(mut self, bytes: u64) -> Self {
+        self.quota = bytes;
+        self
+    }
+
+    /// Replaces the whole DHT engine configuration (k, α, timeouts, limits…). The engine seed is
+    /// taken from the identity unless set here.
+    pub fn dht_config(mut self, config: Config) -> Self {
+        self.dht = config;
+        self
+    }
+
+    /// Turns the per-bucket IP-prefix cap off: for networks where many peers share one address,
+    /// such as a local test network on 127.0.0.1.
+    pub fn local_network(mut self) -> Self {
+        self.dht.ip_prefix_cap = None;
+        self
+    }
+
+    /// Starts the node: opens the store, binds the listen addresses, and bootstraps. Returns once
+    /// the node is listening and, if bootstrap peers were given, the bootstrap lookup ended.
+    pub async fn spawn(self) -> Result<Node, SpawnError> {
+        let clock = Clock::new();
+        let (keypair, store) = match &self.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| SpawnError::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let keypair = load_or_create_identity(&dir.join(IDENTITY_FILE))?;
+                let (dir2, quota) = (dir.clone(), self.quota);
+                let store = tokio::task::spawn_blocking(move || Store::open(&dir2, quota))
+                    .await
+                    .map_err(|e| SpawnError::Transport(e.to_string()))??;
+                (keypair, store)
+            }
+            None => (
+                identity::Keypair::generate_ed25519(),
+                Store::in_memory(self.quota)?,
+            ),
+        };
+        let peer_id = keypair.public().to_peer_id();
+        let mut seeds = Vec::new();
+        for addr in &self.bootstrap {
+            let peer = peer_of(addr).ok_or_else(|| SpawnError::Bootstrap(addr.clone()))?;
+            if peer != peer_id {
+                seeds.push(PeerAddr {
+                    peer,
+                    addr: without_peer(addr),
+                });
+            }
+        }
+
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| SpawnError::Transport(e.to_string()))?
+            .with_quic()
+            .with_behaviour(Behaviour::new)
+            .map_err(|e| SpawnError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build();
+        let listen = if self.listen.is_empty() {
+            vec![
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .expect("valid multiaddr"),
+                "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
+            ]
+        } else {
+            self.listen.clone()
+        };
+        let mut pending = Vec::new();
+        for addr in &listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| SpawnError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            pending.push((id, addr.clone()));
+        }
+        // Wait until every listener has an address (or failed), bounded in time.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !pending.is_empty() {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                .await
+                .map_err(|_| SpawnError::Listen {
+                    addr: pending[0].1.clone(),
+                    reason: "no address after 10 s".into(),
+                })?;
+            match event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    pending.retain(|(id, _)| *id != listener_id)
+                }
+                SwarmEvent::ListenerError { listener_id, error }
+                | SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason: Err(error),
+                    ..
+                } => {
+                    let addr = pending
+                        .iter()
+                        .find(|(id, _)| *id == listener_id)
+                        .map(|(_, a)| a.clone());
+                    return Err(SpawnError::Listen {
+                        addr: addr.unwrap_or_else(Multiaddr::empty),
+                        reason: error.to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let listen_addrs: Vec<Multiaddr> = swarm.listeners().cloned().collect();
+
+        let mut dht = self.dht.clone();
+        if dht.seed == 0 {
+            dht.seed = u64::from_le_bytes(
+                node_id(&peer_id).as_bytes()[..8]
+                    .try_into()
+                    .expect("8 bytes"),
+            );
+        }
+        let mut engine = Dht::new(node_id(&peer_id), dht);
+        let held = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.ids())
+                .await
+                .map_err(|e| SpawnError::Transport(e.to_string()))??
+        };
+        for id in held {
+            engine.hold(id);
+        }
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let driver = Driver::new(swarm, engine, store.clone(), clock, rx);
+        let task = tokio::spawn(driver.run());
+        let node = Node {
+            inner: Arc::new(Inner {
+                commands: tx,
+                store,
+                peer_id,
+                listen_addrs,
+                data_dir: self.data_dir.clone(),
+                task: Mutex::new(Some(task)),
+            }),
+        };
+        info!(%peer_id, addrs = ?node.addrs(), "cairn node started");
+        if !seeds.is_empty() {
+            match node.bootstrap(seeds).await {
+                Ok(0) => {
+                    warn!("no bootstrap peer answered; the node is on its own until peers connect")
+                }
+                Ok(n) => info!(peers = n, "bootstrapped"),
+                Err(e) => warn!(%e, "bootstrap failed"),
+            }
+        }
+        Ok(node)
+    }
+}
+
+/// A running cairn peer. Cheap to clone: every clone talks to the same node.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = cairn_node::Node::builder().data_dir("/tmp/cairn-demo").spawn().await?;
+/// let put = node.put_bytes(b"hello, cairn".to_vec()).await?;
+/// let bytes = node.get_bytes(put.id).await?;
+/// assert_eq!(bytes, b"hello, cairn");
+/// node.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) store: Store,
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    data_dir: Option<PathBuf>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the node holds and sees.
+#[derive(Clone, Debug)]
+pub struct NodeStats {
+    /// The network side.
+    pub network: NetworkStatus,
+    /// The store side.
+    pub store: StoreStats,
+}
+
+impl Node {
+    /// A builder with defaults.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// The addresses it listens on, each ending with `/p2p/<peer id>`, ready to give to another
+    /// node's [`NodeBuilder::bootstrap`].
+    pub fn addrs(&self) -> Vec<Multiaddr> {
+        self.inner
+            .listen_addrs
+            .iter()
+            .map(|a| a.clone().with(Protocol::P2p(self.inner.peer_id)))
+            .collect()
+    }
+
+    /// The data directory, if the node has one.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.inner.data_dir.as_deref()
+    }
+
+    /// The local chunk store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Joins (again) through `seeds`; returns how many close peers answered.
+    pub async fn bootstrap(&self, seeds: Vec<PeerAddr>) -> Result<usize, NodeStopped> {
+        let r = self
+            .call(|reply| Command::Bootstrap { seeds, reply })
+            .await?;
+        Ok(r.unwrap_or(0))
+    }
+
+    /// Network and store figures.
+    pub async fn stats(&self) -> Result<NodeStats, crate::error::GetError> {
+        let network = self.call(|reply| Command::Status { reply }).await?;
+        let store = self.inner.store.clone();
+        let store = tokio::task::spawn_blocking(move || store.stats())
+            .await
+            .map_err(|_| NodeStopped)??;
+        Ok(NodeStats { network, store })
+    }
+
+    /// The peers in the routing table.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// Publishes a signed record (a mutable name) on the closest peers. Returns how many stored
+    /// it.
+    pub async fn put_record(&self, record: SignedRecord) -> Result<usize, crate::NameError> {
+        self.call(|reply| Command::PutRecord { record, reply })
+            .await?
+            .map_err(crate::NameError::Rejected)
+    }
+
+    /// Reads the signed record under `key`: the highest valid sequence the closest peers hold.
+    pub async fn get_record(&self, key: Key) -> Result<Option<SignedRecord>, crate::NameError> {
+        self.call(|reply| Command::GetRecord { key, reply })
+            .await?
+            .map_err(crate::NameError::Rejected)
+    }
+
+    /// Stops the node: closes its connections and waits for its task to end. Everything stored
+    /// is already on disk.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .inner
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+        if let Some(task) = self.inner.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Sends a command and waits for its reply.
+    pub(crate) async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeStopped)?;
+        rx.await.map_err(|_| NodeStopped)
+    }
+
+    /// Sends a command that has no reply.
+    pub(crate) async fn tell(&self, command: Command) -> Result<(), NodeStopped> {
+        self.inner
+            .commands
+            .send(command)
+            .await
+            .map_err(|_| NodeStopped)
+    }
+}
+
+/// Reads the node's ed25519 key, or creates one (file mode 0600) on first start.
+fn load_or_create_identity(path: &Path) -> Result<identity::Keypair, SpawnError> {
+    let err = |reason: String| SpawnError::Identity {
+        path: path.to_owned(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keypair = identity::Keypair::generate_ed25519();
+            let bytes = keypair
+                .to_protobuf_encoding()
+                .map_err(|e| err(e.to_string()))?;
+            crate::fsutil::write_private(path, &bytes).map_err(|e| err(e.to_string()))?;
+            Ok(keypair)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}

@@ -1,0 +1,170 @@
+//! The wire: the libp2p behaviour, the DHT address type, and the chunk transfer protocol.
+//!
+//! - `/cairn/kad/1.0.0`: the engine's [`cairn_dht::Request`]/[`cairn_dht::Response`] over
+//!   request-response with the CBOR codec, requests and responses capped at [`MAX_KAD_MESSAGE`].
+//! - `/cairn/chunk/1.0.0`: [`ChunkRequest`]/[`ChunkResponse`], capped at one chunk plus framing.
+//! - identify (so peers learn each other's listen addresses) and ping (whose round trips feed
+//!   the engine's timeouts and holder ranking).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use cairn_dht::{Address, Key};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, ping};
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::MAX_CHUNK;
+
+/// The DHT protocol.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/kad/1.0.0");
+/// The chunk transfer protocol.
+pub const CHUNK_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/chunk/1.0.0");
+/// identify's protocol version string.
+pub const IDENTIFY_VERSION: &str = "/cairn/1.0.0";
+/// Largest DHT message: 2k contacts with a few addresses each fit with room to spare.
+pub const MAX_KAD_MESSAGE: u64 = 64 * 1024;
+/// Largest chunk message: a chunk plus framing.
+pub const MAX_CHUNK_MESSAGE: u64 = MAX_CHUNK as u64 + 4096;
+
+/// A peer's address as the engine sees it: its libp2p id (which the engine's node id is derived
+/// from, see [`node_id`]) and one dialable address.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct PeerAddr {
+    /// The peer.
+    pub peer: PeerId,
+    /// Where to dial it.
+    pub addr: Multiaddr,
+}
+
+impl Address for PeerAddr {
+    fn ip(&self) -> Option<IpAddr> {
+        self.addr.iter().find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+            Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+            _ => None,
+        })
+    }
+
+    fn matches_id(&self, id: &Key) -> bool {
+        node_id(&self.peer) == *id
+    }
+}
+
+/// The DHT node id of a libp2p peer: derived from its public key, which an ed25519 `PeerId`
+/// carries inline.
+pub fn node_id(peer: &PeerId) -> Key {
+    Key::for_peer(&peer.to_bytes())
+}
+
+/// A chunk protocol request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ChunkRequest {
+    /// Send me the chunk with this id.
+    Get {
+        /// The chunk id.
+        id: Key,
+    },
+    /// Keep this chunk: you are one of the closest peers to its hash.
+    Store {
+        /// The chunk id; the receiver checks the bytes hash to it.
+        id: Key,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+}
+
+/// A chunk protocol response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ChunkResponse {
+    /// The chunk's bytes (the asker verifies them against the id).
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// I do not have it.
+    NotFound,
+    /// Stored.
+    Stored,
+    /// Refused, and why.
+    Refused(String),
+}
+
+/// The node's libp2p behaviour.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) kad:
+        request_response::cbor::Behaviour<cairn_dht::Request, cairn_dht::Response<PeerAddr>>,
+    pub(crate) chunk: request_response::cbor::Behaviour<ChunkRequest, ChunkResponse>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+}
+
+impl Behaviour {
+    pub(crate) fn new(key: &libp2p::identity::Keypair) -> Self {
+        let kad_codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(MAX_KAD_MESSAGE)
+            .set_response_size_maximum(MAX_KAD_MESSAGE);
+        let chunk_codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(MAX_CHUNK_MESSAGE)
+            .set_response_size_maximum(MAX_CHUNK_MESSAGE);
+        // The engine times DHT requests itself (adaptive per peer); this is only a backstop.
+        let kad_config = request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(15))
+            .with_max_concurrent_streams(64);
+        let chunk_config = request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(60))
+            .with_max_concurrent_streams(32);
+        Self {
+            kad: request_response::Behaviour::with_codec(
+                kad_codec,
+                [(KAD_PROTOCOL, ProtocolSupport::Full)],
+                kad_config,
+            ),
+            chunk: request_response::Behaviour::with_codec(
+                chunk_codec,
+                [(CHUNK_PROTOCOL, ProtocolSupport::Full)],
+                chunk_config,
+            ),
+            identify: identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_VERSION.into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+        }
+    }
+}
+
+/// The peer id at the end of `addr` (`…/p2p/<id>`), if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+/// `addr` without a trailing `/p2p/<id>`.
+pub fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    let mut a = addr.clone();
+    if matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+        a.pop();
+    }
+    a
+}
+
+/// Whether `addr` is worth telling other peers about: an IP address with TCP or QUIC, not a
+/// relay circuit, not the unspecified address.
+pub fn is_shareable(addr: &Multiaddr) -> bool {
+    let mut ip_ok = false;
+    let mut transport = false;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(ip) => ip_ok = !ip.is_unspecified(),
+            Protocol::Ip6(ip) => ip_ok = !ip.is_unspecified(),
+            Protocol::Tcp(_) | Protocol::QuicV1 => transport = true,
+            Protocol::P2pCircuit => return false,
+            _ => {}
+        }
+    }
+    ip_ok && transport
+}

@@ -1,0 +1,399 @@
+//! Put: chunk, store locally, then place every chunk on its closest peers.
+//!
+//! Chunking runs on a blocking thread and hands chunk ids to the async side through a bounded
+//! channel; replication reads each chunk back from the store when its turn comes. Memory is
+//! bounded by the channel, [`REPLICATION_WINDOW`] and one manifest per tree level, whatever the
+//! size of the input.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_dht::Key;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::driver::Command;
+use crate::error::{NodeStopped, PutError};
+use crate::manifest::{DirEntry, EntryKind, Link, MAX_LINKS, Manifest, TreeBuilder, valid_name};
+use crate::store::{Reason, Store};
+use crate::{ContentId, Node, chunker};
+
+/// Chunks being replicated at once.
+pub const REPLICATION_WINDOW: usize = 8;
+
+/// Progress of a put or a get, in file bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes done (for a put: stored and sent to their peers).
+    pub done: u64,
+    /// Bytes in all, when known.
+    pub total: Option<u64>,
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// What a put stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutSummary {
+    /// The content id.
+    pub id: ContentId,
+    /// File bytes.
+    pub size: u64,
+    /// Chunks, manifests included.
+    pub chunks: u64,
+    /// Copies stored on other peers.
+    pub replicas: u64,
+    /// Copies that a chosen peer refused or did not take.
+    pub replica_failures: u64,
+}
+
+struct Tally {
+    done: AtomicU64,
+    total: Option<u64>,
+    replicas: AtomicU64,
+    failures: AtomicU64,
+    chunks: AtomicU64,
+    progress: ProgressFn,
+}
+
+impl Tally {
+    fn new(total: Option<u64>, progress: ProgressFn) -> Arc<Self> {
+        Arc::new(Self {
+            done: AtomicU64::new(0),
+            total,
+            replicas: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            chunks: AtomicU64::new(0),
+            progress,
+        })
+    }
+
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        (self.progress)(Progress {
+            done,
+            total: self.total,
+        });
+    }
+
+    fn summary(&self, id: ContentId, size: u64) -> PutSummary {
+        PutSummary {
+            id,
+            size,
+            chunks: self.chunks.load(Ordering::Relaxed),
+            replicas: self.replicas.load(Ordering::Relaxed),
+            replica_failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn no_progress() -> ProgressFn {
+    Arc::new(|_| {})
+}
+
+impl Node {
+    /// Puts the bytes in memory.
+    pub async fn put_bytes(&self, bytes: Vec<u8>) -> Result<PutSummary, PutError> {
+        let total = bytes.len() as u64;
+        self.put_reader(std::io::Cursor::new(bytes), Some(total), no_progress())
+            .await
+    }
+
+    /// Puts a file.
+    pub async fn put_file(&self, path: &Path) -> Result<PutSummary, PutError> {
+        self.put_file_with(path, no_progress()).await
+    }
+
+    /// Puts a file, reporting progress.
+    pub async fn put_file_with(
+        &self,
+        path: &Path,
+        progress: ProgressFn,
+    ) -> Result<PutSummary, PutError> {
+        let file = open(path)?;
+        let total = file.metadata().map(|m| m.len()).ok();
+        let tally = Tally::new(total, progress);
+        let (root, size) = self.put_stream(file, path.to_owned(), &tally).await?;
+        self.finish_put(root, size, &tally).await
+    }
+
+    /// Puts everything read from `reader` (e.g. standard input), reporting progress.
+    pub async fn put_reader(
+        &self,
+        reader: impl Read + Send + 'static,
+        total: Option<u64>,
+        progress: ProgressFn,
+    ) -> Result<PutSummary, PutError> {
+        let tally = Tally::new(total, progress);
+        let (root, size) = self.put_stream(reader, PathBuf::from("-"), &tally).await?;
+        self.finish_put(root, size, &tally).await
+    }
+
+    /// Puts a directory tree. Symbolic links and special files are skipped (with a warning).
+    pub async fn put_dir(&self, path: &Path) -> Result<PutSummary, PutError> {
+        self.put_dir_with(path, no_progress()).await
+    }
+
+    /// Puts a directory tree, reporting progress.
+    pub async fn put_dir_with(
+        &self,
+        path: &Path,
+        progress: ProgressFn,
+    ) -> Result<PutSummary, PutError> {
+        let meta = std::fs::metadata(path).map_err(|e| read_error(path, e))?;
+        if !meta.is_dir() {
+            return self.put_file_with(path, progress).await;
+        }
+        let total = {
+            let p = path.to_owned();
+            tokio::task::spawn_blocking(move || tree_size(&p))
+                .await
+                .map_err(|_| NodeStopped)?
+        };
+        let tally = Tally::new(Some(total), progress);
+        let (root, size) = self.put_tree(path.to_owned(), tally.clone()).await?;
+        self.finish_put(root, size, &tally).await
+    }
+
+    /// Puts a file or a directory, whichever `path` is.
+    pub async fn put_path(
+        &self,
+        path: &Path,
+        progress: ProgressFn,
+    ) -> Result<PutSummary, PutError> {
+        self.put_dir_with(path, progress).await
+    }
+
+    /// Pins the root (undoing the chunk pins a repeated put of pinned content added), and
+    /// reports.
+    async fn finish_put(
+        &self,
+        root: Key,
+        size: u64,
+        tally: &Tally,
+    ) -> Result<PutSummary, PutError> {
+        let store = self.inner.store.clone();
+        let newly_pinned = tokio::task::spawn_blocking(move || store.pin_root(&root))
+            .await
+            .map_err(|_| NodeStopped)??;
+        if !newly_pinned {
+            // Every chunk got one more pin during this put; the content was pinned already.
+            if let Err(e) = self.unpin_walk(root).await {
+                warn!(%e, "could not undo the extra pins of a repeated put");
+            }
+        }
+        let id = ContentId::from_key(root);
+        let _ = self.tell(Command::Announce { key: root }).await;
+        Ok(tally.summary(id, size))
+    }
+
+    fn put_tree(
+        &self,
+        dir: PathBuf,
+        tally: Arc<Tally>,
+    ) -> futures::future::BoxFuture<'_, Result<(Key, u64), PutError>> {
+        Box::pin(async move {
+            let mut names: Vec<(String, PathBuf)> = Vec::new();
+            let read = std::fs::read_dir(&dir).map_err(|e| read_error(&dir, e))?;
+            for entry in read {
+                let entry = entry.map_err(|e| read_error(&dir, e))?;
+                let path = entry.path();
+                let name = entry
+                    .file_name()
+                    .into_string()
+                    .ok()
+                    .filter(|n| valid_name(n))
+                    .ok_or_else(|| PutError::BadName(path.clone()))?;
+                names.push((name, path));
+            }
+            names.sort();
+            if names.len() > MAX_LINKS {
+                return Err(PutError::TooManyEntries(dir));
+            }
+            let mut entries = Vec::with_capacity(names.len());
+            for (name, path) in names {
+                let meta = std::fs::symlink_metadata(&path).map_err(|e| read_error(&path, e))?;
+                let (kind, (id, size)) = if meta.is_dir() {
+                    (EntryKind::Dir, self.put_tree(path, tally.clone()).await?)
+                } else if meta.is_file() {
+                    let file = open(&path)?;
+                    (EntryKind::File, self.put_stream(file, path, &tally).await?)
+                } else {
+                    warn!(path = %path.display(), "skipping: not a regular file or directory");
+                    continue;
+                };
+                entries.push(DirEntry {
+                    name,
+                    kind,
+                    id,
+                    size,
+                });
+            }
+            let manifest = Manifest::Dir { entries };
+            let size = manifest.size();
+            let bytes = manifest.encode();
+            let id = Key::hash(&bytes);
+            let store = self.inner.store.clone();
+            tokio::task::spawn_blocking(move || store.insert(&id, &bytes, Reason::Pin))
+                .await
+                .map_err(|_| NodeStopped)??;
+            tally.chunks.fetch_add(1, Ordering::Relaxed);
+            self.replicate(id, 0, &tally).await;
+            Ok((id, size))
+        })
+    }
+
+    /// Chunks `reader` into the store and replicates every chunk; returns the root manifest id
+    /// and the byte count.
+    async fn put_stream(
+        &self,
+        reader: impl Read + Send + 'static,
+        path: PathBuf,
+        tally: &Arc<Tally>,
+    ) -> Result<(Key, u64), PutError> {
+        let (tx, rx) = mpsc::channel::<(Key, u64)>(2 * REPLICATION_WINDOW);
+        let store = self.inner.store.clone();
+        let chunking = tokio::task::spawn_blocking(move || chunk_into(reader, &path, &store, &tx));
+        let replicated = tokio_stream_of(rx)
+            .map(|(id, len)| self.replicate(id, len, tally))
+            .buffer_unordered(REPLICATION_WINDOW)
+            .count();
+        let (chunked, _) = tokio::join!(chunking, replicated);
+        let (root, size, chunks) = chunked.map_err(|_| NodeStopped)??;
+        tally.chunks.fetch_add(chunks, Ordering::Relaxed);
+        Ok((root, size))
+    }
+
+    /// Places one chunk on its closest peers. Failures are counted, not fatal: the chunk is
+    /// stored here, and a later repair or put can place it again.
+    async fn replicate(&self, id: Key, len: u64, tally: &Tally) {
+        let placement = match self.call(|reply| Command::Place { key: id, reply }).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                warn!(%id, %e, "could not place a chunk");
+                tally.advance(len);
+                return;
+            }
+            Err(NodeStopped) => return,
+        };
+        let store = self.inner.store.clone();
+        let local = placement.local;
+        let bytes = tokio::task::spawn_blocking(move || {
+            if local {
+                store.add_reason(&id, Reason::Replica)?;
+            }
+            store.read(&id)
+        })
+        .await;
+        let bytes = match bytes {
+            Ok(Ok(Some(bytes))) => bytes,
+            other => {
+                warn!(%id, ?other, "chunk vanished from the store before replication");
+                tally.advance(len);
+                return;
+            }
+        };
+        let sends = placement.peers.into_iter().map(|to| {
+            let bytes = bytes.clone();
+            async move {
+                self.call(|reply| Command::SendChunk {
+                    to,
+                    id,
+                    bytes,
+                    reply,
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        });
+        for result in futures::future::join_all(sends).await {
+            match result {
+                Ok(()) => {
+                    tally.replicas.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    debug!(%id, %e, "a replica was not stored");
+                    tally.failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        tally.advance(len);
+    }
+}
+
+/// Chunks `reader`, storing chunks and manifests pinned, sending each id (with the file bytes it
+/// covers) to be replicated. Returns (root, size, chunk count).
+fn chunk_into(
+    reader: impl Read,
+    path: &Path,
+    store: &Store,
+    tx: &mpsc::Sender<(Key, u64)>,
+) -> Result<(Key, u64, u64), PutError> {
+    let mut tree = TreeBuilder::new();
+    let (mut size, mut count) = (0u64, 0u64);
+    let mut emit = |id: Key, bytes: &[u8], len: u64| -> Result<(), PutError> {
+        store.insert(&id, bytes, Reason::Pin)?;
+        count += 1;
+        // A closed channel means the put was abandoned: stop reading.
+        tx.blocking_send((id, len)).map_err(|_| NodeStopped)?;
+        Ok(())
+    };
+    for chunk in chunker::chunks(reader) {
+        let bytes = chunk.map_err(|e| read_error(path, e))?;
+        let id = Key::hash(&bytes);
+        let len = bytes.len() as u64;
+        size += len;
+        emit(id, &bytes, len)?;
+        for (mid, mbytes) in tree.push(Link { id, size: len }) {
+            emit(mid, &mbytes, 0)?;
+        }
+    }
+    let (rest, root) = tree.finish();
+    for (mid, mbytes) in rest {
+        emit(mid, &mbytes, 0)?;
+    }
+    Ok((root, size, count))
+}
+
+/// A stream over a bounded receiver.
+pub(crate) fn tokio_stream_of<T>(rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+fn open(path: &Path) -> Result<std::fs::File, PutError> {
+    let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+    match file.metadata() {
+        Ok(m) if m.is_dir() => Err(read_error(path, std::io::Error::other("is a directory"))),
+        _ => Ok(file),
+    }
+}
+
+fn read_error(path: &Path, source: std::io::Error) -> PutError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        PutError::NotFound(path.to_owned())
+    } else {
+        PutError::Read {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Bytes of the regular files under `dir`, for a progress total.
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    read.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,3 @@
+//! cairn's integration tests: real nodes on 127.0.0.1, one binary, a module per topic.
+
+mod put_get;

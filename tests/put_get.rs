@@ -1,0 +1,274 @@
+//! Put and get across a network of real nodes.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cairn_dht::Key;
+use cairn_node::protocol::node_id;
+use cairn_node::{ContentId, GetError, Manifest, Node};
+use cairn_tests::{STEP, Testnet, random_bytes};
+use tokio::time::timeout;
+
+/// Every chunk and manifest id under `root`, read from `node`'s own store.
+async fn chunk_ids(node: &Node, root: ContentId) -> Vec<Key> {
+    let mut out = vec![root.key()];
+    let mut stack = vec![node.manifest(root).await.unwrap()];
+    while let Some(m) = stack.pop() {
+        match m {
+            Manifest::File { chunks, .. } => out.extend(chunks.iter().map(|c| c.id)),
+            Manifest::FileTree { parts, .. } => {
+                for p in parts {
+                    out.push(p.id);
+                    stack.push(node.manifest(ContentId::from_key(p.id)).await.unwrap());
+                }
+            }
+            Manifest::Dir { entries } => {
+                for e in entries {
+                    out.push(e.id);
+                    stack.push(node.manifest(ContentId::from_key(e.id)).await.unwrap());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_put_on_one_node_is_got_from_another_after_the_first_leaves() {
+    let net = Testnet::new(12).await.unwrap();
+    let data = random_bytes(20 * 1024 * 1024, 4);
+    let input = net.scratch("in").join("big.bin");
+    std::fs::write(&input, &data).unwrap();
+    let a = &net.nodes[0];
+    let put = timeout(STEP, a.put_file(&input)).await.unwrap().unwrap();
+    assert_eq!(put.size, data.len() as u64);
+    assert_eq!(put.replica_failures, 0, "{put:?}");
+    assert!(put.replicas >= put.chunks * 4, "{put:?}");
+    a.shutdown().await;
+
+    let b = &net.nodes[7];
+    let out = net.scratch("out").join("copy.bin");
+    let got = timeout(STEP, b.get_to_file(put.id, &out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.size, data.len() as u64);
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "the copy differs from the original"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_chunk_is_on_exactly_the_replication_closest_nodes() {
+    let net = Testnet::new(12).await.unwrap();
+    let replication = cairn_dht::Config::default().replication;
+    let data = random_bytes(3 * 1024 * 1024, 5);
+    let a = &net.nodes[3];
+    let put = timeout(STEP, a.put_bytes(data)).await.unwrap().unwrap();
+    let ids = chunk_ids(a, put.id).await;
+    assert!(ids.len() > 5);
+    for id in ids {
+        let mut by_distance: Vec<(usize, Key)> = net
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, node_id(&n.peer_id())))
+            .collect();
+        by_distance.sort_by_key(|(_, k)| id.distance(k));
+        let closest: HashSet<usize> = by_distance
+            .iter()
+            .take(replication)
+            .map(|(i, _)| *i)
+            .collect();
+        for (i, node) in net.nodes.iter().enumerate() {
+            let replica = node.store().is_replica(&id).unwrap();
+            let stored = node.store().contains(&id).unwrap();
+            assert_eq!(
+                replica,
+                closest.contains(&i),
+                "chunk {id:?} on node {i}: replica={replica}"
+            );
+            if i != 3 {
+                assert_eq!(
+                    stored,
+                    closest.contains(&i),
+                    "chunk {id:?} stored on node {i} that is not responsible"
+                );
+            }
+        }
+    }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds() {
+    let net = Testnet::new(8).await.unwrap();
+    let replication = cairn_dht::Config::default().replication;
+    let data = random_bytes(3 * 1024 * 1024, 6);
+    let origin = &net.nodes[0];
+    let put = timeout(STEP, origin.put_bytes(data.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    let ids = chunk_ids(origin, put.id).await;
+    origin.shutdown().await;
+    // On every chunk, all but one of its replicas now serve flipped bytes (bit rot on disk,
+    // which a server does not check before serving: the reader verifies).
+    let mut corrupted = 0;
+    for id in &ids {
+        let holders: Vec<usize> = (1..net.nodes.len())
+            .filter(|&i| net.nodes[i].store().contains(id).unwrap())
+            .collect();
+        assert_eq!(
+            holders.len(),
+            replication - usize::from(node_closer_than_all(&net, 0, id, &holders))
+        );
+        for &i in holders.iter().skip(1) {
+            let hex = format!("{id:x}");
+            let path = net.dirs[i].join("chunks").join(&hex[..2]).join(&hex);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[0] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted > ids.len());
+    // A reader that holds nothing of it.
+    let reader = (1..net.nodes.len())
+        .find(|&i| {
+            ids.iter()
+                .all(|id| !net.nodes[i].store().contains(id).unwrap())
+        })
+        .unwrap_or(1);
+    let node = &net.nodes[reader];
+    let got = timeout(STEP, node.get_bytes(put.id)).await.unwrap();
+    let got = got.unwrap_or_else(|e| panic!("get failed: {e}"));
+    assert!(got == data, "the bytes differ");
+    let stats = node.stats().await.unwrap();
+    assert!(
+        stats.network.penalised > 0,
+        "no corrupt holder was caught: {stats:?}"
+    );
+    net.shutdown().await;
+}
+
+/// Whether node `i` (not among `holders`) was itself one of the closest to `id`.
+fn node_closer_than_all(net: &Testnet, i: usize, id: &Key, holders: &[usize]) -> bool {
+    let d = id.distance(&node_id(&net.nodes[i].peer_id()));
+    holders
+        .iter()
+        .any(|&h| id.distance(&node_id(&net.nodes[h].peer_id())) > d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_that_share_content_share_chunks() {
+    let node = Node::builder().spawn().await.unwrap();
+    let original = random_bytes(8 * 1024 * 1024, 7);
+    let mut edited = original.clone();
+    edited.splice(
+        4_000_000..4_000_000,
+        b"a few bytes inserted in the middle".iter().copied(),
+    );
+    let a = node.put_bytes(original).await.unwrap();
+    let b = node.put_bytes(edited).await.unwrap();
+    let (ca, cb): (HashSet<Key>, HashSet<Key>) = (
+        chunk_ids(&node, a.id).await.into_iter().collect(),
+        chunk_ids(&node, b.id).await.into_iter().collect(),
+    );
+    let shared = ca.intersection(&cb).count();
+    // Root manifests differ, and the edit touches one or two data chunks.
+    assert!(
+        shared + 3 >= ca.len(),
+        "{shared} of {} chunks shared",
+        ca.len()
+    );
+    assert!(ca.len() > 20);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_serves_what_it_stored() {
+    let mut net = Testnet::new(1).await.unwrap();
+    let data = random_bytes(2 * 1024 * 1024 + 3, 8);
+    let put = net.nodes[0].put_bytes(data.clone()).await.unwrap();
+    assert_eq!(put.replicas, 0, "alone, nothing is replicated");
+    let dir = net.dirs[0].clone();
+    // Shut down and drop every handle: the index database is locked while any is alive.
+    let old = net.nodes.remove(0);
+    net.dirs.remove(0);
+    old.shutdown().await;
+    drop(old);
+
+    let restarted = net
+        .spawn_on(dir, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let addr = net.nodes[restarted].addrs()[0].clone();
+    let reader_dir = net.scratch("reader");
+    let reader = net.spawn_on(reader_dir, Some(addr)).await.unwrap();
+    let got = timeout(STEP, net.nodes[reader].get_bytes(put.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got == data);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_files_directories_and_unknown_ids() {
+    let net = Testnet::new(4).await.unwrap();
+    let (a, b) = (&net.nodes[1], &net.nodes[3]);
+
+    let empty = timeout(STEP, a.put_bytes(Vec::new()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(empty.size, 0);
+    assert_eq!(
+        timeout(STEP, b.get_bytes(empty.id)).await.unwrap().unwrap(),
+        Vec::<u8>::new()
+    );
+
+    let tree = net.scratch("tree");
+    std::fs::create_dir_all(tree.join("a/b/c")).unwrap();
+    std::fs::create_dir_all(tree.join("empty-dir")).unwrap();
+    std::fs::write(tree.join("top.txt"), b"top").unwrap();
+    std::fs::write(tree.join("a/one.bin"), random_bytes(300_000, 9)).unwrap();
+    std::fs::write(tree.join("a/b/c/deep.txt"), b"deep").unwrap();
+    std::fs::write(tree.join("a/b/empty"), b"").unwrap();
+    let put = timeout(STEP, a.put_dir(&tree)).await.unwrap().unwrap();
+    assert_eq!(put.size, 3 + 300_000 + 4);
+    let out = net.scratch("got").join("tree");
+    let got = timeout(STEP, b.get_to_file(put.id, &out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.files, 4);
+    for rel in ["top.txt", "a/one.bin", "a/b/c/deep.txt", "a/b/empty"] {
+        assert_eq!(
+            std::fs::read(out.join(rel)).unwrap(),
+            std::fs::read(tree.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(out.join("empty-dir").is_dir());
+    let deep = b.resolve(put.id, "a/b/c/deep.txt").await.unwrap();
+    assert_eq!(b.get_bytes(deep.id).await.unwrap(), b"deep");
+
+    // Nobody has this: a clear error, in bounded time.
+    let unknown: ContentId = format!("cairn1{}", "ab".repeat(32)).parse().unwrap();
+    let started = std::time::Instant::now();
+    let err = timeout(Duration::from_secs(90), b.get_bytes(unknown))
+        .await
+        .expect("get must not hang")
+        .unwrap_err();
+    assert!(
+        matches!(err, GetError::NotFound(id) if id == unknown),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("no peer holds cairn1"), "{err}");
+    eprintln!("unknown id answered in {:?}", started.elapsed());
+    net.shutdown().await;
+}
