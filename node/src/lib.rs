@@ -30,7 +30,6 @@
 //! get fetches from the holders [`cairn_dht::Dht::find_holders`] finds, ranked by reliability and
 //! round trip, caches what it fetched, and announces itself as a holder.
 
-
 pub mod chunker;
 mod driver;
 mod error;
@@ -53,4 +52,4 @@ pub use manifest::{EntryKind, Manifest, ManifestError};
 pub use node::{
     DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, Node, NodeBuilder, NodeStats,
 };
-pub use put::{Progress, ProgressFn, PutSummary, REPLICATION_WINDOW};
+pub use put::{ListingEntry, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW};

@@ -155,7 +155,12 @@ impl Node {
                 .map_err(|_| NodeStopped)?
         };
         let tally = Tally::new(Some(total), progress);
-        let (root, size) = self.put_tree(path.to_owned(), tally.clone()).await?;
+        let listing = self.put_files_under(path, &tally).await?;
+        let mut tree = DirTree::default();
+        for entry in listing {
+            tree.insert(&entry)?;
+        }
+        let (root, size) = self.seal_dir(tree, &tally).await?;
         self.finish_put(root, size, &tally).await
     }
 
@@ -191,40 +196,51 @@ impl Node {
         Ok(tally.summary(id, size))
     }
 
-    fn put_tree(
+    /// Puts a file that will be one entry of a directory built by [`Node::put_listing`]: its
+    /// chunks are stored and pinned on behalf of that directory, but it is not pinned or
+    /// announced as content of its own. (This is how a directory arrives over the HTTP API, one
+    /// streamed file at a time.)
+    pub async fn put_part(
         &self,
-        dir: PathBuf,
-        tally: Arc<Tally>,
-    ) -> futures::future::BoxFuture<'_, Result<(Key, u64), PutError>> {
+        reader: impl Read + Send + 'static,
+        total: Option<u64>,
+        progress: ProgressFn,
+    ) -> Result<PutSummary, PutError> {
+        let tally = Tally::new(total, progress);
+        let (root, size) = self.put_stream(reader, PathBuf::from("-"), &tally).await?;
+        Ok(tally.summary(ContentId::from_key(root), size))
+    }
+
+    /// Builds, stores and pins a directory tree from `entries`: files already stored with
+    /// [`Node::put_part`] and (empty) directories, by `/`-separated relative path.
+    pub async fn put_listing(&self, entries: Vec<ListingEntry>) -> Result<PutSummary, PutError> {
+        let tally = Tally::new(None, no_progress());
+        let mut tree = DirTree::default();
+        for entry in entries {
+            tree.insert(&entry)?;
+        }
+        let (root, size) = self.seal_dir(tree, &tally).await?;
+        self.finish_put(root, size, &tally).await
+    }
+
+    /// Stores the directory manifests of `tree` bottom-up; returns the root and its size.
+    fn seal_dir<'a>(
+        &'a self,
+        tree: DirTree,
+        tally: &'a Arc<Tally>,
+    ) -> futures::future::BoxFuture<'a, Result<(Key, u64), PutError>> {
         Box::pin(async move {
-            let mut names: Vec<(String, PathBuf)> = Vec::new();
-            let read = std::fs::read_dir(&dir).map_err(|e| read_error(&dir, e))?;
-            for entry in read {
-                let entry = entry.map_err(|e| read_error(&dir, e))?;
-                let path = entry.path();
-                let name = entry
-                    .file_name()
-                    .into_string()
-                    .ok()
-                    .filter(|n| valid_name(n))
-                    .ok_or_else(|| PutError::BadName(path.clone()))?;
-                names.push((name, path));
+            if tree.entries.len() > MAX_LINKS {
+                return Err(PutError::TooManyEntries(PathBuf::from(tree.path)));
             }
-            names.sort();
-            if names.len() > MAX_LINKS {
-                return Err(PutError::TooManyEntries(dir));
-            }
-            let mut entries = Vec::with_capacity(names.len());
-            for (name, path) in names {
-                let meta = std::fs::symlink_metadata(&path).map_err(|e| read_error(&path, e))?;
-                let (kind, (id, size)) = if meta.is_dir() {
-                    (EntryKind::Dir, self.put_tree(path, tally.clone()).await?)
-                } else if meta.is_file() {
-                    let file = open(&path)?;
-                    (EntryKind::File, self.put_stream(file, path, &tally).await?)
-                } else {
-                    warn!(path = %path.display(), "skipping: not a regular file or directory");
-                    continue;
+            let mut entries = Vec::with_capacity(tree.entries.len());
+            for (name, item) in tree.entries {
+                let (kind, id, size) = match item {
+                    TreeItem::File(id, size) => (EntryKind::File, id, size),
+                    TreeItem::Dir(sub) => {
+                        let (id, size) = self.seal_dir(sub, tally).await?;
+                        (EntryKind::Dir, id, size)
+                    }
                 };
                 entries.push(DirEntry {
                     name,
@@ -242,9 +258,59 @@ impl Node {
                 .await
                 .map_err(|_| NodeStopped)??;
             tally.chunks.fetch_add(1, Ordering::Relaxed);
-            self.replicate(id, 0, &tally).await;
+            self.replicate(id, 0, tally).await;
             Ok((id, size))
         })
+    }
+
+    /// Puts every regular file under `dir` and returns the listing of the tree. Symbolic links
+    /// and special files are skipped with a warning.
+    async fn put_files_under(
+        &self,
+        dir: &Path,
+        tally: &Arc<Tally>,
+    ) -> Result<Vec<ListingEntry>, PutError> {
+        let mut listing = Vec::new();
+        let mut pending = vec![(dir.to_owned(), String::new())];
+        while let Some((path, rel)) = pending.pop() {
+            let mut children = Vec::new();
+            for entry in std::fs::read_dir(&path).map_err(|e| read_error(&path, e))? {
+                let entry = entry.map_err(|e| read_error(&path, e))?;
+                let name = entry
+                    .file_name()
+                    .into_string()
+                    .ok()
+                    .filter(|n| valid_name(n))
+                    .ok_or_else(|| PutError::BadName(entry.path()))?;
+                children.push((name, entry.path()));
+            }
+            children.sort();
+            if children.is_empty() && !rel.is_empty() {
+                listing.push(ListingEntry::Dir { path: rel.clone() });
+            }
+            for (name, child) in children {
+                let child_rel = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let meta = std::fs::symlink_metadata(&child).map_err(|e| read_error(&child, e))?;
+                if meta.is_dir() {
+                    pending.push((child, child_rel));
+                } else if meta.is_file() {
+                    let file = open(&child)?;
+                    let (id, size) = self.put_stream(file, child, tally).await?;
+                    listing.push(ListingEntry::File {
+                        path: child_rel,
+                        id: ContentId::from_key(id),
+                        size,
+                    });
+                } else {
+                    warn!(path = %child.display(), "skipping: not a regular file or directory");
+                }
+            }
+        }
+        Ok(listing)
     }
 
     /// Chunks `reader` into the store and replicates every chunk; returns the root manifest id
@@ -396,4 +462,78 @@ fn tree_size(dir: &Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// One entry of a directory listing given to [`Node::put_listing`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ListingEntry {
+    /// A file stored with [`Node::put_part`].
+    File {
+        /// Relative path, `/`-separated.
+        path: String,
+        /// The file's content id.
+        id: ContentId,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A directory (needed only for empty ones; others follow from their files' paths).
+    Dir {
+        /// Relative path, `/`-separated.
+        path: String,
+    },
+}
+
+/// A directory tree being assembled from a listing.
+#[derive(Debug, Default)]
+struct DirTree {
+    /// The directory's own path, for error messages.
+    path: String,
+    entries: std::collections::BTreeMap<String, TreeItem>,
+}
+
+#[derive(Debug)]
+enum TreeItem {
+    File(Key, u64),
+    Dir(DirTree),
+}
+
+impl DirTree {
+    fn insert(&mut self, entry: &ListingEntry) -> Result<(), PutError> {
+        let (path, file) = match entry {
+            ListingEntry::File { path, id, size } => (path, Some((id.key(), *size))),
+            ListingEntry::Dir { path } => (path, None),
+        };
+        let bad = || PutError::BadName(PathBuf::from(path));
+        let parts: Vec<&str> = path.split('/').collect();
+        if parts.iter().any(|p| !valid_name(p)) {
+            return Err(bad());
+        }
+        let mut here = self;
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            if last && let Some((id, size)) = file {
+                if here
+                    .entries
+                    .insert((*part).to_owned(), TreeItem::File(id, size))
+                    .is_some()
+                {
+                    return Err(bad());
+                }
+                return Ok(());
+            }
+            let sub_path = parts[..=i].join("/");
+            let item = here.entries.entry((*part).to_owned()).or_insert_with(|| {
+                TreeItem::Dir(DirTree {
+                    path: sub_path,
+                    entries: Default::default(),
+                })
+            });
+            here = match item {
+                TreeItem::Dir(d) => d,
+                TreeItem::File(..) => return Err(bad()),
+            };
+        }
+        Ok(())
+    }
 }
