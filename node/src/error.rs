@@ -87,6 +87,12 @@ pub enum NameError {
     /// The engine refused the command (invalid record, stale sequence, too busy).
     #[error("{0}")]
     Rejected(String),
+    /// The text is not a name.
+    #[error("{0}")]
+    Malformed(String),
+    /// No peer holds a live record for the name.
+    #[error("no peer holds a record for {0}; it was never published or has expired")]
+    NotFound(String),
     /// The node stopped.
     #[error(transparent)]
     Stopped(#[from] NodeStopped),

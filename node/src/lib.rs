@@ -35,8 +35,10 @@ mod driver;
 mod error;
 pub mod fsutil;
 mod get;
+pub mod http;
 mod id;
 pub mod manifest;
+mod names;
 mod node;
 pub mod protocol;
 mod put;
@@ -49,7 +51,8 @@ pub use get::{FETCH_WINDOW, GetReader, GetSummary, Resolved};
 pub use id::{CONTENT_ID_PREFIX, ContentId, ContentIdError};
 pub use libp2p::{Multiaddr, PeerId};
 pub use manifest::{EntryKind, Manifest, ManifestError};
+pub use names::{DEFAULT_NAME_TTL, NAME_PREFIX, Name};
 pub use node::{
-    DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, Node, NodeBuilder, NodeStats,
+    DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder, NodeStats,
 };
 pub use put::{ListingEntry, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW};

@@ -25,6 +25,8 @@ pub const DEFAULT_QUOTA: u64 = 10 << 30;
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Name of the identity key file in the data directory.
 pub const IDENTITY_FILE: &str = "identity.key";
+/// Name of the file holding the secret key of the node's name (see [`crate::Name`]).
+pub const NAME_KEY_FILE: &str = "name.key";
 
 /// Configures and starts a [`Node`].
 #[derive(Clone, Debug)]
@@ -99,21 +101,23 @@ impl NodeBuilder {
     /// the node is listening and, if bootstrap peers were given, the bootstrap lookup ended.
     pub async fn spawn(self) -> Result<Node, SpawnError> {
         let clock = Clock::new();
-        let (keypair, store) = match &self.data_dir {
+        let (keypair, name_secret, store) = match &self.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| SpawnError::DataDir {
                     path: dir.clone(),
                     source,
                 })?;
                 let keypair = load_or_create_identity(&dir.join(IDENTITY_FILE))?;
+                let name_secret = load_or_create_name_key(&dir.join(NAME_KEY_FILE))?;
                 let (dir2, quota) = (dir.clone(), self.quota);
                 let store = tokio::task::spawn_blocking(move || Store::open(&dir2, quota))
                     .await
                     .map_err(|e| SpawnError::Transport(e.to_string()))??;
-                (keypair, store)
+                (keypair, name_secret, store)
             }
             None => (
                 identity::Keypair::generate_ed25519(),
+                random_secret(),
                 Store::in_memory(self.quota)?,
             ),
         };
@@ -223,6 +227,7 @@ impl NodeBuilder {
                 peer_id,
                 listen_addrs,
                 data_dir: self.data_dir.clone(),
+                name_secret,
                 task: Mutex::new(Some(task)),
             }),
         };
@@ -256,14 +261,25 @@ pub struct Node {
     pub(crate) inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) store: Store,
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     data_dir: Option<PathBuf>,
+    pub(crate) name_secret: [u8; 32],
     task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    // By hand, so the name's secret key never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.peer_id)
+            .field("listen_addrs", &self.listen_addrs)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the node holds and sees.
@@ -406,4 +422,28 @@ fn load_or_create_identity(path: &Path) -> Result<identity::Keypair, SpawnError>
         }
         Err(e) => Err(err(e.to_string())),
     }
+}
+
+/// Reads the secret key of the node's name, or creates one (file mode 0600) on first start.
+fn load_or_create_name_key(path: &Path) -> Result<[u8; 32], SpawnError> {
+    let err = |reason: String| SpawnError::Identity {
+        path: path.to_owned(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| err("not 32 bytes".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = random_secret();
+            crate::fsutil::write_private(path, &secret).map_err(|e| err(e.to_string()))?;
+            Ok(secret)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn random_secret() -> [u8; 32] {
+    use rand::Rng;
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    secret
 }

@@ -49,6 +49,9 @@ pub enum StoreError {
     /// The index database failed.
     #[error("chunk index failed: {0}")]
     Index(#[from] redb::Error),
+    /// Another process has the store open.
+    #[error("{0} is in use by another cairn process (a daemon is probably running on it); stop it or use another data directory")]
+    Locked(std::path::PathBuf),
     /// Nothing evictable is left and the chunk does not fit.
     #[error(
         "storage quota of {quota} bytes is full of pinned and replica data; raise the quota or unpin content"
@@ -107,7 +110,10 @@ impl Store {
     pub fn open(dir: &Path, quota: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let chunks = Arc::new(FsChunkStore::open(dir)?);
-        let db = Database::create(dir.join("index.redb"))?;
+        let db = match Database::create(dir.join("index.redb")) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(dir.to_owned())),
+            other => other?,
+        };
         Self::with_parts(chunks, db, quota)
     }
 
