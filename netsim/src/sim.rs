@@ -498,7 +498,8 @@ impl Simulator {
         self.queue.push(start + length, Action::Heal);
     }
 
-    /// Starts churn from now: every online honest node gets a session end, and arrivals begin.
+    /// Starts churn from now: every online honest node gets the rest of a session (see
+    /// [`Churn::residual_session`](crate::Churn)), and arrivals begin.
     pub(crate) fn start_churn(&mut self) {
         let Some(churn) = self.scenario.churn else {
             return;
@@ -506,7 +507,7 @@ impl Simulator {
         for slot in 0..self.nodes.len() as u32 {
             let n = &self.nodes[slot as usize];
             if n.online && !n.adversary {
-                let at = self.now + churn.session(&mut self.churn_rng);
+                let at = self.now + churn.residual_session(&mut self.churn_rng);
                 self.queue.push(at, Action::Leave { node: slot });
             }
         }
