@@ -53,7 +53,9 @@ pub struct ApiFiles {
 impl ApiFiles {
     /// The files in data directory `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned() }
+        Self {
+            dir: dir.to_owned(),
+        }
     }
 
     /// Writes the address and token (mode 0600).
@@ -111,20 +113,24 @@ pub fn router(node: Node, token: &str) -> Router {
     Router::new()
         .nest("/api/v0", api)
         .route("/c/{id}", get(gateway_root))
+        .route("/c/{id}/", get(gateway_root))
         .route("/c/{id}/{*path}", get(gateway_path))
         .with_state(state)
 }
 
 /// Serves `router(node, token)` on `listener` until `shutdown` resolves.
-pub async fn serve(
+pub fn serve(
     listener: TcpListener,
     node: Node,
     token: &str,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(node, token))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'static {
+    let app = router(node, token);
+    async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
 }
 
 /// An API error: a status and a one-line message.
@@ -141,7 +147,9 @@ impl From<GetError> for ApiError {
         let status = match &e {
             GetError::NotFound(_) | GetError::NoSuchPath { .. } => StatusCode::NOT_FOUND,
             GetError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
-            GetError::IsDirectory(_) | GetError::Manifest { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            GetError::IsDirectory(_) | GetError::Manifest { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -152,7 +160,9 @@ impl From<PutError> for ApiError {
     fn from(e: PutError) -> Self {
         let status = match &e {
             PutError::BadName(_) | PutError::TooManyEntries(_) => StatusCode::BAD_REQUEST,
-            PutError::Store(crate::store::StoreError::QuotaFull { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            PutError::Store(crate::store::StoreError::QuotaFull { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -171,7 +181,8 @@ impl From<NameError> for ApiError {
 }
 
 fn parse_id(text: &str) -> Result<ContentId, ApiError> {
-    text.parse().map_err(|e: crate::ContentIdError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+    text.parse()
+        .map_err(|e: crate::ContentIdError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -181,7 +192,8 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     // Compare hashes so the comparison takes the same time whatever the guess.
-    let ok = given.is_some_and(|g| blake3::hash(g.as_bytes()) == blake3::hash(state.token.as_bytes()));
+    let ok =
+        given.is_some_and(|g| blake3::hash(g.as_bytes()) == blake3::hash(state.token.as_bytes()));
     if ok {
         next.run(request).await
     } else {
@@ -295,7 +307,10 @@ fn kind_name(kind: EntryKind) -> String {
     }
 }
 
-async fn ls(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<axum::Json<Listing>, ApiError> {
+async fn ls(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<axum::Json<Listing>, ApiError> {
     let id = parse_id(&id)?;
     let manifest = state.node.manifest(id).await?;
     let size = manifest.size();
@@ -324,7 +339,9 @@ async fn ls(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Resu
 
 async fn pins(State(state): State<AppState>) -> Result<axum::Json<Vec<String>>, ApiError> {
     let pins = state.node.pins().await?;
-    Ok(axum::Json(pins.into_iter().map(|p| p.to_string()).collect()))
+    Ok(axum::Json(
+        pins.into_iter().map(|p| p.to_string()).collect(),
+    ))
 }
 
 async fn pin(
@@ -333,7 +350,9 @@ async fn pin(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let added = state.node.pin(id).await?;
-    Ok(axum::Json(serde_json::json!({ "id": id.to_string(), "changed": added })))
+    Ok(axum::Json(
+        serde_json::json!({ "id": id.to_string(), "changed": added }),
+    ))
 }
 
 async fn unpin(
@@ -342,7 +361,9 @@ async fn unpin(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let removed = state.node.unpin(id).await?;
-    Ok(axum::Json(serde_json::json!({ "id": id.to_string(), "changed": removed })))
+    Ok(axum::Json(
+        serde_json::json!({ "id": id.to_string(), "changed": removed }),
+    ))
 }
 
 async fn peers(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
@@ -392,9 +413,13 @@ async fn publish(
     axum::Json(body): axum::Json<PublishBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let id = parse_id(&body.id)?;
-    let ttl = body.ttl_secs.map_or(DEFAULT_NAME_TTL, std::time::Duration::from_secs);
+    let ttl = body
+        .ttl_secs
+        .map_or(DEFAULT_NAME_TTL, std::time::Duration::from_secs);
     let (name, stored) = state.node.publish_name(id, ttl).await?;
-    Ok(axum::Json(serde_json::json!({ "name": name.to_string(), "id": id.to_string(), "stored": stored })))
+    Ok(axum::Json(
+        serde_json::json!({ "name": name.to_string(), "id": id.to_string(), "stored": stored }),
+    ))
 }
 
 async fn resolve(
@@ -403,7 +428,9 @@ async fn resolve(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let name: Name = name.parse()?;
     let id = state.node.resolve_name(name).await?;
-    Ok(axum::Json(serde_json::json!({ "name": name.to_string(), "id": id.to_string() })))
+    Ok(axum::Json(
+        serde_json::json!({ "name": name.to_string(), "id": id.to_string() }),
+    ))
 }
 
 async fn gateway_root(
@@ -422,27 +449,50 @@ async fn gateway_path(
     gateway(state, id, path, headers).await
 }
 
-async fn gateway(state: AppState, id: String, path: String, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn gateway(
+    state: AppState,
+    id: String,
+    path: String,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let resolved = state.node.resolve(id, &path).await?;
     if resolved.kind == EntryKind::Dir {
         return dir_index(&state.node, id, &path, resolved.id).await;
     }
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
-    serve_file(&state.node, resolved.id, resolved.size, Some(mime.essence_str()), &headers).await
+    serve_file(
+        &state.node,
+        resolved.id,
+        resolved.size,
+        Some(mime.essence_str()),
+        &headers,
+    )
+    .await
 }
 
 /// A plain HTML index of a directory.
-async fn dir_index(node: &Node, root: ContentId, path: &str, dir: ContentId) -> Result<Response, ApiError> {
+async fn dir_index(
+    node: &Node,
+    root: ContentId,
+    path: &str,
+    dir: ContentId,
+) -> Result<Response, ApiError> {
     let Manifest::Dir { entries } = node.manifest(dir).await? else {
-        return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "not a directory".into()));
+        return Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "not a directory".into(),
+        ));
     };
     let base = if path.is_empty() {
         format!("/c/{root}")
     } else {
         format!("/c/{root}/{}", path.trim_end_matches('/'))
     };
-    let mut html = format!("<!doctype html><meta charset=utf-8><title>{}</title><ul>\n", escape(&base));
+    let mut html = format!(
+        "<!doctype html><meta charset=utf-8><title>{}</title><ul>\n",
+        escape(&base)
+    );
     for e in entries {
         let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
         html.push_str(&format!(
@@ -458,7 +508,10 @@ async fn dir_index(node: &Node, root: ContentId, path: &str, dir: ContentId) -> 
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Streams a file, honouring a single `Range: bytes=…`.
@@ -496,7 +549,10 @@ async fn serve_file(
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{id}\"")).expect("ascii"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{id}\"")).expect("ascii"),
+    );
     if status == StatusCode::PARTIAL_CONTENT {
         h.insert(
             header::CONTENT_RANGE,

@@ -53,6 +53,7 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use manifest::{EntryKind, Manifest, ManifestError};
 pub use names::{DEFAULT_NAME_TTL, NAME_PREFIX, Name};
 pub use node::{
-    DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder, NodeStats,
+    DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
+    NodeStats,
 };
 pub use put::{ListingEntry, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW};

@@ -35,7 +35,11 @@ impl Name {
 
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{NAME_PREFIX}{}", blake3::Hash::from_bytes(self.0).to_hex())
+        write!(
+            f,
+            "{NAME_PREFIX}{}",
+            blake3::Hash::from_bytes(self.0).to_hex()
+        )
     }
 }
 
@@ -69,11 +73,22 @@ impl Node {
 
     /// Points this node's name at `id` for `ttl`. The sequence is the publishing time in
     /// microseconds, so a later publish always replaces an earlier one.
-    pub async fn publish_name(&self, id: ContentId, ttl: Duration) -> Result<(Name, usize), NameError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    pub async fn publish_name(
+        &self,
+        id: ContentId,
+        ttl: Duration,
+    ) -> Result<(Name, usize), NameError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let sequence = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
         let expires = Timestamp::from_unix(now + ttl);
-        let record = SignedRecord::sign(&self.inner.name_secret, id.to_string().into_bytes(), sequence, expires);
+        let record = SignedRecord::sign(
+            &self.inner.name_secret,
+            id.to_string().into_bytes(),
+            sequence,
+            expires,
+        );
         let stored = self.put_record(record).await?;
         Ok((self.name(), stored))
     }
@@ -84,8 +99,10 @@ impl Node {
             .get_record(name.key())
             .await?
             .ok_or_else(|| NameError::NotFound(name.to_string()))?;
-        let text = String::from_utf8(record.value).map_err(|_| NameError::NotFound(name.to_string()))?;
-        text.parse().map_err(|_| NameError::NotFound(name.to_string()))
+        let text =
+            String::from_utf8(record.value).map_err(|_| NameError::NotFound(name.to_string()))?;
+        text.parse()
+            .map_err(|_| NameError::NotFound(name.to_string()))
     }
 }
 

@@ -50,7 +50,9 @@ pub enum StoreError {
     #[error("chunk index failed: {0}")]
     Index(#[from] redb::Error),
     /// Another process has the store open.
-    #[error("{0} is in use by another cairn process (a daemon is probably running on it); stop it or use another data directory")]
+    #[error(
+        "{0} is in use by another cairn process (a daemon is probably running on it); stop it or use another data directory"
+    )]
     Locked(std::path::PathBuf),
     /// Nothing evictable is left and the chunk does not fit.
     #[error(
@@ -111,7 +113,9 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let chunks = Arc::new(FsChunkStore::open(dir)?);
         let db = match Database::create(dir.join("index.redb")) {
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(dir.to_owned())),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked(dir.to_owned()));
+            }
             other => other?,
         };
         Self::with_parts(chunks, db, quota)

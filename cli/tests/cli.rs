@@ -1,0 +1,312 @@
+//! The `cairn` binary run as a user would: a devnet and daemons on 127.0.0.1, every process
+//! stopped through its handle (killed on drop if a test fails first), every wait bounded.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use cairn_tests::random_bytes;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::timeout;
+
+const STEP: Duration = Duration::from_secs(120);
+
+fn cairn() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for var in [
+        "CAIRN_DATA_DIR",
+        "CAIRN_API",
+        "CAIRN_TOKEN",
+        "CAIRN_CONFIG",
+        "RUST_LOG",
+    ] {
+        c.env_remove(var);
+    }
+    // No config file from the machine running the tests.
+    c.env("CAIRN_CONFIG", "/dev/null");
+    c.kill_on_drop(true);
+    c
+}
+
+/// Runs `cairn --data-dir dir args…` to completion (bounded).
+async fn run(dir: &Path, args: &[&str]) -> Output {
+    let mut c = cairn();
+    c.arg("--data-dir").arg(dir).args(args);
+    timeout(STEP, c.output())
+        .await
+        .expect("cairn did not finish in time")
+        .expect("cairn runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "cairn failed: {}", stderr(o));
+}
+
+/// Asserts a failure with a one-line message containing `needle`.
+fn assert_fails(o: &Output, needle: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected exit code 1; stderr: {}",
+        stderr(o)
+    );
+    let err = stderr(o);
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "stderr was: {err}"
+    );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "the error should be one line: {err}"
+    );
+}
+
+/// Starts a long-running `cairn` command and waits (bounded) for the stdout line starting with
+/// `ready`.
+async fn start(args: &[&str], ready: &str) -> Child {
+    let mut child = cairn()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn cairn");
+    let out = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(out).lines();
+    let found = timeout(STEP, async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if line.starts_with(ready) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "cairn {args:?} never printed '{ready}'");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// SIGTERM, then wait (bounded) for a clean exit.
+async fn terminate(mut child: Child) {
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = timeout(STEP, child.wait())
+        .await
+        .expect("stops after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
+
+async fn http_get(url: &str, range: Option<&str>) -> (u16, Vec<u8>, reqwest::header::HeaderMap) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(r) = range {
+        req = req.header("Range", r);
+    }
+    let resp = timeout(STEP, req.send())
+        .await
+        .expect("gateway answers")
+        .expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, resp.bytes().await.expect("body").to_vec(), headers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_put_get_cat_gateway_and_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let net = root.path().join("net");
+    let devnet = start(
+        &["devnet", "--nodes", "8", "--dir", net.to_str().unwrap()],
+        "ready",
+    )
+    .await;
+    let (node1, node6) = (net.join("node1"), net.join("node6"));
+
+    // A 5 MiB file through node 1, back through node 6.
+    let data = random_bytes(5 * 1024 * 1024, 11);
+    let input = root.path().join("five.bin");
+    std::fs::write(&input, &data).unwrap();
+    let put = run(&node1, &["put", input.to_str().unwrap()]).await;
+    assert_ok(&put);
+    let id = stdout(&put);
+    assert!(id.starts_with("cairn1"), "{id}");
+    let output = root.path().join("copy.bin");
+    let got = run(&node6, &["get", &id, "-o", output.to_str().unwrap()]).await;
+    assert_ok(&got);
+    assert!(std::fs::read(&output).unwrap() == data, "get differs");
+    let cat = run(&net.join("node3"), &["cat", &id]).await;
+    assert_ok(&cat);
+    assert!(cat.stdout == data, "cat differs");
+
+    // JSON output for scripts.
+    let json = run(&node6, &["--json", "status"]).await;
+    assert_ok(&json);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert!(status["routing_table"].as_u64().unwrap() >= 7, "{status}");
+
+    // The gateway, no token: whole file, and a range.
+    let api = std::fs::read_to_string(node6.join("api.addr")).unwrap();
+    let url = format!("http://{}/c/{id}", api.trim());
+    let (code, body, headers) = http_get(&url, None).await;
+    assert_eq!(code, 200);
+    assert_eq!(headers["content-length"], data.len().to_string().as_str());
+    assert!(body == data);
+    let (code, body, headers) = http_get(&url, Some("bytes=1000000-1000099")).await;
+    assert_eq!(code, 206);
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes 1000000-1000099/{}", data.len()).as_str()
+    );
+    assert_eq!(body, &data[1_000_000..1_000_100]);
+
+    // A directory tree with nested folders.
+    let tree = root.path().join("tree");
+    std::fs::create_dir_all(tree.join("docs/deep/deeper")).unwrap();
+    std::fs::create_dir_all(tree.join("empty")).unwrap();
+    std::fs::write(tree.join("readme.txt"), b"hello tree").unwrap();
+    std::fs::write(tree.join("docs/a.bin"), random_bytes(700_000, 12)).unwrap();
+    std::fs::write(tree.join("docs/deep/deeper/z.txt"), b"zzz").unwrap();
+    let put = run(&net.join("node2"), &["put", tree.to_str().unwrap()]).await;
+    assert_ok(&put);
+    let dir_id = stdout(&put);
+    let out_tree = root.path().join("tree-copy");
+    let got = run(
+        &net.join("node8"),
+        &["get", &dir_id, "-o", out_tree.to_str().unwrap()],
+    )
+    .await;
+    assert_ok(&got);
+    for rel in ["readme.txt", "docs/a.bin", "docs/deep/deeper/z.txt"] {
+        assert_eq!(
+            std::fs::read(tree.join(rel)).unwrap(),
+            std::fs::read(out_tree.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(out_tree.join("empty").is_dir());
+    let (code, body, headers) = http_get(
+        &format!("http://{}/c/{dir_id}/readme.txt", api.trim()),
+        None,
+    )
+    .await;
+    assert_eq!((code, body.as_slice()), (200, &b"hello tree"[..]));
+    assert_eq!(headers["content-type"], "text/plain");
+
+    // Errors: message and exit code.
+    assert_fails(
+        &run(&node1, &["get", "cairn1nothex"]).await,
+        "malformed content id",
+    );
+    assert_fails(
+        &run(&node1, &["get", "bafyoops"]).await,
+        "should start with 'cairn1'",
+    );
+    let missing = root.path().join("missing.bin");
+    assert_fails(
+        &run(&node1, &["put", missing.to_str().unwrap()]).await,
+        "no such file or directory",
+    );
+    let unknown = format!("cairn1{}", "cd".repeat(32));
+    assert_fails(&run(&node6, &["get", &unknown]).await, "no peer holds");
+    let mut wrong = cairn();
+    wrong
+        .arg("--data-dir")
+        .arg(&node1)
+        .arg("status")
+        .env("CAIRN_TOKEN", "not-the-token");
+    let wrong = timeout(STEP, wrong.output()).await.unwrap().unwrap();
+    assert_fails(&wrong, "refused the API token");
+    assert!(
+        !root.path().join(&unknown).exists(),
+        "a failed get leaves nothing behind"
+    );
+
+    terminate(devnet).await;
+    assert!(
+        !node1.join("api.addr").exists(),
+        "a stopped node removes its API address"
+    );
+    assert_fails(
+        &run(&node1, &["status"]).await,
+        "no cairn daemon is running for",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_daemon_commands_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["status"]).await;
+    assert_fails(
+        &o,
+        &format!(
+            "no cairn daemon is running for {}; start one with 'cairn daemon'",
+            dir.path().display()
+        ),
+    );
+    let o = run(dir.path(), &["put", "/etc/hostname"]).await;
+    assert_fails(&o, "no cairn daemon is running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_daemon_and_a_new_one_serves_the_same_content() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir: PathBuf = root.path().join("d");
+    let dir = data_dir.to_str().unwrap();
+    let args = [
+        "daemon",
+        "--data-dir",
+        dir,
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+    ];
+    let daemon = start(&args, "cairn daemon ready").await;
+    let data = random_bytes(1_500_000, 13);
+    let input = root.path().join("f.bin");
+    std::fs::write(&input, &data).unwrap();
+    let put = run(&data_dir, &["put", input.to_str().unwrap()]).await;
+    assert_ok(&put);
+    let id = stdout(&put);
+
+    // A second daemon on the same directory is refused while the first runs.
+    let mut c = cairn();
+    c.args(args);
+    let second_daemon = timeout(STEP, c.output()).await.unwrap().unwrap();
+    assert_fails(&second_daemon, "already running");
+
+    terminate(daemon).await;
+    let daemon = start(&args, "cairn daemon ready").await;
+    let out = root.path().join("again.bin");
+    let got = run(&data_dir, &["get", &id, "-o", out.to_str().unwrap()]).await;
+    assert_ok(&got);
+    assert!(std::fs::read(&out).unwrap() == data);
+    terminate(daemon).await;
+}
+
+/// The README's first command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_demo_round_trips_and_exits() {
+    let o = timeout(STEP, cairn().args(["devnet", "--demo", "--nodes", "6"]).output()).await.unwrap().unwrap();
+    assert_ok(&o);
+    assert!(stdout(&o).contains("byte-identical"), "{}", stdout(&o));
+    let j = timeout(STEP, cairn().args(["--json", "devnet", "--demo", "--nodes", "3"]).output()).await.unwrap().unwrap();
+    assert_ok(&j);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&j)).unwrap();
+    assert_eq!(v["identical"], true);
+}
