@@ -134,7 +134,10 @@ async fn demo(root: &std::path::Path, running: &[Running], out: &Output) -> anyh
     let (first, last) = (&running[0], &running[running.len() - 1]);
     // Deterministic pseudo-random content (BLAKE3 in extendable-output mode).
     let mut data = vec![0u8; DEMO_BYTES];
-    blake3::Hasher::new().update(b"cairn devnet demo").finalize_xof().fill(&mut data);
+    blake3::Hasher::new()
+        .update(b"cairn devnet demo")
+        .finalize_xof()
+        .fill(&mut data);
     let input = root.join("demo-input.bin");
     std::fs::write(&input, &data).with_context(|| format!("cannot write {}", input.display()))?;
 
@@ -143,7 +146,10 @@ async fn demo(root: &std::path::Path, running: &[Running], out: &Output) -> anyh
     let put_time = started.elapsed();
     let output = root.join("demo-output.bin");
     let started = std::time::Instant::now();
-    last.node.get_to_file(put.id, &output).await.context("get failed")?;
+    last.node
+        .get_to_file(put.id, &output)
+        .await
+        .context("get failed")?;
     let get_time = started.elapsed();
     let same = std::fs::read(&output).context("cannot read the output back")? == data;
     anyhow::ensure!(same, "the bytes got back differ from the bytes put");

@@ -302,10 +302,24 @@ async fn sigterm_stops_the_daemon_and_a_new_one_serves_the_same_content() {
 /// The README's first command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_demo_round_trips_and_exits() {
-    let o = timeout(STEP, cairn().args(["devnet", "--demo", "--nodes", "6"]).output()).await.unwrap().unwrap();
+    let o = timeout(
+        STEP,
+        cairn().args(["devnet", "--demo", "--nodes", "6"]).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_ok(&o);
     assert!(stdout(&o).contains("byte-identical"), "{}", stdout(&o));
-    let j = timeout(STEP, cairn().args(["--json", "devnet", "--demo", "--nodes", "3"]).output()).await.unwrap().unwrap();
+    let j = timeout(
+        STEP,
+        cairn()
+            .args(["--json", "devnet", "--demo", "--nodes", "3"])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_ok(&j);
     let v: serde_json::Value = serde_json::from_str(&stdout(&j)).unwrap();
     assert_eq!(v["identical"], true);
