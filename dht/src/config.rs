@@ -84,12 +84,14 @@ pub struct StoreLimits {
     pub max_providers_per_key: usize,
 }
 
-/// A token bucket per peer on inbound requests.
+/// A token bucket per peer on inbound requests. The defaults leave room for an honest heavy
+/// user: a peer putting a large file runs one placement lookup per chunk, and on a small network
+/// every lookup asks every peer.
 #[derive(Clone, Debug)]
 pub struct RateLimit {
-    /// Requests a peer may send in a burst. Default 200.
+    /// Requests a peer may send in a burst. Default 1000.
     pub burst: u32,
-    /// Sustained requests per second per peer. Default 100.
+    /// Sustained requests per second per peer. Default 500.
     pub per_second: u32,
     /// Peers tracked at once; the least recently seen is forgotten beyond this. Default 4096.
     pub max_tracked_peers: usize,
@@ -147,8 +149,8 @@ impl Default for StoreLimits {
 impl Default for RateLimit {
     fn default() -> Self {
         Self {
-            burst: 200,
-            per_second: 100,
+            burst: 1000,
+            per_second: 500,
             max_tracked_peers: 4096,
         }
     }

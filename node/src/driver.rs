@@ -619,6 +619,18 @@ impl Driver {
                         .send_response(channel, refusal);
                     return;
                 }
+                if !self.engine.is_responsible(&id) {
+                    let refusal = ChunkResponse::Refused(
+                        "this peer is not among the closest to the chunk; offer it to a closer one"
+                            .into(),
+                    );
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .chunk
+                        .send_response(channel, refusal);
+                    return;
+                }
                 tokio::task::spawn_blocking(move || {
                     let response = match store.insert(&id, &bytes, Reason::Replica) {
                         Ok(_) => ChunkResponse::Stored,

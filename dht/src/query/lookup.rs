@@ -6,7 +6,7 @@
 //! set. With several paths, a peer queried by one path is never queried by another, so a liar
 //! can only steer the paths it is on; the result merges every path's answers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::{Address, Contact, Distance, Key};
 
@@ -27,6 +27,8 @@ struct Candidate<A> {
     state: State,
     /// Requests from the lookup's start to reach this peer: 1 for the peers we knew.
     hop: u32,
+    /// Whether the peer was asked again after a timeout.
+    retried: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -48,8 +50,10 @@ pub(crate) struct Lookup<A> {
     /// Most candidates a path keeps; farther ones not yet asked are dropped.
     capacity: usize,
     paths: Vec<Path<A>>,
-    /// Every peer some path has queried (disjointness).
-    claimed: HashSet<Key>,
+    /// Every peer some path has queried, and which path (disjointness).
+    claimed: HashMap<Key, PathId>,
+    /// Peers that failed: other answers naming them do not bring them back.
+    failed: HashSet<Key>,
 }
 
 impl<A: Address> Lookup<A> {
@@ -78,7 +82,8 @@ impl<A: Address> Lookup<A> {
                     topped_up: false,
                 })
                 .collect(),
-            claimed: HashSet::new(),
+            claimed: HashMap::new(),
+            failed: HashSet::new(),
         };
         let mut seeds = seeds;
         seeds.sort_by_key(|c| target.distance(&c.id));
@@ -123,12 +128,12 @@ impl<A: Address> Lookup<A> {
             while i < path.candidates.len() && live < self.k && path.in_flight < self.alpha {
                 let c = &mut path.candidates[i];
                 if c.state == State::NotContacted {
-                    if self.claimed.contains(&c.contact.id) {
+                    if self.claimed.get(&c.contact.id).is_some_and(|&p| p != pid) {
                         // Another path asked this peer: leave it to that path.
                         path.candidates.remove(i);
                         continue;
                     }
-                    self.claimed.insert(c.contact.id);
+                    self.claimed.insert(c.contact.id, pid);
                     c.state = State::Waiting;
                     path.in_flight += 1;
                     out.push((pid, c.contact.clone()));
@@ -160,6 +165,31 @@ impl<A: Address> Lookup<A> {
         }
     }
 
+    /// The request to `from` on `path` timed out. If the peer is among the path's k closest and
+    /// was not retried yet, it is queued to be asked once more and true is returned; otherwise
+    /// nothing changes (the caller then calls [`Lookup::on_failure`]).
+    pub(crate) fn on_timeout(&mut self, path: PathId, from: &Key) -> bool {
+        let k = self.k;
+        let Some(p) = self.paths.get_mut(path) else {
+            return false;
+        };
+        let Some(i) = p
+            .candidates
+            .iter()
+            .position(|c| c.contact.id == *from && c.state == State::Waiting)
+        else {
+            return false;
+        };
+        let c = &mut p.candidates[i];
+        if c.retried || i >= k {
+            return false;
+        }
+        c.retried = true;
+        c.state = State::NotContacted;
+        p.in_flight -= 1;
+        true
+    }
+
     /// `from` failed on `path`: it leaves the candidate set.
     pub(crate) fn on_failure(&mut self, path: PathId, from: &Key) {
         let Some(p) = self.paths.get_mut(path) else {
@@ -173,6 +203,7 @@ impl<A: Address> Lookup<A> {
             p.candidates.remove(i);
             p.in_flight -= 1;
             p.failures += 1;
+            self.failed.insert(*from);
         }
     }
 
@@ -189,11 +220,10 @@ impl<A: Address> Lookup<A> {
     fn path_done(&self, path: PathId) -> bool {
         let p = &self.paths[path];
         p.in_flight == 0
-            && !p
-                .candidates
-                .iter()
-                .take(self.k)
-                .any(|c| c.state == State::NotContacted && !self.claimed.contains(&c.contact.id))
+            && !p.candidates.iter().take(self.k).any(|c| {
+                c.state == State::NotContacted
+                    && self.claimed.get(&c.contact.id).is_none_or(|&p| p == path)
+            })
     }
 
     /// The closest peers that answered, at most `n`, closest first, with the hop count of the
@@ -215,7 +245,10 @@ impl<A: Address> Lookup<A> {
     }
 
     fn offer(&mut self, path: PathId, contact: Contact<A>, hop: u32) {
-        if contact.id == self.local || !contact.addr.matches_id(&contact.id) {
+        if contact.id == self.local
+            || !contact.addr.matches_id(&contact.id)
+            || self.failed.contains(&contact.id)
+        {
             return;
         }
         let distance = self.target.distance(&contact.id);
@@ -234,6 +267,7 @@ impl<A: Address> Lookup<A> {
                 distance,
                 state: State::NotContacted,
                 hop,
+                retried: false,
             },
         );
         // Drop the farthest not-yet-asked candidates beyond capacity; asked ones are kept so
@@ -311,6 +345,25 @@ mod tests {
             closest.iter().map(|c| c.addr).collect::<Vec<_>>(),
             vec![1, 3, 4, 5]
         );
+    }
+
+    #[test]
+    fn a_timed_out_close_peer_is_asked_once_more() {
+        let target = Key::from_bytes([0; 32]);
+        let local = Key::from_bytes([0xff; 32]);
+        let mut l = Lookup::new(target, local, vec![c(1), c(2)], 2, 2, 1);
+        assert_eq!(l.next_requests().len(), 2);
+        l.on_success(0, &c(2).id, vec![]);
+        assert!(l.on_timeout(0, &c(1).id), "first timeout: retry");
+        let again = l.next_requests();
+        assert_eq!(
+            again.iter().map(|(_, c)| c.addr).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert!(!l.on_timeout(0, &c(1).id), "second timeout: give up");
+        l.on_failure(0, &c(1).id);
+        let (closest, _) = l.closest_succeeded(2);
+        assert_eq!(closest.iter().map(|c| c.addr).collect::<Vec<_>>(), vec![2]);
     }
 
     #[test]

@@ -81,7 +81,9 @@ impl SignedRecord {
 
     /// The public key that `secret_key` signs as: the name it publishes under.
     pub fn public_key_of(secret_key: &[u8; 32]) -> [u8; 32] {
-        SigningKey::from_bytes(secret_key).verifying_key().to_bytes()
+        SigningKey::from_bytes(secret_key)
+            .verifying_key()
+            .to_bytes()
     }
 
     /// The key this record is stored under.

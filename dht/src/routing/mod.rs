@@ -116,6 +116,17 @@ impl<A: Address> RoutingTable<A> {
         InsertOutcome::Cached { probe }
     }
 
+    /// The caller will not probe `id` after all (see [`InsertOutcome::Cached`]): a later
+    /// newcomer may ask again.
+    pub(crate) fn probe_skipped(&mut self, id: &Key) {
+        if let Some(index) = self.local.bucket_index(id) {
+            let bucket = &mut self.buckets[index];
+            if bucket.probing == Some(*id) {
+                bucket.probing = None;
+            }
+        }
+    }
+
     /// Records a failed request to `id`. The entry is removed after `max_failures` in a row, or
     /// at once if it was being probed for a newcomer; the best replacement takes its slot.
     pub(crate) fn failed(
