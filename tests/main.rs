@@ -1,3 +1,4 @@
 //! cairn's integration tests: real nodes on 127.0.0.1, one binary, a module per topic.
 
+mod churn;
 mod put_get;

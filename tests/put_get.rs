@@ -104,7 +104,7 @@ async fn each_chunk_is_on_exactly_the_replication_closest_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds() {
-    let net = Testnet::new(8).await.unwrap();
+    let mut net = Testnet::new(8).await.unwrap();
     let replication = cairn_dht::Config::default().replication;
     let data = random_bytes(3 * 1024 * 1024, 6);
     let origin = &net.nodes[0];
@@ -112,6 +112,7 @@ async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds(
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(put.replica_failures, 0, "{put:?}");
     let ids = chunk_ids(origin, put.id).await;
     origin.shutdown().await;
     // On every chunk, all but one of its replicas now serve flipped bytes (bit rot on disk,
@@ -123,7 +124,7 @@ async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds(
             .collect();
         assert_eq!(
             holders.len(),
-            replication - usize::from(node_closer_than_all(&net, 0, id, &holders))
+            replication - usize::from(among_closest(&net, 0, id, replication))
         );
         for &i in holders.iter().skip(1) {
             let hex = format!("{id:x}");
@@ -135,31 +136,28 @@ async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds(
         }
     }
     assert!(corrupted > ids.len());
-    // A reader that holds nothing of it.
-    let reader = (1..net.nodes.len())
-        .find(|&i| {
-            ids.iter()
-                .all(|id| !net.nodes[i].store().contains(id).unwrap())
-        })
-        .unwrap_or(1);
+    // A reader that joins now and holds nothing of it. (Peers may also copy chunks to it as a
+    // new closest peer: a corrupt copy is refused, and counted, there too.)
+    let first = net.nodes[1].addrs()[0].clone();
+    let dir = net.scratch("reader");
+    let reader = net.spawn_on(dir, Some(first)).await.unwrap();
     let node = &net.nodes[reader];
     let got = timeout(STEP, node.get_bytes(put.id)).await.unwrap();
     let got = got.unwrap_or_else(|e| panic!("get failed: {e}"));
     assert!(got == data, "the bytes differ");
-    let stats = node.stats().await.unwrap();
-    assert!(
-        stats.network.penalised > 0,
-        "no corrupt holder was caught: {stats:?}"
-    );
+    let mut penalised = 0;
+    for n in &net.nodes[1..] {
+        penalised += n.stats().await.unwrap().network.penalised;
+    }
+    assert!(penalised > 0, "no corrupt holder was caught");
     net.shutdown().await;
 }
 
-/// Whether node `i` (not among `holders`) was itself one of the closest to `id`.
-fn node_closer_than_all(net: &Testnet, i: usize, id: &Key, holders: &[usize]) -> bool {
-    let d = id.distance(&node_id(&net.nodes[i].peer_id()));
-    holders
-        .iter()
-        .any(|&h| id.distance(&node_id(&net.nodes[h].peer_id())) > d)
+/// Whether node `i` is one of the `replication` closest of all nodes to `id`.
+fn among_closest(net: &Testnet, i: usize, id: &Key, replication: usize) -> bool {
+    let mut ids: Vec<Key> = net.nodes.iter().map(|n| node_id(&n.peer_id())).collect();
+    ids.sort_by_key(|k| id.distance(k));
+    ids[..replication].contains(&node_id(&net.nodes[i].peer_id()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

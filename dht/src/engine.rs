@@ -1,7 +1,7 @@
 //! The engine: one peer's whole Kademlia state machine.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -11,6 +11,7 @@ use crate::message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Respon
 use crate::peers::{PeerScore, RateLimiter, Scores};
 use crate::query::{Lookup, PathId};
 use crate::record::{ProviderRecord, RecordError, RecordStore, StoreError};
+use crate::replicas;
 use crate::routing::{InsertOutcome, Removal, RoutingTable, TableConfig};
 use crate::{
     Address, Config, Contact, Key, MemoryRecordStore, QueryError, QueryId, QueryResult, QueryStats,
@@ -69,6 +70,18 @@ pub enum Event<A> {
         /// The peer.
         peer: Contact<A>,
     },
+    /// A chunk this peer holds should be copied to `to`, which is now among the `replication`
+    /// closest peers to it (see the `replicas` module: a peer joined, or one left). The node
+    /// sends the bytes. If `release`, this peer itself is no longer among the closest and may
+    /// keep its copy as evictable cache once `to` has it.
+    Replicate {
+        /// The chunk.
+        key: Key,
+        /// Where the copy goes.
+        to: Contact<A>,
+        /// Whether this peer may drop its responsibility afterwards.
+        release: bool,
+    },
     /// A peer stored a signed record with us.
     RecordStored {
         /// The record key.
@@ -101,7 +114,8 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     scores: Scores,
     limiter: RateLimiter,
     rng: ChaCha8Rng,
-    held: HashSet<Key>,
+    /// Chunks this peer stores, ordered so that repair decisions come out in a fixed order.
+    held: BTreeSet<Key>,
     queries: BTreeMap<QueryId, Query<A>>,
     pending: HashMap<RequestId, Pending<A>>,
     timers: BinaryHeap<Reverse<(Timestamp, Timer)>>,
@@ -203,7 +217,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             scores: Scores::new(config.max_tracked_peers),
             limiter: RateLimiter::new(config.rate.clone()),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
-            held: HashSet::new(),
+            held: BTreeSet::new(),
             queries: BTreeMap::new(),
             pending: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -908,7 +922,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
 
     fn on_alive(&mut self, now: Timestamp, contact: Contact<A>, may_probe: bool) {
         match self.table.seen(contact.clone(), now) {
-            InsertOutcome::Inserted => self.events.push_back(Event::PeerAdded { peer: contact }),
+            InsertOutcome::Inserted => self.on_peer_added(contact),
             InsertOutcome::Cached { probe: Some(head) } if may_probe => {
                 self.send(now, head, RequestBody::Ping, Purpose::Probe);
             }
@@ -927,11 +941,31 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
 
     fn on_removal(&mut self, removal: Option<Removal<A>>) {
         if let Some(Removal { removed, promoted }) = removal {
+            let r = self.config.replication;
+            for t in replicas::on_leave(&self.table, &self.held, &self.local, r, &removed) {
+                self.events.push_back(Event::Replicate {
+                    key: t.key,
+                    to: t.to,
+                    release: t.release,
+                });
+            }
             self.events.push_back(Event::PeerRemoved { peer: removed });
             if let Some(peer) = promoted {
-                self.events.push_back(Event::PeerAdded { peer });
+                self.on_peer_added(peer);
             }
         }
+    }
+
+    fn on_peer_added(&mut self, peer: Contact<A>) {
+        let r = self.config.replication;
+        for t in replicas::on_join(&self.table, &self.held, &self.local, r, &peer) {
+            self.events.push_back(Event::Replicate {
+                key: t.key,
+                to: t.to,
+                release: t.release,
+            });
+        }
+        self.events.push_back(Event::PeerAdded { peer });
     }
 
     // ---- records ------------------------------------------------------------------------------

@@ -14,7 +14,8 @@
 //! - records: [`SignedRecord`]s verified before storing, sequence only moving forward; provider
 //!   records bound to the authenticated announcer; a bounded [`RecordStore`].
 //! - chunk placement: [`Dht::place`] decides which peers hold a chunk, [`Dht::find_holders`]
-//!   finds them, [`Dht::rank`] orders them for fetching.
+//!   finds them, [`Dht::rank`] orders them for fetching, and [`Event::Replicate`] moves copies
+//!   to new closest peers as peers join and leave.
 //! - inbound limits: a request budget per peer, bounded answers, bounded state everywhere.
 //!
 //! # Example
@@ -50,6 +51,7 @@ mod peer;
 mod peers;
 mod query;
 mod record;
+mod replicas;
 mod routing;
 mod rtt;
 mod time;

@@ -12,7 +12,9 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, trace, warn};
 
 use crate::protocol::{
@@ -24,6 +26,8 @@ use crate::store::{Reason, Store};
 pub(crate) const COMMAND_QUEUE: usize = 256;
 /// Finished store jobs queued at most.
 const DONE_QUEUE: usize = 256;
+/// Replica copies (see [`cairn_dht::Event::Replicate`]) in flight at once.
+pub(crate) const REPAIR_CONCURRENCY: usize = 4;
 
 /// The engine's clock: wall time at start plus a monotonic clock, so it never goes backwards.
 #[derive(Clone, Copy, Debug)]
@@ -83,7 +87,8 @@ pub struct NetworkStatus {
     pub routing_table: usize,
     /// Peers with an open connection.
     pub connected: usize,
-    /// Times a peer sent chunk bytes that did not match their id (and was penalised).
+    /// Times a peer sent chunk bytes that did not match their id (and was penalised), in answer
+    /// to a fetch or as a replica copy.
     pub penalised: u64,
 }
 
@@ -131,6 +136,11 @@ pub(crate) enum Command {
         from: PeerAddr,
         id: Key,
         reply: Reply<Result<Vec<u8>, TransferError>>,
+    },
+    HasChunk {
+        at: PeerAddr,
+        id: Key,
+        reply: Reply<Result<(), TransferError>>,
     },
     Misbehaved {
         peer: PeerId,
@@ -186,6 +196,10 @@ pub(crate) struct Driver {
     /// The remote address of a connected peer, if no better one is known.
     remote: HashMap<PeerId, Multiaddr>,
     penalised: u64,
+    /// Commands to ourselves, for replica copies running on their own tasks. Weak, so that the
+    /// driver still stops when the last handle is dropped.
+    self_tx: mpsc::WeakSender<Command>,
+    repair_permits: Arc<Semaphore>,
 }
 
 enum ChunkWaiter {
@@ -200,6 +214,7 @@ impl Driver {
         store: Store,
         clock: Clock,
         commands: mpsc::Receiver<Command>,
+        self_tx: mpsc::WeakSender<Command>,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
         Self {
@@ -216,6 +231,8 @@ impl Driver {
             listen: HashMap::new(),
             remote: HashMap::new(),
             penalised: 0,
+            self_tx,
+            repair_permits: Arc::new(Semaphore::new(REPAIR_CONCURRENCY)),
         }
     }
 
@@ -272,6 +289,7 @@ impl Driver {
                     debug!(peer = %peer.addr.peer, "routing table: removed")
                 }
                 Event::RecordStored { key, .. } => debug!(%key, "stored a record for a peer"),
+                Event::Replicate { key, to, release } => self.replicate(key, to.addr, release),
             }
         }
     }
@@ -367,6 +385,15 @@ impl Driver {
                     .chunk
                     .send_request(&from.peer, ChunkRequest::Get { id });
                 self.chunk_out.insert(out, ChunkWaiter::Fetch(reply));
+            }
+            Command::HasChunk { at, id, reply } => {
+                self.swarm.add_peer_address(at.peer, at.addr);
+                let out = self
+                    .swarm
+                    .behaviour_mut()
+                    .chunk
+                    .send_request(&at.peer, ChunkRequest::Has { id });
+                self.chunk_out.insert(out, ChunkWaiter::Send(reply));
             }
             Command::Misbehaved { peer } => {
                 self.penalised += 1;
@@ -550,6 +577,9 @@ impl Driver {
                     (Some(ChunkWaiter::Send(reply)), ChunkResponse::Stored) => {
                         let _ = reply.send(Ok(()));
                     }
+                    (Some(ChunkWaiter::Send(reply)), ChunkResponse::NotFound) => {
+                        let _ = reply.send(Err(TransferError::NotFound));
+                    }
                     (Some(ChunkWaiter::Send(reply)), ChunkResponse::Refused(why)) => {
                         let _ = reply.send(Err(TransferError::Refused(why)));
                     }
@@ -583,6 +613,74 @@ impl Driver {
         }
     }
 
+    /// Copies a chunk to a peer that is now among its closest, as the engine decided, off the
+    /// driver task. At most [`REPAIR_CONCURRENCY`] copies are in flight; the rest wait their turn.
+    fn replicate(&mut self, id: Key, to: PeerAddr, release: bool) {
+        let store = self.store.clone();
+        let commands = self.self_tx.clone();
+        let permits = self.repair_permits.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let Some(commands) = commands.upgrade() else {
+                return; // the node is shutting down
+            };
+            let peer = to.peer;
+            // Several holders may decide to copy to the same peer: ask first.
+            let (reply, has) = oneshot::channel();
+            let at = to.clone();
+            if commands
+                .send(Command::HasChunk { at, id, reply })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let outcome = if let Ok(Ok(())) = has.await {
+                Ok(Ok(()))
+            } else {
+                let read = {
+                    let store = store.clone();
+                    tokio::task::spawn_blocking(move || store.read(&id)).await
+                };
+                let Ok(Ok(Some(bytes))) = read else {
+                    return; // evicted or gone meanwhile: nothing to copy
+                };
+                let (reply, done) = oneshot::channel();
+                if commands
+                    .send(Command::SendChunk {
+                        to,
+                        id,
+                        bytes,
+                        reply,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                done.await
+            };
+            drop(commands);
+            match outcome {
+                Ok(Ok(())) => {
+                    debug!(%id, %peer, "copied a chunk to a new closest peer");
+                    if release {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            store.remove_reason(&id, Reason::Replica)
+                        })
+                        .await;
+                    }
+                }
+                Ok(Err(e)) => {
+                    debug!(%id, %peer, %e, "could not copy a chunk to a new closest peer")
+                }
+                Err(_) => {}
+            }
+        });
+    }
+
     /// Answers a chunk request off the driver task (disk work), handing the answer back.
     fn serve_chunk(
         &mut self,
@@ -606,8 +704,18 @@ impl Driver {
                     let _ = done.blocking_send(Done::Respond(channel, response));
                 });
             }
+            ChunkRequest::Has { id } => {
+                tokio::task::spawn_blocking(move || {
+                    let response = match store.contains(&id) {
+                        Ok(true) => ChunkResponse::Stored,
+                        _ => ChunkResponse::NotFound,
+                    };
+                    let _ = done.blocking_send(Done::Respond(channel, response));
+                });
+            }
             ChunkRequest::Store { id, bytes } => {
                 if Key::hash(&bytes) != id {
+                    self.penalised += 1;
                     let now = self.clock.now();
                     self.engine.report_misbehaviour(now, &node_id(&peer));
                     let refusal =

@@ -218,7 +218,7 @@ impl NodeBuilder {
             engine.hold(id);
         }
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let driver = Driver::new(swarm, engine, store.clone(), clock, rx);
+        let driver = Driver::new(swarm, engine, store.clone(), clock, rx, tx.downgrade());
         let task = tokio::spawn(driver.run());
         let node = Node {
             inner: Arc::new(Inner {

@@ -67,6 +67,12 @@ pub enum ChunkRequest {
         /// The chunk id.
         id: Key,
     },
+    /// Do you have this chunk? Answered `Stored` or `NotFound`; asked before sending a copy, so
+    /// that a peer that already has it costs a round trip, not a megabyte.
+    Has {
+        /// The chunk id.
+        id: Key,
+    },
     /// Keep this chunk: you are one of the closest peers to its hash.
     Store {
         /// The chunk id; the receiver checks the bytes hash to it.
