@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use cairn_dht::Key;
 use cairn_node::Manifest;
-use cairn_node::protocol::node_id;
 use cairn_tests::{STEP, Testnet, random_bytes};
 use tokio::time::timeout;
 
@@ -37,14 +36,7 @@ async fn chunks_are_copied_to_peers_that_join_among_the_closest() {
     let missing = || -> Vec<(Key, usize)> {
         let mut missing = Vec::new();
         for id in &ids {
-            let mut by_distance: Vec<(usize, Key)> = net
-                .nodes
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (i, node_id(&n.peer_id())))
-                .collect();
-            by_distance.sort_by_key(|(_, k)| id.distance(k));
-            for (i, _) in by_distance.into_iter().take(replication) {
+            for i in net.closest(id, replication) {
                 if !net.nodes[i].store().contains(id).unwrap() {
                     missing.push((*id, i));
                 }

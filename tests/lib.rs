@@ -55,6 +55,18 @@ impl Testnet {
         Ok(self.nodes.len() - 1)
     }
 
+    /// Indices of the `n` nodes whose ids are closest to `key`, closest first.
+    pub fn closest(&self, key: &cairn_dht::Key, n: usize) -> Vec<usize> {
+        let mut by_distance: Vec<(usize, cairn_dht::Key)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (i, cairn_node::protocol::node_id(&node.peer_id())))
+            .collect();
+        by_distance.sort_by_key(|(_, id)| key.distance(id));
+        by_distance.into_iter().take(n).map(|(i, _)| i).collect()
+    }
+
     /// A fresh directory under the testnet's temporary root.
     pub fn scratch(&self, name: &str) -> PathBuf {
         let p = self.root.path().join(name);

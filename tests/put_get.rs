@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use cairn_dht::Key;
-use cairn_node::protocol::node_id;
 use cairn_node::{ContentId, GetError, Manifest, Node};
 use cairn_tests::{STEP, Testnet, random_bytes};
 use tokio::time::timeout;
@@ -70,18 +69,7 @@ async fn each_chunk_is_on_exactly_the_replication_closest_nodes() {
     let ids = chunk_ids(a, put.id).await;
     assert!(ids.len() > 5);
     for id in ids {
-        let mut by_distance: Vec<(usize, Key)> = net
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i, node_id(&n.peer_id())))
-            .collect();
-        by_distance.sort_by_key(|(_, k)| id.distance(k));
-        let closest: HashSet<usize> = by_distance
-            .iter()
-            .take(replication)
-            .map(|(i, _)| *i)
-            .collect();
+        let closest: HashSet<usize> = net.closest(&id, replication).into_iter().collect();
         for (i, node) in net.nodes.iter().enumerate() {
             let replica = node.store().is_replica(&id).unwrap();
             let stored = node.store().contains(&id).unwrap();
@@ -124,7 +112,7 @@ async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds(
             .collect();
         assert_eq!(
             holders.len(),
-            replication - usize::from(among_closest(&net, 0, id, replication))
+            replication - usize::from(net.closest(id, replication).contains(&0))
         );
         for &i in holders.iter().skip(1) {
             let hex = format!("{id:x}");
@@ -151,13 +139,6 @@ async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds(
     }
     assert!(penalised > 0, "no corrupt holder was caught");
     net.shutdown().await;
-}
-
-/// Whether node `i` is one of the `replication` closest of all nodes to `id`.
-fn among_closest(net: &Testnet, i: usize, id: &Key, replication: usize) -> bool {
-    let mut ids: Vec<Key> = net.nodes.iter().map(|n| node_id(&n.peer_id())).collect();
-    ids.sort_by_key(|k| id.distance(k));
-    ids[..replication].contains(&node_id(&net.nodes[i].peer_id()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -332,31 +332,17 @@ impl Driver {
                     self.listen.insert(s.peer, s.addr.clone());
                 }
                 let contacts = seeds.into_iter().map(|a| Contact::new(node_id(&a.peer), a));
-                match self.engine.bootstrap(now, contacts) {
-                    Ok(id) => {
-                        self.waiters.insert(id, Waiter::Bootstrap(reply));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
+                let started = self.engine.bootstrap(now, contacts);
+                self.await_query(started, reply, Waiter::Bootstrap);
             }
-            Command::Place { key, reply } => match self.engine.place(now, key) {
-                Ok(id) => {
-                    self.waiters.insert(id, Waiter::Place(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            },
-            Command::FindHolders { key, reply } => match self.engine.find_holders(now, key) {
-                Ok(id) => {
-                    self.waiters.insert(id, Waiter::Holders(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            },
+            Command::Place { key, reply } => {
+                let started = self.engine.place(now, key);
+                self.await_query(started, reply, Waiter::Place);
+            }
+            Command::FindHolders { key, reply } => {
+                let started = self.engine.find_holders(now, key);
+                self.await_query(started, reply, Waiter::Holders);
+            }
             Command::Announce { key } => {
                 if let Ok(id) = self.engine.announce(now, key) {
                     self.waiters.insert(id, Waiter::Background);
@@ -369,52 +355,30 @@ impl Driver {
                 bytes,
                 reply,
             } => {
-                self.swarm.add_peer_address(to.peer, to.addr);
-                let out = self
-                    .swarm
-                    .behaviour_mut()
-                    .chunk
-                    .send_request(&to.peer, ChunkRequest::Store { id, bytes });
-                self.chunk_out.insert(out, ChunkWaiter::Send(reply));
+                self.chunk_request(
+                    to,
+                    ChunkRequest::Store { id, bytes },
+                    ChunkWaiter::Send(reply),
+                );
             }
             Command::FetchChunk { from, id, reply } => {
-                self.swarm.add_peer_address(from.peer, from.addr);
-                let out = self
-                    .swarm
-                    .behaviour_mut()
-                    .chunk
-                    .send_request(&from.peer, ChunkRequest::Get { id });
-                self.chunk_out.insert(out, ChunkWaiter::Fetch(reply));
+                self.chunk_request(from, ChunkRequest::Get { id }, ChunkWaiter::Fetch(reply));
             }
             Command::HasChunk { at, id, reply } => {
-                self.swarm.add_peer_address(at.peer, at.addr);
-                let out = self
-                    .swarm
-                    .behaviour_mut()
-                    .chunk
-                    .send_request(&at.peer, ChunkRequest::Has { id });
-                self.chunk_out.insert(out, ChunkWaiter::Send(reply));
+                self.chunk_request(at, ChunkRequest::Has { id }, ChunkWaiter::Send(reply));
             }
             Command::Misbehaved { peer } => {
                 self.penalised += 1;
                 self.engine.report_misbehaviour(now, &node_id(&peer));
             }
-            Command::PutRecord { record, reply } => match self.engine.put_record(now, record) {
-                Ok(id) => {
-                    self.waiters.insert(id, Waiter::PutRecord(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            },
-            Command::GetRecord { key, reply } => match self.engine.get_record(now, key) {
-                Ok(id) => {
-                    self.waiters.insert(id, Waiter::GetRecord(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            },
+            Command::PutRecord { record, reply } => {
+                let started = self.engine.put_record(now, record);
+                self.await_query(started, reply, Waiter::PutRecord);
+            }
+            Command::GetRecord { key, reply } => {
+                let started = self.engine.get_record(now, key);
+                self.await_query(started, reply, Waiter::GetRecord);
+            }
             Command::Status { reply } => {
                 let _ = reply.send(NetworkStatus {
                     peer_id: *self.swarm.local_peer_id(),
@@ -443,6 +407,34 @@ impl Driver {
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
+    }
+
+    /// Keeps `reply` until the query ends, or answers at once if it could not start.
+    fn await_query<T>(
+        &mut self,
+        started: Result<QueryId, cairn_dht::QueryError>,
+        reply: Reply<Result<T, String>>,
+        waiter: fn(Reply<Result<T, String>>) -> Waiter,
+    ) {
+        match started {
+            Ok(id) => {
+                self.waiters.insert(id, waiter(reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Sends a chunk protocol request to `to`, its answer going to `waiter`.
+    fn chunk_request(&mut self, to: PeerAddr, request: ChunkRequest, waiter: ChunkWaiter) {
+        self.swarm.add_peer_address(to.peer, to.addr);
+        let out = self
+            .swarm
+            .behaviour_mut()
+            .chunk
+            .send_request(&to.peer, request);
+        self.chunk_out.insert(out, waiter);
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {

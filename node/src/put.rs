@@ -116,9 +116,8 @@ impl Node {
     ) -> Result<PutSummary, PutError> {
         let file = open(path)?;
         let total = file.metadata().map(|m| m.len()).ok();
-        let tally = Tally::new(total, progress);
-        let (root, size) = self.put_stream(file, path.to_owned(), &tally).await?;
-        self.finish_put(root, size, &tally).await
+        self.put_one(file, path.to_owned(), total, progress, true)
+            .await
     }
 
     /// Puts everything read from `reader` (e.g. standard input), reporting progress.
@@ -128,9 +127,8 @@ impl Node {
         total: Option<u64>,
         progress: ProgressFn,
     ) -> Result<PutSummary, PutError> {
-        let tally = Tally::new(total, progress);
-        let (root, size) = self.put_stream(reader, PathBuf::from("-"), &tally).await?;
-        self.finish_put(root, size, &tally).await
+        self.put_one(reader, PathBuf::from("-"), total, progress, true)
+            .await
     }
 
     /// Puts a directory tree. Symbolic links and special files are skipped (with a warning).
@@ -162,15 +160,6 @@ impl Node {
         }
         let (root, size) = self.seal_dir(tree, &tally).await?;
         self.finish_put(root, size, &tally).await
-    }
-
-    /// Puts a file or a directory, whichever `path` is.
-    pub async fn put_path(
-        &self,
-        path: &Path,
-        progress: ProgressFn,
-    ) -> Result<PutSummary, PutError> {
-        self.put_dir_with(path, progress).await
     }
 
     /// Pins the root (undoing the chunk pins a repeated put of pinned content added), and
@@ -206,9 +195,26 @@ impl Node {
         total: Option<u64>,
         progress: ProgressFn,
     ) -> Result<PutSummary, PutError> {
+        self.put_one(reader, PathBuf::from("-"), total, progress, false)
+            .await
+    }
+
+    /// One file's put; a `root` is pinned and announced as content of its own.
+    async fn put_one(
+        &self,
+        reader: impl Read + Send + 'static,
+        path: PathBuf,
+        total: Option<u64>,
+        progress: ProgressFn,
+        root: bool,
+    ) -> Result<PutSummary, PutError> {
         let tally = Tally::new(total, progress);
-        let (root, size) = self.put_stream(reader, PathBuf::from("-"), &tally).await?;
-        Ok(tally.summary(ContentId::from_key(root), size))
+        let (id, size) = self.put_stream(reader, path, &tally).await?;
+        if root {
+            self.finish_put(id, size, &tally).await
+        } else {
+            Ok(tally.summary(ContentId::from_key(id), size))
+        }
     }
 
     /// Builds, stores and pins a directory tree from `entries`: files already stored with
