@@ -20,7 +20,7 @@ pub(crate) struct DaemonArgs {
     /// Peer-to-peer listen address; repeat for several [default: QUIC and TCP on all interfaces]
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
-    /// Peer to join the network through, ending with /p2p/<peer id>; repeat for several
+    /// Peer to join the network through, ending with /p2p/PEER_ID; repeat for several
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<Multiaddr>,
     /// Storage quota, e.g. 50GiB [default: 10GiB]
