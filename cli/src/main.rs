@@ -26,7 +26,8 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "CAIRN_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
-    /// API address of the daemon to talk to, e.g. 127.0.0.1:5737 (overrides the data directory's)
+    /// API address: where `daemon` serves its API and gateway [default: 127.0.0.1:5737], or where
+    /// other commands reach a daemon (instead of the address in its data directory)
     #[arg(long, global = true, env = "CAIRN_API", value_name = "ADDR")]
     api: Option<String>,
 
