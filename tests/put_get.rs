@@ -251,3 +251,21 @@ async fn empty_files_directories_and_unknown_ids() {
     eprintln!("unknown id answered in {:?}", started.elapsed());
     net.shutdown().await;
 }
+
+/// A node that put content while alone serves it to a peer that joins later, and places it on
+/// that peer as a new closest node (regression: put chunks were not registered as held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_serves_what_it_put_to_a_peer_that_joins_later() {
+    let mut net = Testnet::new(1).await.unwrap();
+    let data = random_bytes(1_500_000, 31);
+    let put = net.nodes[0].put_bytes(data.clone()).await.unwrap();
+    let first = net.nodes[0].addrs()[0].clone();
+    let dir = net.scratch("joiner");
+    let joiner = net.spawn_on(dir, Some(first)).await.unwrap();
+    let got = timeout(STEP, net.nodes[joiner].get_bytes(put.id))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("get failed: {e}"));
+    assert!(got == data);
+    net.shutdown().await;
+}

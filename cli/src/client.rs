@@ -83,6 +83,11 @@ impl Client {
                 reply
             }
         };
+        if reply.replicas == 0 && !out.json {
+            eprintln!(
+                "warning: stored on this node only; no other peer took a copy (is the daemon connected to a network?)"
+            );
+        }
         out.print(&reply.id, serde_json::to_value(&reply)?);
         Ok(())
     }
@@ -305,15 +310,14 @@ impl Client {
     }
 
     pub(crate) async fn resolve(&self, name: &str, out: &Output) -> anyhow::Result<()> {
-        let reply: Value = self
-            .send(
-                self.http
-                    .get(format!("{}/names/{}", self.base, name.trim())),
-            )
-            .await?
-            .json()
-            .await?;
-        out.print(reply["id"].as_str().unwrap_or_default().to_owned(), reply);
+        let name: cairn_node::Name = name.parse()?;
+        let url = format!("{}/names/{name}", self.base);
+        let reply: Value = self.send(self.http.get(url)).await?.json().await?;
+        let id = reply["id"]
+            .as_str()
+            .context("the daemon's answer has no content id")?
+            .to_owned();
+        out.print(id, reply);
         Ok(())
     }
 

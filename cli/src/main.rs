@@ -109,8 +109,8 @@ enum NameCommand {
     Publish {
         /// Content id
         id: String,
-        /// How long the record lives, in seconds
-        #[arg(long, default_value_t = 86_400)]
+        /// How long the record lives, in seconds (at most 7 days)
+        #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=604_800))]
         ttl: u64,
     },
     /// Print the content id a name points at

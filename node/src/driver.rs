@@ -28,6 +28,10 @@ pub(crate) const COMMAND_QUEUE: usize = 256;
 const DONE_QUEUE: usize = 256;
 /// Replica copies (see [`cairn_dht::Event::Replicate`]) in flight at once.
 pub(crate) const REPAIR_CONCURRENCY: usize = 4;
+/// Inbound chunk requests being served at once (disk work, up to a megabyte each); beyond it a
+/// request is refused as busy and the asker tries another holder. Per peer, libp2p's stream
+/// limit per connection applies too.
+pub(crate) const INBOUND_CHUNK_CONCURRENCY: usize = 32;
 
 /// The engine's clock: wall time at start plus a monotonic clock, so it never goes backwards.
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +130,9 @@ pub(crate) enum Command {
     Hold {
         key: Key,
     },
+    Release {
+        keys: Vec<Key>,
+    },
     SendChunk {
         to: PeerAddr,
         id: Key,
@@ -137,7 +144,7 @@ pub(crate) enum Command {
         id: Key,
         reply: Reply<Result<Vec<u8>, TransferError>>,
     },
-    HasChunk {
+    KeepChunk {
         at: PeerAddr,
         id: Key,
         reply: Reply<Result<(), TransferError>>,
@@ -200,6 +207,7 @@ pub(crate) struct Driver {
     /// driver still stops when the last handle is dropped.
     self_tx: mpsc::WeakSender<Command>,
     repair_permits: Arc<Semaphore>,
+    inbound_permits: Arc<Semaphore>,
 }
 
 enum ChunkWaiter {
@@ -233,6 +241,7 @@ impl Driver {
             penalised: 0,
             self_tx,
             repair_permits: Arc::new(Semaphore::new(REPAIR_CONCURRENCY)),
+            inbound_permits: Arc::new(Semaphore::new(INBOUND_CHUNK_CONCURRENCY)),
         }
     }
 
@@ -286,7 +295,10 @@ impl Driver {
                 }
                 Event::PeerAdded { peer } => debug!(peer = %peer.addr.peer, "routing table: added"),
                 Event::PeerRemoved { peer } => {
-                    debug!(peer = %peer.addr.peer, "routing table: removed")
+                    debug!(peer = %peer.addr.peer, "routing table: removed");
+                    if !self.swarm.is_connected(&peer.addr.peer) {
+                        self.listen.remove(&peer.addr.peer);
+                    }
                 }
                 Event::RecordStored { key, .. } => debug!(%key, "stored a record for a peer"),
                 Event::Replicate { key, to, release } => self.replicate(key, to.addr, release),
@@ -349,6 +361,11 @@ impl Driver {
                 }
             }
             Command::Hold { key } => self.engine.hold(key),
+            Command::Release { keys } => {
+                for key in &keys {
+                    self.engine.release(key);
+                }
+            }
             Command::SendChunk {
                 to,
                 id,
@@ -364,8 +381,8 @@ impl Driver {
             Command::FetchChunk { from, id, reply } => {
                 self.chunk_request(from, ChunkRequest::Get { id }, ChunkWaiter::Fetch(reply));
             }
-            Command::HasChunk { at, id, reply } => {
-                self.chunk_request(at, ChunkRequest::Has { id }, ChunkWaiter::Send(reply));
+            Command::KeepChunk { at, id, reply } => {
+                self.chunk_request(at, ChunkRequest::Keep { id }, ChunkWaiter::Send(reply));
             }
             Command::Misbehaved { peer } => {
                 self.penalised += 1;
@@ -619,11 +636,12 @@ impl Driver {
                 return; // the node is shutting down
             };
             let peer = to.peer;
-            // Several holders may decide to copy to the same peer: ask first.
+            // Several holders may decide to copy to the same peer: ask it to keep what it has
+            // first.
             let (reply, has) = oneshot::channel();
             let at = to.clone();
             if commands
-                .send(Command::HasChunk { at, id, reply })
+                .send(Command::KeepChunk { at, id, reply })
                 .await
                 .is_err()
             {
@@ -682,9 +700,19 @@ impl Driver {
     ) {
         let store = self.store.clone();
         let done = self.done_tx.clone();
+        let Ok(permit) = self.inbound_permits.clone().try_acquire_owned() else {
+            let busy = ChunkResponse::Refused("busy; try another holder".into());
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .chunk
+                .send_response(channel, busy);
+            return;
+        };
         match request {
             ChunkRequest::Get { id } => {
                 tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     let response = match store.read(&id) {
                         Ok(Some(bytes)) => ChunkResponse::Data(bytes),
                         Ok(None) => ChunkResponse::NotFound,
@@ -696,13 +724,23 @@ impl Driver {
                     let _ = done.blocking_send(Done::Respond(channel, response));
                 });
             }
-            ChunkRequest::Has { id } => {
+            ChunkRequest::Keep { id } => {
+                if !self.engine.is_responsible(&id) {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .chunk
+                        .send_response(channel, ChunkResponse::NotFound);
+                    return;
+                }
                 tokio::task::spawn_blocking(move || {
-                    let response = match store.contains(&id) {
+                    let _permit = permit;
+                    // Only a copy we now keep as a replica counts: a cached one may be evicted.
+                    let response = match store.add_reason(&id, Reason::Replica) {
                         Ok(true) => ChunkResponse::Stored,
                         _ => ChunkResponse::NotFound,
                     };
-                    let _ = done.blocking_send(Done::Respond(channel, response));
+                    let _ = done.blocking_send(Done::Stored(channel, id, response));
                 });
             }
             ChunkRequest::Store { id, bytes } => {
@@ -732,6 +770,7 @@ impl Driver {
                     return;
                 }
                 tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     let response = match store.insert(&id, &bytes, Reason::Replica) {
                         Ok(_) => ChunkResponse::Stored,
                         Err(e) => ChunkResponse::Refused(e.to_string()),

@@ -73,6 +73,10 @@ pub enum PutError {
     /// A directory has more entries than one manifest holds.
     #[error("{0}: more than 4096 entries in one directory; split it into subdirectories")]
     TooManyEntries(PathBuf),
+    /// The content was stored but could not be pinned (a chunk was evicted meanwhile: the
+    /// quota is too small for it).
+    #[error("cannot pin the content just stored: {0}")]
+    Pin(Box<GetError>),
     /// The local store refused the data.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -124,6 +128,9 @@ pub enum GetError {
         /// What is wrong.
         source: ManifestError,
     },
+    /// The engine could not start the lookup (too many queries in progress).
+    #[error("the node is too busy to look for holders ({0}); try again shortly")]
+    Busy(String),
     /// The content is a directory, and the operation needs a file.
     #[error("{0} is a directory; get it to a path instead of a stream")]
     IsDirectory(ContentId),

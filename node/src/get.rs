@@ -78,7 +78,15 @@ impl Node {
                 kind: entry.kind,
                 size: entry.size,
             };
-            m = self.fetch_manifest(id, entry.id).await?;
+            m = self.fetch_manifest(id, here.id.key()).await?;
+            if m.size() != here.size {
+                return Err(GetError::Manifest {
+                    content: id,
+                    source: crate::ManifestError::Invalid(
+                        "an entry's size differs from its content",
+                    ),
+                });
+            }
         }
         Ok(here)
     }
@@ -99,18 +107,28 @@ impl Node {
         if matches!(root, Manifest::Dir { .. }) {
             return Err(GetError::IsDirectory(id));
         }
+        let end = end.max(start);
         let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
         let node = self.clone();
-        tokio::spawn(async move {
+        let fetch_tx = tx.clone();
+        let fetch = tokio::spawn(async move {
             let mut chunks = std::pin::pin!(node.file_chunks(id, root, start, end));
             while let Some(next) = chunks.next().await {
                 let item = next.map(bytes::Bytes::from).map_err(std::io::Error::from);
                 let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
+                if fetch_tx.send(item).await.is_err() || failed {
                     return; // the reader went away, or the error is delivered
                 }
             }
             node.announce(id).await;
+        });
+        // A fetch that dies must not look like the end of the file to the reader.
+        tokio::spawn(async move {
+            if let Err(e) = fetch.await {
+                let _ = tx
+                    .send(Err(std::io::Error::other(format!("the get failed: {e}"))))
+                    .await;
+            }
         });
         let stream: std::pin::Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>> =
             Box::pin(tokio_stream_of(rx));
@@ -185,44 +203,38 @@ impl Node {
         Ok(summary)
     }
 
-    /// Keeps `id` here for good: fetches whatever is missing and pins every chunk. Returns false
-    /// if it was pinned already.
+    /// Keeps `id` here for good: fetches whatever is missing and pins every chunk, in one
+    /// transaction. Returns false if it was pinned already.
     pub async fn pin(&self, id: ContentId) -> Result<bool, GetError> {
-        let store = self.inner.store.clone();
-        let root = id.key();
-        let pinned = tokio::task::spawn_blocking(move || store.pinned_roots())
-            .await
-            .map_err(|_| NodeStopped)??;
-        if pinned.contains(&root) {
-            return Ok(false);
+        let new = self.pin_walk(id, true).await?;
+        if new {
+            self.announce(id).await;
         }
-        let mut ids = Vec::new();
-        self.walk(id, root, true, &mut ids).await?;
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || {
-            for chunk in &ids {
-                store.add_reason(chunk, Reason::Pin)?;
-            }
-            store.pin_root(&root)
-        })
-        .await
-        .map_err(|_| NodeStopped)??;
-        self.announce(id).await;
-        Ok(true)
+        Ok(new)
     }
 
     /// Releases a pin: its chunks become evictable cache (unless pinned by other content or
     /// kept as replicas). Returns false if `id` was not pinned.
     pub async fn unpin(&self, id: ContentId) -> Result<bool, GetError> {
-        let store = self.inner.store.clone();
-        let root = id.key();
-        let was = tokio::task::spawn_blocking(move || store.unpin_root(&root))
+        let mut ids = Vec::new();
+        self.walk(id, id.key(), false, &mut ids).await?;
+        let (store, root) = (self.inner.store.clone(), id.key());
+        let was = tokio::task::spawn_blocking(move || store.unpin_all(&root, &ids))
             .await
             .map_err(|_| NodeStopped)??;
-        if was {
-            self.unpin_walk(root).await?;
-        }
         Ok(was)
+    }
+
+    /// Pins every chunk occurrence under `id` (fetching missing ones if `fetch`) and records
+    /// the root, atomically. Returns false if the root was pinned already.
+    pub(crate) async fn pin_walk(&self, id: ContentId, fetch: bool) -> Result<bool, GetError> {
+        let mut ids = Vec::new();
+        self.walk(id, id.key(), fetch, &mut ids).await?;
+        let (store, root) = (self.inner.store.clone(), id.key());
+        let new = tokio::task::spawn_blocking(move || store.pin_all(&root, &ids))
+            .await
+            .map_err(|_| NodeStopped)??;
+        Ok(new)
     }
 
     /// Pinned content.
@@ -232,23 +244,6 @@ impl Node {
             .await
             .map_err(|_| NodeStopped)??;
         Ok(roots.into_iter().map(ContentId::from_key).collect())
-    }
-
-    /// Removes one pin from every chunk occurrence under `root` that is stored here.
-    pub(crate) async fn unpin_walk(&self, root: Key) -> Result<(), GetError> {
-        let mut ids = Vec::new();
-        self.walk(ContentId::from_key(root), root, false, &mut ids)
-            .await?;
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || {
-            for chunk in &ids {
-                store.remove_reason(chunk, Reason::Pin)?;
-            }
-            Ok::<_, GetError>(())
-        })
-        .await
-        .map_err(|_| NodeStopped)??;
-        Ok(())
     }
 
     /// Every chunk occurrence under `id` (manifests included), fetching what is missing if
@@ -405,7 +400,7 @@ impl Node {
         let holders: Vec<PeerAddr> = self
             .call(|reply| Command::FindHolders { key: id, reply })
             .await?
-            .unwrap_or_default()
+            .map_err(GetError::Busy)?
             .into_iter()
             .filter(|h| h.peer != self.peer_id())
             .collect();
@@ -527,18 +522,25 @@ impl Leaves {
             };
             frame.next += 1;
             let offset = frame.offset;
-            frame.offset += link.size;
+            frame.offset = frame.offset.saturating_add(link.size);
             if offset >= self.end {
                 self.stack.clear();
                 return Ok(None);
             }
-            if offset + link.size <= self.start {
+            if offset.saturating_add(link.size) <= self.start {
                 continue;
             }
             if frame.leaf_level {
                 return Ok(Some((link, offset)));
             }
-            let (links, leaf_level) = match node.fetch_manifest(content, link.id).await? {
+            let part = node.fetch_manifest(content, link.id).await?;
+            if part.size() != link.size {
+                return Err(GetError::Manifest {
+                    content,
+                    source: crate::ManifestError::Invalid("a part's size differs from its link"),
+                });
+            }
+            let (links, leaf_level) = match part {
                 Manifest::File { chunks, .. } => (chunks, true),
                 Manifest::FileTree { parts, .. } => (parts, false),
                 Manifest::Dir { .. } => {

@@ -147,6 +147,7 @@ impl From<GetError> for ApiError {
         let status = match &e {
             GetError::NotFound(_) | GetError::NoSuchPath { .. } => StatusCode::NOT_FOUND,
             GetError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
+            GetError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             GetError::IsDirectory(_) | GetError::Manifest { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -82,7 +82,15 @@ impl Node {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let sequence = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
-        let expires = Timestamp::from_unix(now + ttl);
+        let expires = now
+            .checked_add(ttl)
+            .map(Timestamp::from_unix)
+            .ok_or_else(|| {
+                NameError::Malformed(format!(
+                    "a ttl of {} s is too long; peers keep names at most 7 days",
+                    ttl.as_secs()
+                ))
+            })?;
         let record = SignedRecord::sign(
             &self.inner.name_secret,
             id.to_string().into_bytes(),

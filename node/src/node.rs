@@ -218,6 +218,14 @@ impl NodeBuilder {
             engine.hold(id);
         }
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let weak = tx.downgrade();
+        store.on_evict(move |keys| {
+            // From a blocking thread: never wait. A lost release leaves one stale "I hold it"
+            // answer until the next start.
+            if let Some(tx) = weak.upgrade() {
+                let _ = tx.try_send(Command::Release { keys });
+            }
+        });
         let driver = Driver::new(swarm, engine, store.clone(), clock, rx, tx.downgrade());
         let task = tokio::spawn(driver.run());
         let node = Node {

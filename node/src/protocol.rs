@@ -67,9 +67,11 @@ pub enum ChunkRequest {
         /// The chunk id.
         id: Key,
     },
-    /// Do you have this chunk? Answered `Stored` or `NotFound`; asked before sending a copy, so
-    /// that a peer that already has it costs a round trip, not a megabyte.
-    Has {
+    /// Keep the copy of this chunk you may already have as a responsible replica. Answered
+    /// `Stored` if the peer has the chunk and is among its closest (it now keeps it for good), or
+    /// `NotFound` (then send the bytes with `Store`). Asked before sending a copy, so that a peer
+    /// that already has the chunk costs a round trip, not a megabyte.
+    Keep {
         /// The chunk id.
         id: Key,
     },

@@ -162,32 +162,26 @@ impl Node {
         self.finish_put(root, size, &tally).await
     }
 
-    /// Pins the root (undoing the chunk pins a repeated put of pinned content added), and
-    /// reports.
+    /// Pins the content just stored (every chunk under the root, in one transaction) and
+    /// announces it. Until then its chunks were evictable cache, so a put that fails, is
+    /// cancelled or is killed leaves nothing pinned behind.
     async fn finish_put(
         &self,
         root: Key,
         size: u64,
         tally: &Tally,
     ) -> Result<PutSummary, PutError> {
-        let store = self.inner.store.clone();
-        let newly_pinned = tokio::task::spawn_blocking(move || store.pin_root(&root))
-            .await
-            .map_err(|_| NodeStopped)??;
-        if !newly_pinned {
-            // Every chunk got one more pin during this put; the content was pinned already.
-            if let Err(e) = self.unpin_walk(root).await {
-                warn!(%e, "could not undo the extra pins of a repeated put");
-            }
-        }
         let id = ContentId::from_key(root);
+        self.pin_walk(id, false)
+            .await
+            .map_err(|e| PutError::Pin(Box::new(e)))?;
         let _ = self.tell(Command::Announce { key: root }).await;
         Ok(tally.summary(id, size))
     }
 
     /// Puts a file that will be one entry of a directory built by [`Node::put_listing`]: its
-    /// chunks are stored and pinned on behalf of that directory, but it is not pinned or
-    /// announced as content of its own. (This is how a directory arrives over the HTTP API, one
+    /// chunks are stored (as evictable cache until the directory pins them), but it is not pinned
+    /// or announced as content of its own. (This is how a directory arrives over the HTTP API, one
     /// streamed file at a time.)
     pub async fn put_part(
         &self,
@@ -260,7 +254,7 @@ impl Node {
             let bytes = manifest.encode();
             let id = Key::hash(&bytes);
             let store = self.inner.store.clone();
-            tokio::task::spawn_blocking(move || store.insert(&id, &bytes, Reason::Pin))
+            tokio::task::spawn_blocking(move || store.insert(&id, &bytes, Reason::Cache))
                 .await
                 .map_err(|_| NodeStopped)??;
             tally.chunks.fetch_add(1, Ordering::Relaxed);
@@ -343,10 +337,13 @@ impl Node {
     /// Places one chunk on its closest peers. Failures are counted, not fatal: the chunk is
     /// stored here, and a later repair or put can place it again.
     async fn replicate(&self, id: Key, len: u64, tally: &Tally) {
+        // This node serves the chunk from now on (and keeps it placed as peers come and go).
+        let _ = self.tell(Command::Hold { key: id }).await;
         let placement = match self.call(|reply| Command::Place { key: id, reply }).await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 warn!(%id, %e, "could not place a chunk");
+                tally.failures.fetch_add(1, Ordering::Relaxed);
                 tally.advance(len);
                 return;
             }
@@ -398,8 +395,8 @@ impl Node {
     }
 }
 
-/// Chunks `reader`, storing chunks and manifests pinned, sending each id (with the file bytes it
-/// covers) to be replicated. Returns (root, size, chunk count).
+/// Chunks `reader`, storing chunks and manifests (as cache until the put pins its root), sending
+/// each id (with the file bytes it covers) to be replicated. Returns (root, size, chunk count).
 fn chunk_into(
     reader: impl Read,
     path: &Path,
@@ -409,7 +406,7 @@ fn chunk_into(
     let mut tree = TreeBuilder::new();
     let (mut size, mut count) = (0u64, 0u64);
     let mut emit = |id: Key, bytes: &[u8], len: u64| -> Result<(), PutError> {
-        store.insert(&id, bytes, Reason::Pin)?;
+        store.insert(&id, bytes, Reason::Cache)?;
         count += 1;
         // A closed channel means the put was abandoned: stop reading.
         tx.blocking_send((id, len)).map_err(|_| NodeStopped)?;

@@ -13,7 +13,7 @@
 mod chunks;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cairn_dht::Key;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -54,6 +54,14 @@ pub enum StoreError {
         "{0} is in use by another cairn process (a daemon is probably running on it); stop it or use another data directory"
     )]
     Locked(std::path::PathBuf),
+    /// Content to pin is not all stored here.
+    #[error(
+        "{missing} chunks of the content are not stored here (evicted, or never fetched); raise the quota and try again"
+    )]
+    Incomplete {
+        /// Chunks missing.
+        missing: usize,
+    },
     /// Nothing evictable is left and the chunk does not fit.
     #[error(
         "storage quota of {quota} bytes is full of pinned and replica data; raise the quota or unpin content"
@@ -100,24 +108,43 @@ pub struct StoreStats {
 }
 
 /// Chunks and their index.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     chunks: Arc<dyn ChunkStore>,
     db: Arc<Database>,
     quota: u64,
+    /// Serialises, per chunk id, "write the bytes + commit the index" against "commit an
+    /// eviction + delete the bytes", so an eviction never deletes bytes a concurrent insert of
+    /// the same chunk just wrote. Striped: 64 locks for all ids.
+    stripes: Arc<Vec<Mutex<()>>>,
+    /// Told which chunks were evicted (the node tells the engine it no longer holds them).
+    on_evict: Arc<OnceLock<Box<dyn Fn(Vec<Key>) + Send + Sync>>>,
 }
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("chunks", &self.chunks)
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+const STRIPES: usize = 64;
 
 impl Store {
     /// Opens the store in `dir` (chunk files and `index.redb`), creating it if needed.
     pub fn open(dir: &Path, quota: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let chunks = Arc::new(FsChunkStore::open(dir)?);
+        // The index first: its lock keeps a second process from touching the chunk files
+        // (opening the chunk store clears leftover temporary files).
         let db = match Database::create(dir.join("index.redb")) {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::Locked(dir.to_owned()));
             }
             other => other?,
         };
+        let chunks = Arc::new(FsChunkStore::open(dir)?);
         Self::with_parts(chunks, db, quota)
     }
 
@@ -142,7 +169,20 @@ impl Store {
             chunks,
             db: Arc::new(db),
             quota,
+            stripes: Arc::new((0..STRIPES).map(|_| Mutex::new(())).collect()),
+            on_evict: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Sets what to call with the ids of evicted chunks (once; later calls are ignored).
+    pub fn on_evict(&self, f: impl Fn(Vec<Key>) + Send + Sync + 'static) {
+        let _ = self.on_evict.set(Box::new(f));
+    }
+
+    fn stripe(&self, id: &Key) -> MutexGuard<'_, ()> {
+        let i = usize::from(id.as_bytes()[0]) % STRIPES;
+        // The guarded data is (); a poisoned lock protects nothing that could be half-updated.
+        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores a chunk for `reason`. If it is already stored, only the reason is added. Returns
@@ -152,59 +192,132 @@ impl Store {
         if self.add_reason(id, reason)? {
             return Ok(false);
         }
-        self.chunks.put(id, bytes)?;
         let size = bytes.len() as u64;
         let mut evicted = Vec::new();
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        let outcome = (|| -> Result<bool, StoreError> {
-            let mut table = txn.open_table(CHUNKS)?;
-            let mut lru = txn.open_table(LRU)?;
-            let mut meta = txn.open_table(META)?;
-            let existing = table.get(id.as_bytes())?.map(|g| g.value());
-            if let Some(entry) = existing {
-                // Raced with another insert of the same chunk.
-                let entry = with_reason(entry, reason);
-                if !evictable(entry) {
-                    lru.remove((entry.3, *id.as_bytes()))?;
+        let new = {
+            let _guard = self.stripe(id);
+            self.chunks.put(id, bytes)?;
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            let outcome = (|| -> Result<bool, StoreError> {
+                let mut table = txn.open_table(CHUNKS)?;
+                let mut lru = txn.open_table(LRU)?;
+                let mut meta = txn.open_table(META)?;
+                let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                if let Some(entry) = existing {
+                    // Raced with another insert of the same chunk.
+                    let entry = with_reason(entry, reason);
+                    if !evictable(entry) {
+                        lru.remove((entry.3, *id.as_bytes()))?;
+                    }
+                    table.insert(id.as_bytes(), entry)?;
+                    return Ok(false);
+                }
+                let mut bytes_used = meta.get("bytes")?.map_or(0, |g| g.value());
+                while bytes_used + size > self.quota {
+                    let Some((tick, victim)) = lru.first()?.map(|(k, _)| k.value()) else {
+                        return Err(StoreError::QuotaFull { quota: self.quota });
+                    };
+                    lru.remove((tick, victim))?;
+                    if let Some(e) = table.remove(&victim)?.map(|g| g.value()) {
+                        bytes_used -= e.2;
+                    }
+                    evicted.push(Key::from_bytes(victim));
+                }
+                let tick = next_tick(&mut meta)?;
+                let entry = with_reason((0, false, size, tick), reason);
+                if evictable(entry) {
+                    lru.insert((tick, *id.as_bytes()), ())?;
                 }
                 table.insert(id.as_bytes(), entry)?;
-                return Ok(false);
-            }
-            let mut bytes_used = meta.get("bytes")?.map_or(0, |g| g.value());
-            while bytes_used + size > self.quota {
-                let Some((tick, victim)) = lru.first()?.map(|(k, _)| k.value()) else {
-                    return Err(StoreError::QuotaFull { quota: self.quota });
-                };
-                lru.remove((tick, victim))?;
-                if let Some(e) = table.remove(&victim)?.map(|g| g.value()) {
-                    bytes_used -= e.2;
+                meta.insert("bytes", bytes_used + size)?;
+                Ok(true)
+            })();
+            match outcome {
+                Ok(new) => {
+                    txn.commit()?;
+                    new
                 }
-                evicted.push(Key::from_bytes(victim));
+                Err(e) => {
+                    txn.abort()?;
+                    self.chunks.remove(id)?;
+                    return Err(e);
+                }
             }
-            let tick = next_tick(&mut meta)?;
-            let entry = with_reason((0, false, size, tick), reason);
-            if evictable(entry) {
-                lru.insert((tick, *id.as_bytes()), ())?;
-            }
-            table.insert(id.as_bytes(), entry)?;
-            meta.insert("bytes", bytes_used + size)?;
-            Ok(true)
-        })();
-        match outcome {
-            Ok(new) => {
-                txn.commit()?;
-                for victim in &evicted {
+        };
+        if !evicted.is_empty() {
+            for victim in &evicted {
+                // Under the victim's stripe, and only if nobody stored it again meanwhile.
+                let _guard = self.stripe(victim);
+                if !self.contains(victim)? {
                     self.chunks.remove(victim)?;
                 }
-                Ok(new)
             }
-            Err(e) => {
-                txn.abort()?;
-                self.chunks.remove(id)?;
-                Err(e)
+            if let Some(f) = self.on_evict.get() {
+                f(evicted);
             }
         }
+        Ok(new)
+    }
+
+    /// Pins `root`: adds one pin to every chunk occurrence in `ids` (the chunks under it, as
+    /// walked from it) and records the root, in one transaction. Returns false, changing
+    /// nothing, if the root was pinned already; fails with [`StoreError::Incomplete`] if any
+    /// chunk is not stored.
+    pub fn pin_all(&self, root: &Key, ids: &[Key]) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut pins = txn.open_table(PINS)?;
+            if pins.get(root.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            let mut table = txn.open_table(CHUNKS)?;
+            let mut lru = txn.open_table(LRU)?;
+            let mut missing = 0;
+            for id in ids {
+                let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                let Some(entry) = existing else {
+                    missing += 1;
+                    continue;
+                };
+                if evictable(entry) {
+                    lru.remove((entry.3, *id.as_bytes()))?;
+                }
+                table.insert(id.as_bytes(), with_reason(entry, Reason::Pin))?;
+            }
+            if missing > 0 {
+                return Err(StoreError::Incomplete { missing });
+            }
+            pins.insert(root.as_bytes(), ())?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Unpins `root`: removes one pin from every chunk occurrence in `ids` that is stored, and
+    /// forgets the root, in one transaction. Returns false if the root was not pinned.
+    pub fn unpin_all(&self, root: &Key, ids: &[Key]) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut pins = txn.open_table(PINS)?;
+            if pins.remove(root.as_bytes())?.is_none() {
+                return Ok(false);
+            }
+            let mut table = txn.open_table(CHUNKS)?;
+            let mut lru = txn.open_table(LRU)?;
+            for id in ids {
+                let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                if let Some(old) = existing {
+                    let new = (old.0.saturating_sub(1), old.1, old.2, old.3);
+                    if !evictable(old) && evictable(new) {
+                        lru.insert((new.3, *id.as_bytes()), ())?;
+                    }
+                    table.insert(id.as_bytes(), new)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(true)
     }
 
     /// Adds `reason` to a stored chunk. Returns false if the chunk is not stored.
@@ -287,22 +400,6 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(CHUNKS)?;
         Ok(table.get(id.as_bytes())?.is_some_and(|g| g.value().1))
-    }
-
-    /// Records `root` as pinned. Returns false if it already was.
-    pub fn pin_root(&self, root: &Key) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let new = txn.open_table(PINS)?.insert(root.as_bytes(), ())?.is_none();
-        txn.commit()?;
-        Ok(new)
-    }
-
-    /// Forgets `root` as pinned. Returns false if it was not.
-    pub fn unpin_root(&self, root: &Key) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let was = txn.open_table(PINS)?.remove(root.as_bytes())?.is_some();
-        txn.commit()?;
-        Ok(was)
     }
 
     /// Pinned content roots.
@@ -465,10 +562,22 @@ mod tests {
             assert_eq!(s.stats().unwrap().pinned, 1, "pinned twice, unpinned once");
             s.remove_reason(&a, Reason::Pin).unwrap();
             assert_eq!(s.stats().unwrap().cached, 1);
-            assert!(s.pin_root(&a).unwrap());
-            assert!(!s.pin_root(&a).unwrap());
+            // Pinning a root pins each occurrence once, atomically, and only once per root.
+            let (b, bb) = chunk(2, 10);
+            s.insert(&b, &bb, Reason::Cache).unwrap();
+            assert!(s.pin_all(&a, &[a, b, b]).unwrap());
+            assert!(!s.pin_all(&a, &[a, b, b]).unwrap());
             assert_eq!(s.pinned_roots().unwrap(), vec![a]);
-            assert!(s.unpin_root(&a).unwrap());
+            assert_eq!(s.stats().unwrap().pinned, 2);
+            assert!(s.unpin_all(&a, &[a, b, b]).unwrap());
+            assert!(!s.unpin_all(&a, &[a, b, b]).unwrap());
+            assert_eq!(s.stats().unwrap().cached, 2);
+            let (c, _) = chunk(3, 10);
+            assert!(matches!(
+                s.pin_all(&c, &[c]),
+                Err(StoreError::Incomplete { missing: 1 })
+            ));
+            assert!(s.pinned_roots().unwrap().is_empty());
         });
     }
 
