@@ -118,7 +118,7 @@ pub struct Store {
     /// the same chunk just wrote. Striped: 64 locks for all ids.
     stripes: Arc<Vec<Mutex<()>>>,
     /// Told which chunks were evicted (the node tells the engine it no longer holds them).
-    on_evict: Arc<OnceLock<Box<dyn Fn(Vec<Key>) + Send + Sync>>>,
+    on_evict: Arc<OnceLock<EvictHook>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -131,6 +131,9 @@ impl std::fmt::Debug for Store {
 }
 
 const STRIPES: usize = 64;
+
+/// What [`Store::on_evict`] calls with the ids of evicted chunks.
+type EvictHook = Box<dyn Fn(Vec<Key>) + Send + Sync>;
 
 impl Store {
     /// Opens the store in `dir` (chunk files and `index.redb`), creating it if needed.
