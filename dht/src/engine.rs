@@ -387,6 +387,18 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.scores.on_rtt(peer, rtt, now);
     }
 
+    /// The outcome of a data transfer with `peer` outside the DHT protocol (a chunk fetched or
+    /// not): it counts toward the peer's reliability, which [`Dht::rank`] orders holders by. A
+    /// failed transfer does not remove the peer from the routing table; its DHT requests decide
+    /// that.
+    pub fn handle_transfer(&mut self, now: Timestamp, peer: &Key, ok: bool) {
+        if ok {
+            self.scores.on_success(peer, now);
+        } else {
+            self.scores.on_failure(peer, 1, now);
+        }
+    }
+
     /// `peer` sent data that failed verification (a chunk whose hash does not match): it is
     /// penalised and dropped from the routing table.
     pub fn report_misbehaviour(&mut self, now: Timestamp, peer: &Key) {

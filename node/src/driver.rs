@@ -578,6 +578,9 @@ impl Driver {
                     response,
                 } => match (self.chunk_out.remove(&request_id), response) {
                     (Some(ChunkWaiter::Fetch(reply)), ChunkResponse::Data(bytes)) => {
+                        // Bytes that do not hash right are reported as misbehaviour by the get.
+                        let now = self.clock.now();
+                        self.engine.handle_transfer(now, &node_id(&peer), true);
                         let _ = reply.send(Ok(bytes));
                     }
                     (Some(ChunkWaiter::Fetch(reply)), ChunkResponse::NotFound) => {
@@ -602,11 +605,16 @@ impl Driver {
                 },
             },
             request_response::Event::OutboundFailure {
-                request_id, error, ..
+                request_id,
+                error,
+                peer,
+                ..
             } => {
                 let e = TransferError::Network(error.to_string());
                 match self.chunk_out.remove(&request_id) {
                     Some(ChunkWaiter::Fetch(reply)) => {
+                        let now = self.clock.now();
+                        self.engine.handle_transfer(now, &node_id(&peer), false);
                         let _ = reply.send(Err(e));
                     }
                     Some(ChunkWaiter::Send(reply)) => {
