@@ -122,6 +122,13 @@ pub struct PartitionReport {
     pub after_cross_side: Option<f64>,
     /// Success of all lookups started after it healed.
     pub after: Option<f64>,
+    /// Mean routing-table entries on the other side of the partition line, per live honest
+    /// node, when the cut started.
+    pub routing_across_at_cut: Option<f64>,
+    /// The same when the cut healed: what the cut left of each side's view of the other.
+    pub routing_across_at_heal: Option<f64>,
+    /// The same at the end of the run: how far healing got.
+    pub routing_across_at_end: f64,
 }
 
 impl Report {
@@ -166,6 +173,9 @@ impl Report {
                 during_cross_side: phase(Phase::During, Some(true)),
                 after_cross_side: after_cross,
                 after: phase(Phase::After, None),
+                routing_across_at_cut: sim.work.across_at_cut.map(round),
+                routing_across_at_heal: sim.work.across_at_heal.map(round),
+                routing_across_at_end: round(sim.routing_across()),
             }
         });
         let puts: Vec<f64> = sim
@@ -309,6 +319,16 @@ impl Report {
             row("  during, across", pct(p.during_cross_side));
             row("  after heal, across", pct(p.after_cross_side));
             row("  after heal, all", pct(p.after));
+            let one = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+            row(
+                "  peers across, per table",
+                format!(
+                    "{} at the cut, {} at the heal, {:.1} at the end",
+                    one(p.routing_across_at_cut),
+                    one(p.routing_across_at_heal),
+                    p.routing_across_at_end
+                ),
+            );
         }
         if self.records_published > 0 {
             row(

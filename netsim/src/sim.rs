@@ -363,8 +363,14 @@ impl Simulator {
             Action::Publish { index } => self.publish(index),
             Action::Leave { node } => self.leave(node),
             Action::Arrive => self.arrive(),
-            Action::Cut => self.partitioned = true,
-            Action::Heal => self.partitioned = false,
+            Action::Cut => {
+                self.work.across_at_cut = Some(self.routing_across());
+                self.partitioned = true;
+            }
+            Action::Heal => {
+                self.work.across_at_heal = Some(self.routing_across());
+                self.partitioned = false;
+            }
         }
     }
 
@@ -635,6 +641,26 @@ impl Simulator {
         } else {
             self.sybil_slots.get(&addr).copied()
         }
+    }
+
+    /// Mean number of routing-table entries on the other side of the partition line, over the
+    /// live honest nodes: how much of the other side a node can still route to.
+    pub(crate) fn routing_across(&self) -> f64 {
+        let (mut entries, mut nodes) = (0usize, 0usize);
+        for i in 0..self.honest.len() {
+            let slot = self.honest.slot_at(i);
+            let Some(engine) = self.nodes[slot as usize].engine.as_ref() else {
+                continue;
+            };
+            let side = self.side(slot);
+            nodes += 1;
+            entries += engine
+                .routing_peers()
+                .filter_map(|c| self.slot_of(c.addr))
+                .filter(|&s| self.side(s) != side)
+                .count();
+        }
+        entries as f64 / nodes.max(1) as f64
     }
 
     /// Whether the partition separates `a` and `b` now.

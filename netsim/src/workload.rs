@@ -114,6 +114,10 @@ pub(crate) struct Workbook {
     pub(crate) lookups: Vec<LookupRun>,
     pub(crate) start: Timestamp,
     pub(crate) partition: Option<(Timestamp, Timestamp)>,
+    /// Mean routing-table entries across the partition line per live honest node, when the cut
+    /// started and when it healed.
+    pub(crate) across_at_cut: Option<f64>,
+    pub(crate) across_at_heal: Option<f64>,
     finished: usize,
     started: usize,
 }
