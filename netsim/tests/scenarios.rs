@@ -1,6 +1,6 @@
 //! Seeded netsim scenarios at small sizes. Each asserts a threshold measured with the engine at
-//! the commit these tests were written against; the comment on each says what was measured and
-//! why the threshold is where it is. The seed is printed on failure and can be changed with
+//! the commit these tests were last updated against (the timeout and retry changes of 218a2d8);
+//! the comment on each says what was measured and why the threshold is where it is. The seed is printed on failure and can be changed with
 //! `CAIRN_TEST_SEED` to explore (the thresholds hold for the default seed; other seeds are for
 //! exploration, not for CI).
 //!
@@ -39,19 +39,18 @@ fn check(report: &Report, what: &str, ok: bool) {
 }
 
 /// A stable network of 1,000 honest nodes, warm routing tables, no loss: every lookup of a
-/// live node's id finds it, and the whole true k closest.
+/// live node's id finds it, and the whole true k closest, with the engine's default 250 ms
+/// timeout floor.
 ///
-/// Measured (seed 7): with the engine's default 250 ms timeout floor, 298 of 300 lookups find
-/// their target (99.33 %): the two misses are targets 250–300 ms away that the origin had never
-/// measured, whose requests time out at the floor (the engine's network-wide RTT estimate is a
-/// recency-weighted average, well under the far peers' round trip). With a 500 ms floor every
-/// lookup finds its target, with a 100 % recall of the true 20 closest. Both are asserted.
+/// Measured (seed 7): 300 of 300 lookups find their target, recall 100 %, hops p95 3; the same
+/// on seeds 1–11. The floor no longer matters here: a peer never measured gets twice the
+/// network-wide timeout estimate, which covers the far peers (250–300 ms) that timed out at the
+/// floor before, when 2 of 300 lookups missed (a 500 ms floor changes no figure now). No ping
+/// sets off another ping: an inbound ping no longer makes its receiver probe its own bucket (the
+/// cascade was 97 % of all traffic at 10,000 nodes).
 #[test]
 fn stable_network_every_lookup_finds_its_target() {
-    let report = run(&Scenario {
-        timeout_min: Duration::from_millis(500),
-        ..scenario()
-    });
+    let report = run(&scenario());
     check(
         &report,
         "all lookups finish",
@@ -59,12 +58,12 @@ fn stable_network_every_lookup_finds_its_target() {
     );
     check(
         &report,
-        "500 ms floor: every lookup finds its target",
+        "every lookup finds its target",
         report.success_rate == Some(1.0),
     );
     check(
         &report,
-        "500 ms floor: recall of the true 20 closest is 100 %",
+        "recall of the true 20 closest is 100 %",
         report.closest_recall == Some(1.0),
     );
     check(
@@ -72,22 +71,22 @@ fn stable_network_every_lookup_finds_its_target() {
         "at most 4 hops at the 95th percentile (log2(1000/20) ≈ 6 is the classic bound)",
         report.hops_p95.is_some_and(|h| h <= 4),
     );
-
-    let report = run(&scenario());
     check(
         &report,
-        "default 250 ms floor: ≥ 99 % find their target",
-        report.success_rate.is_some_and(|s| s >= 0.99),
+        "no ping sets off a ping (no probe cascade)",
+        report.requests_ping_after_ping == 0,
     );
 }
 
 /// 1 % of messages (requests and responses, independently) lost.
 ///
-/// Measured (seed 7): 96–97 % of lookups find their target. The issue asks for 99 %; the engine
-/// cannot reach it, because a request that times out is never retried: when the one exchange
-/// with the target itself is lost (2 messages × 1 % ≈ 2 %) the target is dropped from the
-/// lookup, and the 250 ms timeout floor fails a further ~1 % of far peers. Asserted at 95 % so
-/// that a regression shows; raise it to 99 % once the engine retries (see BENCHMARKS.md).
+/// Measured (seed 7): 96.33 % of lookups find their target (97.3–99.0 % on seeds 1–6 and 8–11),
+/// recall 97.8 %. The netsim issue asks for 99 %; the engine does not reach it. Since 218a2d8 a
+/// lookup asks a timed-out peer once more, but only a peer that answered this node before, and
+/// the exchange that decides a lookup is the one with the target, which the origin has almost
+/// never heard from: when that request or its answer is lost (≈ 2 %), the target leaves the
+/// lookup. Asserted at 95 % so that a regression shows; [`one_percent_loss_meets_the_issue`]
+/// holds the issue's 99 % for when the engine retries such peers (see BENCHMARKS.md).
 #[test]
 fn one_percent_loss() {
     let report = run(&Scenario {
@@ -101,22 +100,42 @@ fn one_percent_loss() {
     );
     check(
         &report,
-        "recall ≥ 95 % with 1 % loss",
-        report.closest_recall.is_some_and(|r| r >= 0.95),
+        "recall ≥ 97 % with 1 % loss",
+        report.closest_recall.is_some_and(|r| r >= 0.97),
     );
     check(&report, "messages were lost", report.messages_lost > 0);
+}
+
+/// The netsim issue's target: 1 % loss, at least 99 % success. Fails with the engine as it is
+/// (96.33 %, see [`one_percent_loss`]); run it with `cargo test -p cairn-netsim -- --ignored`
+/// after a change to the engine's retry rule.
+#[test]
+#[ignore = "the engine retries only peers that answered before: 96.33 % (BENCHMARKS.md)"]
+fn one_percent_loss_meets_the_issue() {
+    let report = run(&Scenario {
+        loss: 0.01,
+        ..scenario()
+    });
+    check(
+        &report,
+        "≥ 99 % success with 1 % loss",
+        report.success_rate.is_some_and(|s| s >= 0.99),
+    );
 }
 
 /// The Americas are cut off from the rest for ten minutes, a quarter into a 20-minute workload,
 /// then the cut heals.
 ///
-/// Measured (seed 7): lookups before the cut succeed 99 % (see the stable network) and all on
-/// one side during it succeed; lookups across it fail (the target is unreachable, by construction); after healing, lookups across
-/// the old cut succeed 86 % (89 % with a 500 ms timeout floor). During the cut each side timed
-/// out on the other side's peers and dropped them from its routing table (two failures, and
-/// the bucket refresh at 15 minutes falls inside the cut and contacts every bucket), so a side
-/// only relearns the other as peers from there contact it. Thresholds sit below the
-/// measurement by a margin.
+/// Measured (seed 7): every lookup before the cut and every one on one side during it succeeds;
+/// lookups across it fail (the target is unreachable, by construction); after healing, 35 of
+/// the 37 lookups across the old cut succeed (94.6 %; 84–98 % on seeds 1–6 and 8–11), 36 of 37
+/// with a 500 ms timeout floor (97–100 % on the other seeds). The misses after healing get an
+/// answer from every peer they ask: their origin knows too few peers across the old cut. While
+/// cut, each side timed out on the other side's peers and replaced them in its routing table
+/// (two failures in a row), and nothing brings them back but peers from there contacting it:
+/// a node's table holds 61.2 peers from the other side at the cut, 11.6 at the heal and 11.8
+/// five minutes later (`routing_across_*` in the report; 17.8 and 20.3 with the 500 ms floor).
+/// Thresholds sit a lookup or more below the measurement.
 #[test]
 fn partition_and_heal() {
     let base = Scenario {
@@ -130,13 +149,13 @@ fn partition_and_heal() {
     };
     check(
         &report,
-        "before: ≥ 98 % succeed (the stable network's 250 ms-floor misses)",
-        p.before.is_some_and(|s| s >= 0.98),
+        "before: ≥ 99 % succeed",
+        p.before.is_some_and(|s| s >= 0.99),
     );
     check(
         &report,
-        "during, same side: ≥ 98 % succeed",
-        p.during_same_side.is_some_and(|s| s >= 0.98),
+        "during, same side: all succeed",
+        p.during_same_side == Some(1.0),
     );
     check(
         &report,
@@ -145,11 +164,12 @@ fn partition_and_heal() {
     );
     check(
         &report,
-        "after healing, across: ≥ 75 % succeed",
-        p.after_cross_side.is_some_and(|s| s >= 0.75),
+        "after healing, across: ≥ 85 % succeed",
+        p.after_cross_side.is_some_and(|s| s >= 0.85),
     );
 
-    // With a 500 ms timeout floor, nothing on one side fails and healing goes further.
+    // With a 500 ms timeout floor fewer peers across the cut are dropped and healing goes
+    // further.
     let report = run(&Scenario {
         timeout_min: Duration::from_millis(500),
         ..base
@@ -157,8 +177,8 @@ fn partition_and_heal() {
     let p = report.partition.clone().expect("partition figures");
     check(
         &report,
-        "500 ms floor: after healing, across: ≥ 85 % succeed",
-        p.after_cross_side.is_some_and(|s| s >= 0.85),
+        "500 ms floor: after healing, across: ≥ 90 % succeed",
+        p.after_cross_side.is_some_and(|s| s >= 0.9),
     );
     check(
         &report,
@@ -170,20 +190,24 @@ fn partition_and_heal() {
 /// 20 % (and 50 %) of the nodes misroute: they answer lookups only with each other and with
 /// made-up ids next to the target. The table of plain and 4-disjoint-path lookups.
 ///
-/// Measured (seed 7, 1,000 nodes, 300 lookups):
+/// Measured (seed 7, 1,000 nodes, 300 lookups; "cut" = lookups ended by the engine's 60 s
+/// `query_timeout`):
 ///
-/// | misrouters | paths | success | recall | latency p50 | requests/lookup |
-/// |---|---|---|---|---|---|
-/// | 20 % | 1 | ~98.5 % | ~0.81 | ~10 s | ~95 |
-/// | 20 % | 4 | ~99 % | ~0.81 | ~21 s | ~450 |
-/// | 50 % | 1 | ~92 % | ~0.49 | ~28 s | ~230 |
-/// | 50 % | 4 | ~98 % | ~0.53 | ~29 s | ~700 |
+/// | misrouters | paths | success | recall | latency p50 | requests/lookup | cut |
+/// |---|---|---|---|---|---|---|
+/// | 20 % | 1 | 99.33 % | 0.802 | 19.9 s | 96.8 | 3 |
+/// | 20 % | 4 | 100 % | 0.808 | 43.7 s | 453.0 | 41 |
+/// | 50 % | 1 | 87.00 % | 0.438 | 59.4 s | 207.1 | 148 |
+/// | 50 % | 4 | 100 % | 0.508 | 60.0 s | 709.6 | 171 |
 ///
 /// Recall is bounded by the misrouters themselves: they answer, so the engine counts those
 /// closest to the target among the k it returns, leaving room for about (1 − fraction) × k
-/// honest ones; both settings sit at that bound. Disjoint paths buy success (finding the
-/// target), most visibly at 50 %, at 3–5 × the requests. Made-up ids cost each lookup a
-/// timeout per round, hence seconds of latency.
+/// honest ones; every row sits at that bound. Disjoint paths buy success (finding the target),
+/// 13 points at 50 %, at 3–5 × the requests. Made-up ids cost each lookup a timeout per
+/// round, and since 218a2d8 twice as long a one: a made-up id is never measured, so it gets
+/// twice the network-wide timeout, and the failures raise the FindNode count towards 2k, which
+/// this adversary fills half with made-up ids. The median doubled (about 10 s before at 20 %),
+/// and at 50 % half the lookups now run until the query timeout cuts them off.
 #[test]
 fn misrouting_adversaries_with_and_without_disjoint_paths() {
     let mut rows = Vec::new();
@@ -215,35 +239,44 @@ fn misrouting_adversaries_with_and_without_disjoint_paths() {
     };
     let success = |r: &Report| r.success_rate.unwrap_or(0.0);
     let recall = |r: &Report| r.closest_recall.unwrap_or(0.0);
-    for (fraction, paths, report) in &rows {
+    for (fraction, _, report) in &rows {
         check(
             report,
             "recall within 0.1 of the honest share (1 - fraction)",
             recall(report) >= 1.0 - fraction - 0.1,
         );
         check(report, "every lookup ends", report.lookups_finished == 300);
-        let _ = paths;
     }
     check(
         get(0.2, 1),
-        "20 %, plain: ≥ 97 % success",
-        success(get(0.2, 1)) >= 0.97,
+        "20 %, plain: ≥ 98 % success",
+        success(get(0.2, 1)) >= 0.98,
+    );
+    check(
+        get(0.2, 1),
+        "20 %, plain: at most 5 % of lookups cut by the query timeout",
+        get(0.2, 1).lookups_timed_out <= 15,
     );
     check(
         get(0.2, 4),
-        "20 %, 4 paths: ≥ 97 % success",
-        success(get(0.2, 4)) >= 0.97,
+        "20 %, 4 paths: ≥ 99 % success",
+        success(get(0.2, 4)) >= 0.99,
     );
     check(
         get(0.5, 4),
-        "50 %: disjoint paths raise success by ≥ 3 points",
-        success(get(0.5, 4)) >= success(get(0.5, 1)) + 0.03,
+        "50 %, 4 paths: ≥ 98 % success",
+        success(get(0.5, 4)) >= 0.98,
+    );
+    check(
+        get(0.5, 4),
+        "50 %: disjoint paths do not lower success",
+        success(get(0.5, 4)) >= success(get(0.5, 1)),
     );
     check(
         get(0.2, 4),
-        "disjoint paths cost ≥ 2× the requests",
+        "disjoint paths cost ≥ 3× the requests",
         get(0.2, 4).messages_per_lookup.unwrap_or(0.0)
-            >= 2.0 * get(0.2, 1).messages_per_lookup.unwrap_or(f64::MAX),
+            >= 3.0 * get(0.2, 1).messages_per_lookup.unwrap_or(f64::MAX),
     );
 }
 
@@ -265,11 +298,12 @@ fn forged_records_are_never_returned() {
     );
 }
 
-/// Nodes leave and join with exponential sessions of 30 minutes on average (a tenth of the
-/// network replaced over the 5-minute workload).
+/// Nodes leave and join with exponential sessions of 30 minutes on average (166 of the 1,000
+/// left and 162 joined over the 5-minute workload).
 ///
-/// Measured (seed 7): ~99.7 % success, recall ~99.5 %. A lookup misses when it asks a peer
-/// that just left (the timeout drops it) or a just-joined target nobody knows yet.
+/// Measured (seed 7): 100 % success, recall 99.87 % (the same success and 99.78–99.93 % recall
+/// on seeds 1–6 and 8–11). A lookup would miss by asking a peer that just left (its timeout
+/// drops it) or by looking for a just-joined target nobody knows yet.
 #[test]
 fn churn_keeps_lookups_working() {
     let report = run(&Scenario {
@@ -286,8 +320,13 @@ fn churn_keeps_lookups_working() {
     );
     check(
         &report,
-        "≥ 98 % success under churn",
-        report.success_rate.is_some_and(|s| s >= 0.98),
+        "≥ 99 % success under churn",
+        report.success_rate.is_some_and(|s| s >= 0.99),
+    );
+    check(
+        &report,
+        "recall ≥ 99 % under churn",
+        report.closest_recall.is_some_and(|r| r >= 0.99),
     );
 }
 
