@@ -329,10 +329,10 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     }
 
     /// A request failed, or (`timed_out`) its deadline passed. A lookup asks a peer that timed
-    /// out once more if the peer answered us before and is among the k closest the lookup knows:
-    /// on a lossy link one lost message should not drop a live peer from the answer (netsim: 1%
-    /// loss cost 3–4% of lookups without). Peers never heard from get no second chance: ids made
-    /// up by a misrouting peer would each cost two timeouts.
+    /// out once more if the peer answered us before and is among the k closest the lookup knows,
+    /// or is its closest candidate (often the target, which we may never have heard from): on a
+    /// lossy link one lost message should not drop a live peer from the answer (netsim: 1% loss
+    /// cost 3–4% of lookups without).
     fn fail_request(&mut self, now: Timestamp, id: RequestId, timed_out: bool) {
         let Some(pending) = self.pending.remove(&id) else {
             return;
@@ -347,7 +347,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             Purpose::Lookup { query, path } => {
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.stats.failures += 1;
-                    let retry = timed_out && known && q.lookup.on_timeout(path, &pending.to.id);
+                    let retry = timed_out && q.lookup.on_timeout(path, &pending.to.id, known);
                     if !retry {
                         q.lookup.on_failure(path, &pending.to.id);
                     }

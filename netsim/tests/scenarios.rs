@@ -1,6 +1,8 @@
 //! Seeded netsim scenarios at small sizes. Each asserts a threshold measured with the engine at
-//! the commit these tests were last updated against (the timeout and retry changes of 218a2d8);
-//! the comment on each says what was measured and why the threshold is where it is. The seed is printed on failure and can be changed with
+//! the commit these tests were last updated against (the timeout and retry changes of 218a2d8,
+//! and the retry of a lookup's closest candidate after it); the comment on each says what was
+//! measured and why the threshold is where it is. The seed is printed on failure and can be
+//! changed with
 //! `CAIRN_TEST_SEED` to explore (the thresholds hold for the default seed; other seeds are for
 //! exploration, not for CI).
 //!
@@ -78,40 +80,18 @@ fn stable_network_every_lookup_finds_its_target() {
     );
 }
 
-/// 1 % of messages (requests and responses, independently) lost.
+/// 1 % of messages (requests and responses, independently) lost: the netsim issue asks for at
+/// least 99 % success.
 ///
-/// Measured (seed 7): 96.33 % of lookups find their target (97.3–99.0 % on seeds 1–6 and 8–11),
-/// recall 97.8 %. The netsim issue asks for 99 %; the engine does not reach it. Since 218a2d8 a
-/// lookup asks a timed-out peer once more, but only a peer that answered this node before, and
-/// the exchange that decides a lookup is the one with the target, which the origin has almost
-/// never heard from: when that request or its answer is lost (≈ 2 %), the target leaves the
-/// lookup. Asserted at 95 % so that a regression shows; [`one_percent_loss_meets_the_issue`]
-/// holds the issue's 99 % for when the engine retries such peers (see BENCHMARKS.md).
+/// Measured (seed 7): 100 % of lookups find their target (also 100 % on seeds 1–3), recall
+/// 98.05 %. What decides a lookup is the exchange with the target, which the origin has almost
+/// never heard from; the engine asks a timed-out peer once more if it answered before or is the
+/// lookup's closest candidate, so one lost message no longer drops the target (before that rule:
+/// 96.33 %). Recall stays below 100 % because farther peers that were never heard from get no
+/// second chance (that keeps made-up ids from misrouting peers cheap). Asserted at 99 % success,
+/// the issue's figure, and 97 % recall.
 #[test]
 fn one_percent_loss() {
-    let report = run(&Scenario {
-        loss: 0.01,
-        ..scenario()
-    });
-    check(
-        &report,
-        "≥ 95 % success with 1 % loss",
-        report.success_rate.is_some_and(|s| s >= 0.95),
-    );
-    check(
-        &report,
-        "recall ≥ 97 % with 1 % loss",
-        report.closest_recall.is_some_and(|r| r >= 0.97),
-    );
-    check(&report, "messages were lost", report.messages_lost > 0);
-}
-
-/// The netsim issue's target: 1 % loss, at least 99 % success. Fails with the engine as it is
-/// (96.33 %, see [`one_percent_loss`]); run it with `cargo test -p cairn-netsim -- --ignored`
-/// after a change to the engine's retry rule.
-#[test]
-#[ignore = "the engine retries only peers that answered before: 96.33 % (BENCHMARKS.md)"]
-fn one_percent_loss_meets_the_issue() {
     let report = run(&Scenario {
         loss: 0.01,
         ..scenario()
@@ -121,6 +101,12 @@ fn one_percent_loss_meets_the_issue() {
         "≥ 99 % success with 1 % loss",
         report.success_rate.is_some_and(|s| s >= 0.99),
     );
+    check(
+        &report,
+        "recall ≥ 97 % with 1 % loss",
+        report.closest_recall.is_some_and(|r| r >= 0.97),
+    );
+    check(&report, "messages were lost", report.messages_lost > 0);
 }
 
 /// The Americas are cut off from the rest for ten minutes, a quarter into a 20-minute workload,
@@ -195,10 +181,13 @@ fn partition_and_heal() {
 ///
 /// | misrouters | paths | success | recall | latency p50 | requests/lookup | cut |
 /// |---|---|---|---|---|---|---|
-/// | 20 % | 1 | 99.33 % | 0.802 | 19.9 s | 96.8 | 3 |
-/// | 20 % | 4 | 100 % | 0.808 | 43.7 s | 453.0 | 41 |
-/// | 50 % | 1 | 87.00 % | 0.438 | 59.4 s | 207.1 | 148 |
-/// | 50 % | 4 | 100 % | 0.508 | 60.0 s | 709.6 | 171 |
+/// | 20 % | 1 | 99.33 % | 0.802 | 20.0 s | 97.1 | – |
+/// | 20 % | 4 | 100 % | 0.808 | 53.5 s | 532.6 | – |
+/// | 50 % | 1 | 87.00 % | 0.436 | 58.8 s | 207.5 | – |
+/// | 50 % | 4 | 100 % | 0.508 | 60.0 s | 810.0 | – |
+///
+/// (The "cut" counts are from before the closest-candidate retry; the retry adds a timeout for a
+/// made-up id that is the closest candidate, which raised the 4-path latency from 43.7 s.)
 ///
 /// Recall is bounded by the misrouters themselves: they answer, so the engine counts those
 /// closest to the target among the k it returns, leaving room for about (1 − fraction) × k

@@ -165,10 +165,11 @@ impl<A: Address> Lookup<A> {
         }
     }
 
-    /// The request to `from` on `path` timed out. If the peer is among the path's k closest and
-    /// was not retried yet, it is queued to be asked once more and true is returned; otherwise
-    /// nothing changes (the caller then calls [`Lookup::on_failure`]).
-    pub(crate) fn on_timeout(&mut self, path: PathId, from: &Key) -> bool {
+    /// The request to `from` on `path` timed out. If the peer was not retried yet and is among
+    /// the path's k closest (`known`: it answered us before) or is the path's closest candidate,
+    /// it is queued to be asked once more and true is returned; otherwise nothing changes (the
+    /// caller then calls [`Lookup::on_failure`]).
+    pub(crate) fn on_timeout(&mut self, path: PathId, from: &Key, known: bool) -> bool {
         let k = self.k;
         let Some(p) = self.paths.get_mut(path) else {
             return false;
@@ -181,7 +182,10 @@ impl<A: Address> Lookup<A> {
             return false;
         };
         let c = &mut p.candidates[i];
-        if c.retried || i >= k {
+        // A peer we never heard from gets a second chance only as the closest candidate (most
+        // often the target itself); else ids made up by a misrouting peer would each cost two
+        // timeouts.
+        if c.retried || i >= k || (!known && i > 0) {
             return false;
         }
         c.retried = true;
@@ -354,13 +358,13 @@ mod tests {
         let mut l = Lookup::new(target, local, vec![c(1), c(2)], 2, 2, 1);
         assert_eq!(l.next_requests().len(), 2);
         l.on_success(0, &c(2).id, vec![]);
-        assert!(l.on_timeout(0, &c(1).id), "first timeout: retry");
+        assert!(l.on_timeout(0, &c(1).id, true), "first timeout: retry");
         let again = l.next_requests();
         assert_eq!(
             again.iter().map(|(_, c)| c.addr).collect::<Vec<_>>(),
             vec![1]
         );
-        assert!(!l.on_timeout(0, &c(1).id), "second timeout: give up");
+        assert!(!l.on_timeout(0, &c(1).id, true), "second timeout: give up");
         l.on_failure(0, &c(1).id);
         let (closest, _) = l.closest_succeeded(2);
         assert_eq!(closest.iter().map(|c| c.addr).collect::<Vec<_>>(), vec![2]);
