@@ -24,6 +24,10 @@ use crate::{ContentId, Node};
 
 /// Chunks fetched at once by one get.
 pub const FETCH_WINDOW: usize = 8;
+/// Holder lookups per chunk before a get gives up on it.
+const FETCH_ATTEMPTS: u32 = 3;
+/// Wait before the second holder lookup of a chunk; doubled before the third.
+const FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a get wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -397,45 +401,53 @@ impl Node {
             }
             None => false,
         };
-        let holders: Vec<PeerAddr> = self
-            .call(|reply| Command::FindHolders { key: id, reply })
-            .await?
-            .map_err(GetError::Busy)?
-            .into_iter()
-            .filter(|h| h.peer != self.peer_id())
-            .collect();
-        let tried = holders.len();
-        for holder in holders {
-            let peer = holder.peer;
-            match self
-                .call(|reply| Command::FetchChunk {
-                    from: holder,
-                    id,
-                    reply,
-                })
+        // A lookup that met only refusals (rate limits, busy holders) finds nobody: try again a
+        // bounded number of times, backing off, before giving up on the chunk.
+        let mut tried = 0;
+        for attempt in 0..FETCH_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(FETCH_BACKOFF * (1 << (attempt - 1))).await;
+            }
+            let holders: Vec<PeerAddr> = self
+                .call(|reply| Command::FindHolders { key: id, reply })
                 .await?
-            {
-                Ok(bytes) if Key::hash(&bytes) == id => {
-                    if corrupt_here {
-                        let (store, good) = (self.inner.store.clone(), bytes.clone());
-                        let repaired =
-                            tokio::task::spawn_blocking(move || store.repair(&id, &good)).await;
-                        if !matches!(repaired, Ok(Ok(()))) {
-                            warn!(%id, "could not repair a corrupt chunk");
+                .map_err(GetError::Busy)?
+                .into_iter()
+                .filter(|h| h.peer != self.peer_id())
+                .collect();
+            tried += holders.len();
+            for holder in holders {
+                let peer = holder.peer;
+                match self
+                    .call(|reply| Command::FetchChunk {
+                        from: holder,
+                        id,
+                        reply,
+                    })
+                    .await?
+                {
+                    Ok(bytes) if Key::hash(&bytes) == id => {
+                        if corrupt_here {
+                            let (store, good) = (self.inner.store.clone(), bytes.clone());
+                            let repaired =
+                                tokio::task::spawn_blocking(move || store.repair(&id, &good)).await;
+                            if !matches!(repaired, Ok(Ok(()))) {
+                                warn!(%id, "could not repair a corrupt chunk");
+                            }
+                        } else {
+                            self.cache(id, bytes.clone()).await;
                         }
-                    } else {
-                        self.cache(id, bytes.clone()).await;
+                        return Ok(bytes);
                     }
-                    return Ok(bytes);
+                    Ok(_) => {
+                        warn!(%peer, %id, "peer sent bytes that do not match the chunk id; penalising it");
+                        self.tell(Command::Misbehaved { peer }).await?;
+                    }
+                    Err(TransferError::NotFound) => {
+                        debug!(%peer, %id, "holder no longer has the chunk")
+                    }
+                    Err(e) => debug!(%peer, %id, %e, "fetch failed"),
                 }
-                Ok(_) => {
-                    warn!(%peer, %id, "peer sent bytes that do not match the chunk id; penalising it");
-                    self.tell(Command::Misbehaved { peer }).await?;
-                }
-                Err(TransferError::NotFound) => {
-                    debug!(%peer, %id, "holder no longer has the chunk")
-                }
-                Err(e) => debug!(%peer, %id, %e, "fetch failed"),
             }
         }
         Err(if id == content.key() {
