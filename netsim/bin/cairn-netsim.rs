@@ -1,4 +1,8 @@
 //! `cairn-netsim`: run a scenario from the command line and print its figures.
+//!
+//! The simulator itself (`netsim/src`) is sans-IO: virtual clock, seeded randomness. This runner
+//! sits outside it because it does I/O: arguments, output, and the one wall-clock read, timing
+//! the run for `wall_seconds` (reported beside the deterministic figures, never inside them).
 
 use std::process::ExitCode;
 use std::time::Duration;
