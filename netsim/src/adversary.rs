@@ -89,22 +89,7 @@ impl Adversaries {
             );
             out
         };
-        match body {
-            RequestBody::Ping => ResponseBody::Pong,
-            RequestBody::FindNode { target, count } => ResponseBody::Nodes {
-                closer: lie(target, clamp_count(*count, k)),
-            },
-            RequestBody::FindValue { key } => ResponseBody::Value {
-                record: None,
-                closer: lie(key, k),
-            },
-            RequestBody::GetProviders { key } => ResponseBody::Providers {
-                holds: false,
-                providers: Vec::new(),
-                closer: lie(key, k),
-            },
-            RequestBody::PutRecord { .. } | RequestBody::AddProvider { .. } => ResponseBody::Stored,
-        }
+        steer(body, k, lie)
     }
 
     fn forge(
@@ -159,22 +144,7 @@ impl Adversaries {
                 .collect(),
             _ => honest_closest(key, count, me, dir),
         };
-        match body {
-            RequestBody::Ping => ResponseBody::Pong,
-            RequestBody::FindNode { target, count } => ResponseBody::Nodes {
-                closer: answer(target, clamp_count(*count, k)),
-            },
-            RequestBody::FindValue { key } => ResponseBody::Value {
-                record: None,
-                closer: answer(key, k),
-            },
-            RequestBody::GetProviders { key } => ResponseBody::Providers {
-                holds: false,
-                providers: Vec::new(),
-                closer: answer(key, k),
-            },
-            RequestBody::PutRecord { .. } | RequestBody::AddProvider { .. } => ResponseBody::Stored,
-        }
+        steer(body, k, answer)
     }
 }
 
@@ -214,6 +184,31 @@ fn fake(target: &Key, me: u32, i: usize) -> Contact<u32> {
         Key::from_bytes(bytes),
         VOID_ADDR | (salt as u32 & 0x00ff_ffff),
     )
+}
+
+/// The answer of an adversary that answers every lookup with the peers `closer` picks (and holds
+/// nothing, and pretends to store whatever it is given).
+fn steer(
+    body: &RequestBody,
+    k: usize,
+    closer: impl Fn(&Key, usize) -> Vec<Contact<u32>>,
+) -> ResponseBody<u32> {
+    match body {
+        RequestBody::Ping => ResponseBody::Pong,
+        RequestBody::FindNode { target, count } => ResponseBody::Nodes {
+            closer: closer(target, clamp_count(*count, k)),
+        },
+        RequestBody::FindValue { key } => ResponseBody::Value {
+            record: None,
+            closer: closer(key, k),
+        },
+        RequestBody::GetProviders { key } => ResponseBody::Providers {
+            holds: false,
+            providers: Vec::new(),
+            closer: closer(key, k),
+        },
+        RequestBody::PutRecord { .. } | RequestBody::AddProvider { .. } => ResponseBody::Stored,
+    }
 }
 
 fn clamp_count(count: u16, k: usize) -> usize {
