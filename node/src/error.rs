@@ -8,6 +8,20 @@ use libp2p::Multiaddr;
 use crate::store::StoreError;
 use crate::{ContentId, ManifestError};
 
+/// `text` with its control characters escaped (`\u{1b}` for ESC): for echoing what a user or a
+/// peer gave into a message that may reach a terminal, where a raw escape sequence would act.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Starting a node failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -73,6 +87,27 @@ pub enum PutError {
     /// A directory has more entries than one manifest holds.
     #[error("{0}: more than 4096 entries in one directory; split it into subdirectories")]
     TooManyEntries(PathBuf),
+    /// Directories nest deeper than [`crate::manifest::MAX_DEPTH`].
+    #[error(
+        "{0}: directories nest more than 1024 levels deep, which cairn refuses; flatten the tree"
+    )]
+    TooDeep(PathBuf),
+    /// Two entries of one directory have the same name.
+    #[error("two entries of one directory are both named {0:?}; names must be unique")]
+    DuplicateName(String),
+    /// A directory entry given over the API does not match what it names.
+    #[error("directory entry {name:?} is refused: {reason}")]
+    BadEntry {
+        /// The entry's name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The input file changed while it was read, so what was read is no version of it.
+    #[error(
+        "{0} changed while it was being read (it grew, shrank or was rewritten); put it again once nothing is writing to it"
+    )]
+    Changed(PathBuf),
     /// The content was stored but could not be pinned (a chunk was evicted meanwhile: the
     /// quota is too small for it).
     #[error("cannot pin the content just stored: {0}")]
@@ -120,6 +155,23 @@ pub enum GetError {
         /// Holders tried.
         tried: usize,
     },
+    /// Manifests nest deeper than [`crate::manifest::MAX_DEPTH`]: not content cairn made, and
+    /// refused before it could make a walk do unbounded work.
+    #[error("{0} nests directories or file parts more than 1024 levels deep, which cairn refuses")]
+    TooDeep(ContentId),
+    /// The only copy of a chunk, on this node's disk, is damaged and no peer has a good one.
+    #[error(
+        "chunk {chunk} of {content} is damaged on this node's disk and no reachable peer holds a good copy"
+    )]
+    Damaged {
+        /// The content.
+        content: ContentId,
+        /// The damaged chunk, as hex.
+        chunk: String,
+    },
+    /// The output path cannot be written.
+    #[error(transparent)]
+    Output(#[from] crate::fsutil::OutputError),
     /// A manifest failed to decode: the content is not cairn content.
     #[error("{content} does not lead to valid cairn content: {source}")]
     Manifest {

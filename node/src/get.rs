@@ -6,6 +6,7 @@
 //! penalises it) and the next holder is tried. Fetched chunks are cached, so this node then
 //! serves them, and it announces itself as a holder of the content.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use cairn_dht::Key;
@@ -16,7 +17,8 @@ use tracing::{debug, warn};
 
 use crate::driver::{Command, TransferError};
 use crate::error::{GetError, NodeStopped};
-use crate::manifest::{EntryKind, Link, Manifest};
+use crate::fsutil::OutputTarget;
+use crate::manifest::{EntryKind, Link, MAX_DEPTH, Manifest};
 use crate::protocol::PeerAddr;
 use crate::put::{Progress, ProgressFn, tokio_stream_of};
 use crate::store::Reason;
@@ -155,7 +157,9 @@ impl Node {
 
     /// Writes a file, or a directory tree, to `out`. The output appears whole or not at all: it
     /// is written under a temporary name beside `out` and renamed when complete. An existing
-    /// file at `out` is replaced; an existing directory is refused.
+    /// file at `out` is replaced, a symbolic link is followed (what it names is replaced, not the
+    /// link), a device or FIFO (`/dev/null`, a named pipe) is written to in place, and an
+    /// existing directory is refused.
     pub async fn get_to_file(&self, id: ContentId, out: &Path) -> Result<GetSummary, GetError> {
         self.get_to_path_with(id, out, std::sync::Arc::new(|_| {}))
             .await
@@ -169,40 +173,50 @@ impl Node {
         progress: ProgressFn,
     ) -> Result<GetSummary, GetError> {
         let root = self.manifest(id).await?;
-        if out.is_dir() {
-            return Err(GetError::Exists(out.to_owned()));
-        }
-        let parent = match out.parent() {
+        let target = crate::fsutil::output_target(out)?;
+        let total = root.size();
+        let mut done = 0u64;
+        let mut summary = GetSummary { size: 0, files: 0 };
+        let mut report = |n| {
+            done += n;
+            progress(Progress {
+                done,
+                total: Some(total),
+            });
+        };
+        let dest = match target {
+            OutputTarget::Special(path) => {
+                if matches!(root, Manifest::Dir { .. }) {
+                    return Err(GetError::IsDirectory(id));
+                }
+                let file = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .await
+                    .map_err(|source| GetError::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                self.write_file(id, root, file, &path, &mut report, &mut summary)
+                    .await?;
+                self.announce(id).await;
+                return Ok(summary);
+            }
+            OutputTarget::Create(path) => path,
+        };
+        let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
         let write_err = |source| GetError::Write {
-            path: out.to_owned(),
+            path: dest.clone(),
             source,
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".cairn-get-")
-            .tempdir_in(&parent)
-            .map_err(write_err)?;
+        let tmp = crate::fsutil::staging_dir(&parent).map_err(write_err)?;
         let staged = tmp.path().join("content");
-        let total = root.size();
-        let mut done = 0u64;
-        let mut summary = GetSummary { size: 0, files: 0 };
-        self.write_tree(
-            id,
-            root,
-            &staged,
-            &mut |n| {
-                done += n;
-                progress(Progress {
-                    done,
-                    total: Some(total),
-                });
-            },
-            &mut summary,
-        )
-        .await?;
-        std::fs::rename(&staged, out).map_err(write_err)?;
+        self.write_tree(id, root, &staged, &mut report, &mut summary)
+            .await?;
+        std::fs::rename(&staged, &dest).map_err(write_err)?;
         self.announce(id).await;
         Ok(summary)
     }
@@ -220,8 +234,7 @@ impl Node {
     /// Releases a pin: its chunks become evictable cache (unless pinned by other content or
     /// kept as replicas). Returns false if `id` was not pinned.
     pub async fn unpin(&self, id: ContentId) -> Result<bool, GetError> {
-        let mut ids = Vec::new();
-        self.walk(id, id.key(), false, &mut ids).await?;
+        let ids = self.walk(id, false).await?;
         let (store, root) = (self.inner.store.clone(), id.key());
         let was = tokio::task::spawn_blocking(move || store.unpin_all(&root, &ids))
             .await
@@ -229,11 +242,10 @@ impl Node {
         Ok(was)
     }
 
-    /// Pins every chunk occurrence under `id` (fetching missing ones if `fetch`) and records
-    /// the root, atomically. Returns false if the root was pinned already.
+    /// Pins every chunk under `id` (fetching missing ones if `fetch`) and records the root,
+    /// atomically. Returns false if the root was pinned already.
     pub(crate) async fn pin_walk(&self, id: ContentId, fetch: bool) -> Result<bool, GetError> {
-        let mut ids = Vec::new();
-        self.walk(id, id.key(), fetch, &mut ids).await?;
+        let ids = self.walk(id, fetch).await?;
         let (store, root) = (self.inner.store.clone(), id.key());
         let new = tokio::task::spawn_blocking(move || store.pin_all(&root, &ids))
             .await
@@ -250,26 +262,22 @@ impl Node {
         Ok(roots.into_iter().map(ContentId::from_key).collect())
     }
 
-    /// Every chunk occurrence under `id` (manifests included), fetching what is missing if
-    /// `fetch`, else skipping it.
-    fn walk<'a>(
-        &'a self,
-        content: ContentId,
-        id: Key,
-        fetch: bool,
-        out: &'a mut Vec<Key>,
-    ) -> futures::future::BoxFuture<'a, Result<(), GetError>> {
-        Box::pin(async move {
-            let bytes = if fetch {
-                Some(self.fetch_chunk(content, id).await?)
-            } else {
-                let store = self.inner.store.clone();
-                tokio::task::spawn_blocking(move || store.read(&id))
-                    .await
-                    .map_err(|_| NodeStopped)??
-            };
-            let Some(bytes) = bytes else {
-                return Ok(());
+    /// Every distinct chunk under `content` (manifests included), fetching what is missing if
+    /// `fetch`, else skipping it. Iterative, each id visited once, and refused past
+    /// [`MAX_DEPTH`] levels: manifests may come from strangers.
+    async fn walk(&self, content: ContentId, fetch: bool) -> Result<Vec<Key>, GetError> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut pending = vec![(content.key(), 0usize)];
+        while let Some((id, depth)) = pending.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            if depth > MAX_DEPTH {
+                return Err(GetError::TooDeep(content));
+            }
+            let Some(bytes) = self.chunk_for_walk(content, id, fetch).await? else {
+                continue;
             };
             out.push(id);
             let manifest = Manifest::decode(&bytes)
@@ -277,61 +285,135 @@ impl Node {
             match manifest {
                 Manifest::File { chunks, .. } => {
                     for c in chunks {
-                        if fetch {
-                            self.fetch_chunk(content, c.id).await?;
+                        if seen.insert(c.id)
+                            && self.chunk_for_walk(content, c.id, fetch).await?.is_some()
+                        {
+                            out.push(c.id);
                         }
-                        out.push(c.id);
                     }
                 }
                 Manifest::FileTree { parts, .. } => {
-                    for p in parts {
-                        self.walk(content, p.id, fetch, out).await?;
-                    }
+                    pending.extend(parts.iter().rev().map(|p| (p.id, depth + 1)));
                 }
                 Manifest::Dir { entries } => {
-                    for e in entries {
-                        self.walk(content, e.id, fetch, out).await?;
-                    }
+                    pending.extend(entries.iter().rev().map(|e| (e.id, depth + 1)));
                 }
             }
-            Ok(())
-        })
+        }
+        Ok(out)
     }
 
-    fn write_tree<'a>(
-        &'a self,
+    /// A chunk for [`Node::walk`]: fetched (from here or a peer) if `fetch`, else only if
+    /// stored here.
+    async fn chunk_for_walk(
+        &self,
         content: ContentId,
-        manifest: Manifest,
-        out: &'a Path,
-        progress: &'a mut (dyn FnMut(u64) + Send),
-        summary: &'a mut GetSummary,
-    ) -> futures::future::BoxFuture<'a, Result<(), GetError>> {
-        Box::pin(async move {
-            let write_err = |source| GetError::Write {
-                path: out.to_owned(),
-                source,
+        id: Key,
+        fetch: bool,
+    ) -> Result<Option<Vec<u8>>, GetError> {
+        if fetch {
+            return self.fetch_chunk(content, id).await.map(Some);
+        }
+        let store = self.inner.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.read(&id))
+            .await
+            .map_err(|_| NodeStopped)??)
+    }
+
+    /// Writes the file or directory tree under `root` to `out`, which must not exist. Iterative
+    /// and refused past [`MAX_DEPTH`] levels.
+    async fn write_tree(
+        &self,
+        content: ContentId,
+        root: Manifest,
+        out: &Path,
+        progress: &mut (dyn FnMut(u64) + Send),
+        summary: &mut GetSummary,
+    ) -> Result<(), GetError> {
+        let write_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| GetError::Write { path, source }
+        };
+        let entries = match root {
+            Manifest::Dir { entries } => entries,
+            file => {
+                let f = tokio::fs::File::create(out).await.map_err(write_err(out))?;
+                return self
+                    .write_file(content, file, f, out, progress, summary)
+                    .await;
+            }
+        };
+        tokio::fs::create_dir(out).await.map_err(write_err(out))?;
+        // Open directories: where they are and the entries still to write, next at the end.
+        let mut open = vec![(out.to_owned(), rev(entries))];
+        while let Some((dir, entries)) = open.last_mut() {
+            let Some(entry) = entries.pop() else {
+                open.pop();
+                continue;
             };
-            if let Manifest::Dir { entries } = manifest {
-                tokio::fs::create_dir(out).await.map_err(write_err)?;
-                for e in entries {
-                    let m = self.fetch_manifest(content, e.id).await?;
-                    self.write_tree(content, m, &out.join(&e.name), progress, summary)
+            let path = dir.join(&entry.name);
+            let m = self.fetch_manifest(content, entry.id).await?;
+            if m.size() != entry.size || kind_of(&m) != entry.kind {
+                return Err(GetError::Manifest {
+                    content,
+                    source: crate::ManifestError::Invalid(
+                        "an entry's size or kind differs from its content",
+                    ),
+                });
+            }
+            match m {
+                Manifest::Dir { entries } => {
+                    if open.len() >= MAX_DEPTH {
+                        return Err(GetError::TooDeep(content));
+                    }
+                    tokio::fs::create_dir(&path)
+                        .await
+                        .map_err(write_err(&path))?;
+                    open.push((path, rev(entries)));
+                }
+                file => {
+                    let f = tokio::fs::File::create(&path)
+                        .await
+                        .map_err(write_err(&path))?;
+                    self.write_file(content, file, f, &path, progress, summary)
                         .await?;
                 }
-                return Ok(());
             }
-            let mut file = tokio::fs::File::create(out).await.map_err(write_err)?;
-            let mut chunks = std::pin::pin!(self.file_chunks(content, manifest, 0, u64::MAX));
-            while let Some(bytes) = chunks.next().await {
-                let bytes = bytes?;
-                file.write_all(&bytes).await.map_err(write_err)?;
-                summary.size += bytes.len() as u64;
-                progress(bytes.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Writes the bytes of the file under `manifest` to `file` (at `path`, for errors), synced.
+    async fn write_file(
+        &self,
+        content: ContentId,
+        manifest: Manifest,
+        mut file: tokio::fs::File,
+        path: &Path,
+        progress: &mut (dyn FnMut(u64) + Send),
+        summary: &mut GetSummary,
+    ) -> Result<(), GetError> {
+        let write_err = |source| GetError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let mut chunks = std::pin::pin!(self.file_chunks(content, manifest, 0, u64::MAX));
+        while let Some(bytes) = chunks.next().await {
+            let bytes = bytes?;
+            file.write_all(&bytes).await.map_err(write_err)?;
+            summary.size += bytes.len() as u64;
+            progress(bytes.len() as u64);
+        }
+        file.flush().await.map_err(write_err)?;
+        // A device or pipe cannot be synced; a regular file must be before it is renamed.
+        match file.sync_all().await {
+            Err(e) if file.metadata().await.is_ok_and(|m| m.is_file()) => {
+                return Err(write_err(e));
             }
-            file.sync_all().await.map_err(write_err)?;
-            summary.files += 1;
-            Ok(())
-        })
+            _ => {}
+        }
+        summary.files += 1;
+        Ok(())
     }
 
     /// The bytes `start..end` of the file under `root`, chunk by chunk in order, fetched
@@ -450,7 +532,12 @@ impl Node {
                 }
             }
         }
-        Err(if id == content.key() {
+        Err(if corrupt_here && tried == 0 {
+            GetError::Damaged {
+                content,
+                chunk: format!("{id:x}"),
+            }
+        } else if id == content.key() {
             GetError::NotFound(content)
         } else {
             GetError::Unavailable {
@@ -545,6 +632,9 @@ impl Leaves {
             if frame.leaf_level {
                 return Ok(Some((link, offset)));
             }
+            if self.stack.len() >= MAX_DEPTH {
+                return Err(GetError::TooDeep(content));
+            }
             let part = node.fetch_manifest(content, link.id).await?;
             if part.size() != link.size {
                 return Err(GetError::Manifest {
@@ -570,6 +660,12 @@ impl Leaves {
             });
         }
     }
+}
+
+/// `v` reversed, so that popping from the end visits it in order.
+fn rev<T>(mut v: Vec<T>) -> Vec<T> {
+    v.reverse();
+    v
 }
 
 fn kind_of(m: &Manifest) -> EntryKind {

@@ -9,7 +9,7 @@
 //! | method and path | does |
 //! |---|---|
 //! | `POST /api/v0/put[?part=true]` | body streamed into a put; `part` stores a file of a directory put |
-//! | `POST /api/v0/dir` | JSON `[ListingEntry]` → directory put |
+//! | `POST /api/v0/dir` | JSON [`DirBody`]: one directory of stored entries (deepest first); `root` pins the tree |
 //! | `GET /api/v0/get/<id>` | file bytes, streamed; `Range` supported |
 //! | `GET /api/v0/ls/<id>` | the manifest: kind, size, entries |
 //! | `GET /api/v0/pins`, `POST/DELETE /api/v0/pins/<id>` | pins |
@@ -36,7 +36,6 @@ use tokio::net::TcpListener;
 use crate::error::{GetError, NameError, PutError};
 use crate::manifest::{EntryKind, Manifest};
 use crate::names::{DEFAULT_NAME_TTL, Name};
-use crate::put::ListingEntry;
 use crate::{ContentId, Node};
 
 /// File in the data directory holding the API address.
@@ -146,9 +145,9 @@ impl From<GetError> for ApiError {
     fn from(e: GetError) -> Self {
         let status = match &e {
             GetError::NotFound(_) | GetError::NoSuchPath { .. } => StatusCode::NOT_FOUND,
-            GetError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
+            GetError::Unavailable { .. } | GetError::Damaged { .. } => StatusCode::BAD_GATEWAY,
             GetError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GetError::IsDirectory(_) | GetError::Manifest { .. } => {
+            GetError::IsDirectory(_) | GetError::Manifest { .. } | GetError::TooDeep(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,7 +159,11 @@ impl From<GetError> for ApiError {
 impl From<PutError> for ApiError {
     fn from(e: PutError) -> Self {
         let status = match &e {
-            PutError::BadName(_) | PutError::TooManyEntries(_) => StatusCode::BAD_REQUEST,
+            PutError::BadName(_)
+            | PutError::TooManyEntries(_)
+            | PutError::TooDeep(_)
+            | PutError::DuplicateName(_)
+            | PutError::BadEntry { .. } => StatusCode::BAD_REQUEST,
             PutError::Store(crate::store::StoreError::QuotaFull { .. }) => {
                 StatusCode::INSUFFICIENT_STORAGE
             }
@@ -260,20 +263,76 @@ async fn put(
     Ok(axum::Json(summary.into()))
 }
 
+/// The body of `POST /api/v0/dir`: one directory, whose entries were stored before (files with
+/// `put?part=true`, subdirectories with earlier `dir` requests). A tree is sent deepest
+/// directories first, so every request is bounded by one directory's 4,096 entries whatever the
+/// size of the tree.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct DirBody {
+    /// The entries, in any order; names unique.
+    pub entries: Vec<ListingItem>,
+    /// Whether this is the tree's root: it is then pinned and announced, with everything under it.
+    #[serde(default)]
+    pub root: bool,
+}
+
 async fn put_dir(
     State(state): State<AppState>,
-    axum::Json(entries): axum::Json<Vec<ListingEntry>>,
+    axum::Json(body): axum::Json<DirBody>,
 ) -> Result<axum::Json<PutReply>, ApiError> {
-    Ok(axum::Json(state.node.put_listing(entries).await?.into()))
+    let mut entries = Vec::with_capacity(body.entries.len());
+    for e in body.entries {
+        let kind = match e.kind.as_str() {
+            "file" => EntryKind::File,
+            "dir" => EntryKind::Dir,
+            other => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "entry {:?} has kind {other:?}; expected \"file\" or \"dir\"",
+                        e.name
+                    ),
+                ));
+            }
+        };
+        entries.push(crate::manifest::DirEntry {
+            name: e.name,
+            kind,
+            id: parse_id(&e.id)?.key(),
+            size: e.size,
+        });
+    }
+    Ok(axum::Json(
+        state.node.put_dir_entries(entries, body.root).await?.into(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct GetQuery {
+    /// Frame the body (see [`crate::framed`]) so that a failure after the headers reaches the
+    /// client as the node's own error.
+    #[serde(default)]
+    framed: bool,
 }
 
 async fn get_file(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<String>,
+    Query(q): Query<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let resolved = state.node.resolve(id, "").await?;
+    if q.framed {
+        let reader = state.node.get(resolved.id).await?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10);
+        let mut response = Response::new(Body::from_stream(crate::framed::encode(stream)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::framed::CONTENT_TYPE),
+        );
+        return Ok(response);
+    }
     serve_file(&state.node, resolved.id, resolved.size, None, &headers).await
 }
 

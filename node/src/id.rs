@@ -60,7 +60,9 @@ impl FromStr for ContentId {
     type Err = ContentIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let shown: String = s.chars().take(80).collect();
+        // Echoed in errors on a terminal: control characters (escape sequences) are shown
+        // escaped, never sent raw.
+        let shown = crate::error::printable(&s.chars().take(80).collect::<String>());
         let digits = s
             .trim()
             .strip_prefix(CONTENT_ID_PREFIX)
@@ -94,6 +96,12 @@ mod tests {
         ));
         let short = "cairn1abcd".parse::<ContentId>().unwrap_err();
         assert!(short.to_string().contains("64 hex digits"), "{short}");
+        let escape = "cairn1\u{1b}[2J\u{7}".parse::<ContentId>().unwrap_err();
+        assert!(
+            !escape.to_string().chars().any(char::is_control),
+            "{escape:?}"
+        );
+        assert!(escape.to_string().contains("\\u{1b}[2J"), "{escape}");
         let bad = format!("cairn1{}", "z".repeat(64));
         assert!(matches!(
             bad.parse::<ContentId>(),

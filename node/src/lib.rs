@@ -33,6 +33,7 @@
 pub mod chunker;
 mod driver;
 mod error;
+pub mod framed;
 pub mod fsutil;
 mod get;
 pub mod http;
@@ -46,7 +47,7 @@ pub mod store;
 
 pub use cairn_dht as dht;
 pub use driver::{NetworkStatus, PeerInfo};
-pub use error::{GetError, NameError, NodeStopped, PutError, SpawnError};
+pub use error::{GetError, NameError, NodeStopped, PutError, SpawnError, printable};
 pub use get::{FETCH_WINDOW, GetReader, GetSummary, Resolved};
 pub use id::{CONTENT_ID_PREFIX, ContentId, ContentIdError};
 pub use libp2p::{Multiaddr, PeerId};
@@ -56,4 +57,4 @@ pub use node::{
     DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
     NodeStats,
 };
-pub use put::{ListingEntry, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW};
+pub use put::{DirWalk, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW, WalkStep};

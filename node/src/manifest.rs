@@ -20,6 +20,17 @@ use crate::chunker::MAX_CHUNK;
 /// two-level tree covers 16 M chunks (4 TiB at the average chunk size).
 pub const MAX_LINKS: usize = 4096;
 
+/// Deepest nesting of manifests under a root that any walk follows: directories inside
+/// directories, and the levels of a large file's tree. A path of 1,024 one-letter directories is
+/// 2 KiB, already half of Linux's `PATH_MAX`, and a file tree needs at most 5 levels, so no real
+/// content comes near it; it bounds what a hostile chain of manifests can make a walk do. Walks
+/// are iterative, so the limit is about work and memory, not the stack.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Longest entry name in bytes: `NAME_MAX` on Linux, macOS and Windows, so every name a
+/// directory holds can be written back to a disk.
+pub const MAX_NAME: usize = 255;
+
 /// A manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Manifest {
@@ -161,9 +172,14 @@ impl Manifest {
     }
 }
 
-/// Whether `name` may name a directory entry: one non-empty path component.
+/// Whether `name` may name a directory entry: one non-empty path component of at most
+/// [`MAX_NAME`] bytes.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
 }
 
 /// Builds a file's manifest tree bottom-up as chunks stream past, holding at most one

@@ -17,7 +17,9 @@ use tracing::{debug, warn};
 
 use crate::driver::Command;
 use crate::error::{NodeStopped, PutError};
-use crate::manifest::{DirEntry, EntryKind, Link, MAX_LINKS, Manifest, TreeBuilder, valid_name};
+use crate::manifest::{
+    DirEntry, EntryKind, Link, MAX_DEPTH, MAX_LINKS, Manifest, TreeBuilder, valid_name,
+};
 use crate::store::{Reason, Store};
 use crate::{ContentId, Node, chunker};
 
@@ -114,8 +116,8 @@ impl Node {
         path: &Path,
         progress: ProgressFn,
     ) -> Result<PutSummary, PutError> {
-        let file = open(path)?;
-        let total = file.metadata().map(|m| m.len()).ok();
+        let file = crate::fsutil::WatchedFile::open(path).map_err(|e| read_error(path, e))?;
+        let total = Some(file.snapshot().len());
         self.put_one(file, path.to_owned(), total, progress, true)
             .await
     }
@@ -136,7 +138,9 @@ impl Node {
         self.put_dir_with(path, no_progress()).await
     }
 
-    /// Puts a directory tree, reporting progress.
+    /// Puts a directory tree, reporting progress. The tree is walked iteratively, deepest
+    /// directories sealed first, and refused with [`PutError::TooDeep`] past
+    /// [`MAX_DEPTH`] levels.
     pub async fn put_dir_with(
         &self,
         path: &Path,
@@ -150,16 +154,52 @@ impl Node {
             let p = path.to_owned();
             tokio::task::spawn_blocking(move || tree_size(&p))
                 .await
-                .map_err(|_| NodeStopped)?
+                .map_err(|_| NodeStopped)??
         };
         let tally = Tally::new(Some(total), progress);
-        let listing = self.put_files_under(path, &tally).await?;
-        let mut tree = DirTree::default();
-        for entry in listing {
-            tree.insert(&entry)?;
+        let mut walk = DirWalk::new(path)?;
+        // One list of entries per open directory, the root at the bottom.
+        let mut open: Vec<(String, Vec<DirEntry>)> = vec![(String::new(), Vec::new())];
+        while let Some(step) = walk.next() {
+            match step? {
+                WalkStep::Open { name } => open.push((name, Vec::new())),
+                WalkStep::File { name, path, .. } => {
+                    let file = crate::fsutil::WatchedFile::open(&path)
+                        .map_err(|e| read_error(&path, e))?;
+                    let (id, size) = self.put_stream(file, path, &tally).await?;
+                    if let Some((_, entries)) = open.last_mut() {
+                        entries.push(DirEntry {
+                            name,
+                            kind: EntryKind::File,
+                            id,
+                            size,
+                        });
+                    }
+                }
+                WalkStep::Skipped { path } => {
+                    warn!(path = %path.display(), "skipping: not a regular file or directory");
+                }
+                WalkStep::Close { dir } => {
+                    let Some((name, entries)) = open.pop() else {
+                        break;
+                    };
+                    let (id, size) = self.seal_dir(entries, &dir, &tally).await?;
+                    match open.last_mut() {
+                        Some((_, parent)) => parent.push(DirEntry {
+                            name,
+                            kind: EntryKind::Dir,
+                            id,
+                            size,
+                        }),
+                        None => return self.finish_put(id, size, &tally).await,
+                    }
+                }
+            }
         }
-        let (root, size) = self.seal_dir(tree, &tally).await?;
-        self.finish_put(root, size, &tally).await
+        Err(PutError::Read {
+            path: path.to_owned(),
+            source: std::io::Error::other("the directory walk ended before the root"),
+        })
     }
 
     /// Pins the content just stored (every chunk under the root, in one transaction) and
@@ -179,10 +219,10 @@ impl Node {
         Ok(tally.summary(id, size))
     }
 
-    /// Puts a file that will be one entry of a directory built by [`Node::put_listing`]: its
-    /// chunks are stored (as evictable cache until the directory pins them), but it is not pinned
-    /// or announced as content of its own. (This is how a directory arrives over the HTTP API, one
-    /// streamed file at a time.)
+    /// Puts a file that will be one entry of a directory built with [`Node::put_dir_entries`]:
+    /// its chunks are stored (as evictable cache until the directory's root pins them), but it is
+    /// not pinned or announced as content of its own. (This is how a directory arrives over the
+    /// HTTP API, one streamed file at a time.)
     pub async fn put_part(
         &self,
         reader: impl Read + Send + 'static,
@@ -211,106 +251,91 @@ impl Node {
         }
     }
 
-    /// Builds, stores and pins a directory tree from `entries`: files already stored with
-    /// [`Node::put_part`] and (empty) directories, by `/`-separated relative path.
-    pub async fn put_listing(&self, entries: Vec<ListingEntry>) -> Result<PutSummary, PutError> {
-        let tally = Tally::new(None, no_progress());
-        let mut tree = DirTree::default();
-        for entry in entries {
-            tree.insert(&entry)?;
-        }
-        let (root, size) = self.seal_dir(tree, &tally).await?;
-        self.finish_put(root, size, &tally).await
-    }
-
-    /// Stores the directory manifests of `tree` bottom-up; returns the root and its size.
-    fn seal_dir<'a>(
-        &'a self,
-        tree: DirTree,
-        tally: &'a Arc<Tally>,
-    ) -> futures::future::BoxFuture<'a, Result<(Key, u64), PutError>> {
-        Box::pin(async move {
-            if tree.entries.len() > MAX_LINKS {
-                return Err(PutError::TooManyEntries(PathBuf::from(tree.path)));
-            }
-            let mut entries = Vec::with_capacity(tree.entries.len());
-            for (name, item) in tree.entries {
-                let (kind, id, size) = match item {
-                    TreeItem::File(id, size) => (EntryKind::File, id, size),
-                    TreeItem::Dir(sub) => {
-                        let (id, size) = self.seal_dir(sub, tally).await?;
-                        (EntryKind::Dir, id, size)
-                    }
-                };
-                entries.push(DirEntry {
-                    name,
-                    kind,
-                    id,
-                    size,
-                });
-            }
-            let manifest = Manifest::Dir { entries };
-            let size = manifest.size();
-            let bytes = manifest.encode();
-            let id = Key::hash(&bytes);
-            let store = self.inner.store.clone();
-            tokio::task::spawn_blocking(move || store.insert(&id, &bytes, Reason::Cache))
-                .await
-                .map_err(|_| NodeStopped)??;
-            tally.chunks.fetch_add(1, Ordering::Relaxed);
-            self.replicate(id, 0, tally).await;
-            Ok((id, size))
-        })
-    }
-
-    /// Puts every regular file under `dir` and returns the listing of the tree. Symbolic links
-    /// and special files are skipped with a warning.
-    async fn put_files_under(
+    /// Stores one directory manifest whose entries are files and directories already stored on
+    /// this node (with [`Node::put_part`] and earlier calls of this): how a directory arrives
+    /// over the HTTP API, deepest directories first, one bounded request each. Every entry is
+    /// checked against what it names: the id must be stored here, a file entry must name a file
+    /// and a directory entry a directory, and the size must be the content's. With `root`, the
+    /// whole tree is pinned and announced; otherwise it stays evictable cache until its root is.
+    pub async fn put_dir_entries(
         &self,
+        entries: Vec<DirEntry>,
+        root: bool,
+    ) -> Result<PutSummary, PutError> {
+        if entries.len() > MAX_LINKS {
+            return Err(PutError::TooManyEntries(PathBuf::from("-")));
+        }
+        for e in &entries {
+            self.check_entry(e).await?;
+        }
+        let tally = Tally::new(None, no_progress());
+        let (id, size) = self.seal_dir(entries, Path::new("-"), &tally).await?;
+        if root {
+            self.finish_put(id, size, &tally).await
+        } else {
+            Ok(tally.summary(ContentId::from_key(id), size))
+        }
+    }
+
+    /// Checks a directory entry given by a client against the manifest it names.
+    async fn check_entry(&self, e: &DirEntry) -> Result<(), PutError> {
+        let bad = |reason: &'static str| PutError::BadEntry {
+            name: e.name.clone(),
+            reason,
+        };
+        if !valid_name(&e.name) {
+            return Err(PutError::BadName(PathBuf::from(&e.name)));
+        }
+        let store = self.inner.store.clone();
+        let id = e.id;
+        let bytes = tokio::task::spawn_blocking(move || store.read(&id))
+            .await
+            .map_err(|_| NodeStopped)??
+            .ok_or(bad(
+                "its id is not stored on this node; upload it first (or it was evicted: raise the quota)",
+            ))?;
+        let manifest = Manifest::decode(&bytes).map_err(|_| bad("its id is not a manifest"))?;
+        match (&manifest, e.kind) {
+            (Manifest::Dir { .. }, EntryKind::File) => {
+                return Err(bad("it is listed as a file but its id is a directory"));
+            }
+            (Manifest::File { .. } | Manifest::FileTree { .. }, EntryKind::Dir) => {
+                return Err(bad("it is listed as a directory but its id is a file"));
+            }
+            _ => {}
+        }
+        if manifest.size() != e.size {
+            return Err(bad("its size differs from its content's"));
+        }
+        Ok(())
+    }
+
+    /// Stores a directory manifest of `entries` (sorted here; names must be unique) and places
+    /// it; returns its id and size. `dir` names the directory in errors.
+    async fn seal_dir(
+        &self,
+        mut entries: Vec<DirEntry>,
         dir: &Path,
         tally: &Arc<Tally>,
-    ) -> Result<Vec<ListingEntry>, PutError> {
-        let mut listing = Vec::new();
-        let mut pending = vec![(dir.to_owned(), String::new())];
-        while let Some((path, rel)) = pending.pop() {
-            let mut children = Vec::new();
-            for entry in std::fs::read_dir(&path).map_err(|e| read_error(&path, e))? {
-                let entry = entry.map_err(|e| read_error(&path, e))?;
-                let name = entry
-                    .file_name()
-                    .into_string()
-                    .ok()
-                    .filter(|n| valid_name(n))
-                    .ok_or_else(|| PutError::BadName(entry.path()))?;
-                children.push((name, entry.path()));
-            }
-            children.sort();
-            if children.is_empty() && !rel.is_empty() {
-                listing.push(ListingEntry::Dir { path: rel.clone() });
-            }
-            for (name, child) in children {
-                let child_rel = if rel.is_empty() {
-                    name
-                } else {
-                    format!("{rel}/{name}")
-                };
-                let meta = std::fs::symlink_metadata(&child).map_err(|e| read_error(&child, e))?;
-                if meta.is_dir() {
-                    pending.push((child, child_rel));
-                } else if meta.is_file() {
-                    let file = open(&child)?;
-                    let (id, size) = self.put_stream(file, child, tally).await?;
-                    listing.push(ListingEntry::File {
-                        path: child_rel,
-                        id: ContentId::from_key(id),
-                        size,
-                    });
-                } else {
-                    warn!(path = %child.display(), "skipping: not a regular file or directory");
-                }
-            }
+    ) -> Result<(Key, u64), PutError> {
+        if entries.len() > MAX_LINKS {
+            return Err(PutError::TooManyEntries(dir.to_owned()));
         }
-        Ok(listing)
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(PutError::DuplicateName(w[0].name.clone()));
+        }
+        let manifest = Manifest::Dir { entries };
+        let size = manifest.size();
+        let bytes = manifest.encode();
+        let id = Key::hash(&bytes);
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.insert(&id, &bytes, Reason::Cache))
+            .await
+            .map_err(|_| NodeStopped)??;
+        tally.chunks.fetch_add(1, Ordering::Relaxed);
+        self.replicate(id, 0, tally).await;
+        Ok((id, size))
     }
 
     /// Chunks `reader` into the store and replicates every chunk; returns the root manifest id
@@ -434,16 +459,10 @@ pub(crate) fn tokio_stream_of<T>(rx: mpsc::Receiver<T>) -> impl futures::Stream<
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
 
-fn open(path: &Path) -> Result<std::fs::File, PutError> {
-    let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
-    match file.metadata() {
-        Ok(m) if m.is_dir() => Err(read_error(path, std::io::Error::other("is a directory"))),
-        _ => Ok(file),
-    }
-}
-
 fn read_error(path: &Path, source: std::io::Error) -> PutError {
-    if source.kind() == std::io::ErrorKind::NotFound {
+    if crate::fsutil::is_changed(&source) {
+        PutError::Changed(path.to_owned())
+    } else if source.kind() == std::io::ErrorKind::NotFound {
         PutError::NotFound(path.to_owned())
     } else {
         PutError::Read {
@@ -453,90 +472,120 @@ fn read_error(path: &Path, source: std::io::Error) -> PutError {
     }
 }
 
-/// Bytes of the regular files under `dir`, for a progress total.
-fn tree_size(dir: &Path) -> u64 {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    read.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
-}
-
-/// One entry of a directory listing given to [`Node::put_listing`].
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum ListingEntry {
-    /// A file stored with [`Node::put_part`].
-    File {
-        /// Relative path, `/`-separated.
-        path: String,
-        /// The file's content id.
-        id: ContentId,
-        /// Its size in bytes.
-        size: u64,
-    },
-    /// A directory (needed only for empty ones; others follow from their files' paths).
-    Dir {
-        /// Relative path, `/`-separated.
-        path: String,
-    },
-}
-
-/// A directory tree being assembled from a listing.
-#[derive(Debug, Default)]
-struct DirTree {
-    /// The directory's own path, for error messages.
-    path: String,
-    entries: std::collections::BTreeMap<String, TreeItem>,
-}
-
-#[derive(Debug)]
-enum TreeItem {
-    File(Key, u64),
-    Dir(DirTree),
-}
-
-impl DirTree {
-    fn insert(&mut self, entry: &ListingEntry) -> Result<(), PutError> {
-        let (path, file) = match entry {
-            ListingEntry::File { path, id, size } => (path, Some((id.key(), *size))),
-            ListingEntry::Dir { path } => (path, None),
-        };
-        let bad = || PutError::BadName(PathBuf::from(path));
-        let parts: Vec<&str> = path.split('/').collect();
-        if parts.iter().any(|p| !valid_name(p)) {
-            return Err(bad());
+/// Bytes of the regular files under `dir`, for a progress total (one walk of metadata only).
+fn tree_size(dir: &Path) -> Result<u64, PutError> {
+    let mut walk = DirWalk::new(dir)?;
+    let mut total = 0u64;
+    while let Some(step) = walk.next() {
+        if let WalkStep::File { len, .. } = step? {
+            total = total.saturating_add(len);
         }
-        let mut here = self;
-        for (i, part) in parts.iter().enumerate() {
-            let last = i + 1 == parts.len();
-            if last && let Some((id, size)) = file {
-                if here
-                    .entries
-                    .insert((*part).to_owned(), TreeItem::File(id, size))
-                    .is_some()
-                {
-                    return Err(bad());
-                }
-                return Ok(());
-            }
-            let sub_path = parts[..=i].join("/");
-            let item = here.entries.entry((*part).to_owned()).or_insert_with(|| {
-                TreeItem::Dir(DirTree {
-                    path: sub_path,
-                    entries: Default::default(),
-                })
-            });
-            here = match item {
-                TreeItem::Dir(d) => d,
-                TreeItem::File(..) => return Err(bad()),
-            };
-        }
-        Ok(())
     }
+    Ok(total)
+}
+
+/// A step of a [`DirWalk`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalkStep {
+    /// A subdirectory of the current directory is entered; the steps that follow, up to its
+    /// [`WalkStep::Close`], are inside it.
+    Open {
+        /// Its name.
+        name: String,
+    },
+    /// A regular file in the current directory.
+    File {
+        /// Its name.
+        name: String,
+        /// Its path.
+        path: PathBuf,
+        /// Its length when listed.
+        len: u64,
+    },
+    /// A symbolic link or special file, not put.
+    Skipped {
+        /// Its path.
+        path: PathBuf,
+    },
+    /// The current directory is complete (the last `Close` is the root's).
+    Close {
+        /// Its path.
+        dir: PathBuf,
+    },
+}
+
+/// Walks a directory tree on disk depth-first, without recursion, in name order: each directory
+/// is listed once, checked (entry names, [`MAX_LINKS`] entries, [`MAX_DEPTH`] levels), and closed
+/// after everything in it, so a caller can seal directories deepest first. The library's
+/// [`Node::put_dir`] and the command line's upload share it.
+#[derive(Debug)]
+pub struct DirWalk {
+    /// Open directories, the root first; each with its path and its children still to visit
+    /// (in reverse name order, so the next is at the end).
+    stack: Vec<(PathBuf, Vec<(String, PathBuf)>)>,
+}
+
+impl DirWalk {
+    /// Starts at `root`, which must be a directory.
+    pub fn new(root: &Path) -> Result<Self, PutError> {
+        let children = list_dir(root)?;
+        Ok(Self {
+            stack: vec![(root.to_owned(), children)],
+        })
+    }
+
+    /// The next step, or `None` after the root's [`WalkStep::Close`].
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<WalkStep, PutError>> {
+        let depth = self.stack.len();
+        let (_, children) = self.stack.last_mut()?;
+        let Some((name, path)) = children.pop() else {
+            let (dir, _) = self.stack.pop()?;
+            return Some(Ok(WalkStep::Close { dir }));
+        };
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) => return Some(Err(read_error(&path, e))),
+        };
+        Some(if meta.is_dir() {
+            if depth >= MAX_DEPTH {
+                return Some(Err(PutError::TooDeep(path)));
+            }
+            match list_dir(&path) {
+                Ok(children) => {
+                    self.stack.push((path, children));
+                    Ok(WalkStep::Open { name })
+                }
+                Err(e) => Err(e),
+            }
+        } else if meta.is_file() {
+            Ok(WalkStep::File {
+                name,
+                path,
+                len: meta.len(),
+            })
+        } else {
+            Ok(WalkStep::Skipped { path })
+        })
+    }
+}
+
+/// The children of `dir` with valid names, in reverse name order.
+fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, PutError> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| read_error(dir, e))? {
+        let entry = entry.map_err(|e| read_error(dir, e))?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .ok()
+            .filter(|n| valid_name(n))
+            .ok_or_else(|| PutError::BadName(entry.path()))?;
+        children.push((name, entry.path()));
+        if children.len() > MAX_LINKS {
+            return Err(PutError::TooManyEntries(dir.to_owned()));
+        }
+    }
+    children.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(children)
 }
