@@ -4,8 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cairn_node::http::{ApiFiles, Listing, PutReply};
-use cairn_node::{ContentId, ListingEntry};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use cairn_node::framed::{Decoder, Frame};
+use cairn_node::fsutil::{FileChanged, FileSnapshot, OutputTarget, output_target, staging_dir};
+use cairn_node::http::{ApiFiles, DirBody, Listing, ListingItem, PutReply};
+use cairn_node::manifest::MAX_DEPTH;
+use cairn_node::{ContentId, DirWalk, WalkStep};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use serde_json::Value;
@@ -64,7 +70,7 @@ impl Client {
                 tokio_util::io::ReaderStream::new(tokio::io::stdin()),
                 bar.clone(),
             );
-            let reply = self.upload(body, None, false).await?;
+            let reply = self.upload(body, false).await?;
             bar.finish_and_clear();
             reply
         } else {
@@ -77,7 +83,9 @@ impl Client {
             if meta.is_dir() {
                 self.put_dir(path, out).await?
             } else {
-                let bar = out.bar(Some(meta.len()), "put");
+                // The length is only a hint for the bar: pipes and /proc files say 0 and are
+                // read to their end.
+                let bar = out.bar((meta.len() > 0).then_some(meta.len()), "put");
                 let reply = self.upload_file(path, false, &bar).await?;
                 bar.finish_and_clear();
                 reply
@@ -92,62 +100,149 @@ impl Client {
         Ok(())
     }
 
+    /// Uploads a directory tree: every file as a part, then each directory, deepest first, as
+    /// one bounded request; the root's request pins the tree.
     async fn put_dir(&self, root: &Path, out: &Output) -> anyhow::Result<PutReply> {
-        let mut files = Vec::new();
-        let mut listing = Vec::new();
-        walk(root, String::new(), &mut files, &mut listing)?;
-        let total: u64 = files.iter().map(|(_, _, len)| *len).sum();
-        let bar = out.bar(Some(total), "put");
-        for (rel, path, _) in files {
-            let reply = self.upload_file(&path, true, &bar).await?;
-            let id: ContentId = reply
-                .id
-                .parse()
-                .context("the daemon answered a malformed id")?;
-            listing.push(ListingEntry::File {
-                path: rel,
-                id,
-                size: reply.size,
-            });
+        let mut total = 0u64;
+        let mut walk = DirWalk::new(root)?;
+        while let Some(step) = walk.next() {
+            if let WalkStep::File { len, .. } = step? {
+                total = total.saturating_add(len);
+            }
         }
-        bar.finish_and_clear();
-        let response = self
-            .send(self.http.post(format!("{}/dir", self.base)).json(&listing))
-            .await?;
-        Ok(response.json().await?)
+        let bar = out.bar(Some(total), "put");
+        let mut sum = PutReply {
+            id: String::new(),
+            size: 0,
+            chunks: 0,
+            replicas: 0,
+            replica_failures: 0,
+        };
+        let mut add = |r: &PutReply| {
+            sum.chunks += r.chunks;
+            sum.replicas += r.replicas;
+            sum.replica_failures += r.replica_failures;
+        };
+        // One list of entries per open directory, the root's at the bottom.
+        let mut open: Vec<(String, Vec<ListingItem>)> = vec![(String::new(), Vec::new())];
+        let mut walk = DirWalk::new(root)?;
+        while let Some(step) = walk.next() {
+            match step? {
+                WalkStep::Open { name } => open.push((name, Vec::new())),
+                WalkStep::File { name, path, .. } => {
+                    let reply = self.upload_file(&path, true, &bar).await?;
+                    add(&reply);
+                    if let Some((_, entries)) = open.last_mut() {
+                        entries.push(ListingItem {
+                            name,
+                            kind: "file".into(),
+                            id: reply.id,
+                            size: reply.size,
+                        });
+                    }
+                }
+                WalkStep::Skipped { path } => {
+                    tracing::warn!(path = %path.display(), "skipping: not a regular file or directory");
+                }
+                WalkStep::Close { .. } => {
+                    let Some((name, entries)) = open.pop() else {
+                        break;
+                    };
+                    let body = DirBody {
+                        entries,
+                        root: open.is_empty(),
+                    };
+                    let reply: PutReply = self
+                        .send(self.http.post(format!("{}/dir", self.base)).json(&body))
+                        .await?
+                        .json()
+                        .await?;
+                    add(&reply);
+                    match open.last_mut() {
+                        Some((_, parent)) => parent.push(ListingItem {
+                            name,
+                            kind: "dir".into(),
+                            id: reply.id,
+                            size: reply.size,
+                        }),
+                        None => {
+                            bar.finish_and_clear();
+                            return Ok(PutReply {
+                                id: reply.id,
+                                size: reply.size,
+                                ..sum
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        bail!("the walk of {} ended before its root", root.display())
     }
 
+    /// Uploads one file, read to the end of what it gives; fails, naming it, if it changed
+    /// while it was read.
     async fn upload_file(
         &self,
         path: &Path,
         part: bool,
         bar: &ProgressBar,
     ) -> anyhow::Result<PutReply> {
-        let file = tokio::fs::File::open(path)
-            .await
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = file
+            .metadata()
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let len = file.metadata().await.ok().map(|m| m.len());
-        let body = counted(tokio_util::io::ReaderStream::new(file), bar.clone());
-        self.upload(body, len, part).await
+        let snapshot = FileSnapshot::of(&meta);
+        let watch = file
+            .try_clone()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let read = Arc::new(AtomicU64::new(0));
+        let changed = Arc::new(AtomicBool::new(false));
+        let (counter, flag) = (read.clone(), changed.clone());
+        // After the last byte, check the file against how it was when opened; an error here
+        // aborts the upload, so the daemon never stores a mix of two versions.
+        let check = futures::stream::once(async move {
+            let now = watch.metadata()?;
+            if snapshot.changed(&now, counter.load(Ordering::Relaxed)) {
+                flag.store(true, Ordering::Relaxed);
+                return Err(std::io::Error::other(FileChanged));
+            }
+            Ok(bytes::Bytes::new())
+        })
+        .try_filter(|b| futures::future::ready(!b.is_empty()));
+        let body = counted(
+            tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 << 10),
+            bar.clone(),
+        )
+        .inspect_ok(move |b| {
+            read.fetch_add(b.len() as u64, Ordering::Relaxed);
+        })
+        .chain(check);
+        let result = self.upload(body, part).await;
+        if changed.load(Ordering::Relaxed) {
+            bail!(cairn_node::PutError::Changed(path.to_owned()));
+        }
+        result
     }
 
+    /// Streams a body into a put (chunked: the length of what is read is known only at its end).
     async fn upload(
         &self,
         body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Sync + 'static,
-        len: Option<u64>,
         part: bool,
     ) -> anyhow::Result<PutReply> {
-        let mut request = self
+        let request = self
             .http
             .post(format!("{}/put", self.base))
             .query(&[("part", part)])
             .body(reqwest::Body::wrap_stream(body));
-        if let Some(len) = len {
-            request = request.header(reqwest::header::CONTENT_LENGTH, len);
-        }
         Ok(self.send(request).await?.json().await?)
     }
 
+    /// Gets content to `output` (default: the id, in the current directory). A file or a
+    /// directory tree appears whole or not at all; a device or FIFO is written to in place; a
+    /// symbolic link is followed.
     pub(crate) async fn get(
         &self,
         id: &str,
@@ -157,91 +252,164 @@ impl Client {
         let id = parse_id(id)?;
         let listing = self.ls(&id).await?;
         let dest = output.unwrap_or_else(|| PathBuf::from(id.to_string()));
-        if dest.is_dir() {
-            bail!(
-                "{} already exists; choose another output path or remove it",
-                dest.display()
-            );
-        }
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let staging = tempfile::Builder::new()
-            .prefix(".cairn-get-")
-            .tempdir_in(&parent)
-            .with_context(|| format!("cannot write into {}", parent.display()))?;
-        let staged = staging.path().join("content");
         let size = listing.size;
         let bar = out.bar(Some(size), "get");
-        if listing.kind == "dir" {
-            self.download_dir(listing, &staged, &bar).await?;
-        } else {
-            self.download(&id.to_string(), &staged, &bar).await?;
-        }
+        let written = match output_target(&dest)? {
+            OutputTarget::Special(path) => {
+                if listing.kind == "dir" {
+                    bail!(
+                        "{id} is a directory; it cannot be written to {}",
+                        path.display()
+                    );
+                }
+                let file = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .await
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                self.download(&id.to_string(), file, &path, &bar).await?;
+                path
+            }
+            OutputTarget::Create(path) => {
+                let parent = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                    _ => PathBuf::from("."),
+                };
+                let staging = staging_dir(&parent)
+                    .with_context(|| format!("cannot write into {}", parent.display()))?;
+                let staged = staging.path().join("content");
+                if listing.kind == "dir" {
+                    self.download_dir(listing, &staged, &bar).await?;
+                } else {
+                    let file = create(&staged).await?;
+                    self.download(&id.to_string(), file, &staged, &bar).await?;
+                }
+                std::fs::rename(&staged, &path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                path
+            }
+        };
         bar.finish_and_clear();
-        std::fs::rename(&staged, &dest)
-            .with_context(|| format!("cannot write {}", dest.display()))?;
         out.print(
-            format!("{}", dest.display()),
-            serde_json::json!({ "id": id.to_string(), "path": dest, "size": size }),
+            format!("{}", written.display()),
+            serde_json::json!({ "id": id.to_string(), "path": written, "size": size }),
         );
         Ok(())
     }
 
-    fn download_dir<'a>(
-        &'a self,
+    /// Writes a directory tree to `dir`, which must not exist: iteratively, and no deeper than
+    /// the node's walks go.
+    async fn download_dir(
+        &self,
         listing: Listing,
-        dir: &'a Path,
-        bar: &'a ProgressBar,
-    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            for entry in listing.entries {
-                if !cairn_node::manifest::valid_name(&entry.name) {
-                    bail!("the directory has an invalid entry name {:?}", entry.name);
-                }
-                let path = dir.join(&entry.name);
-                if entry.kind == "dir" {
-                    let sub = self.ls(&parse_id(&entry.id)?).await?;
-                    self.download_dir(sub, &path, bar).await?;
-                } else {
-                    self.download(&entry.id, &path, bar).await?;
-                }
+        dir: &Path,
+        bar: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut open = vec![(dir.to_owned(), reversed(listing.entries))];
+        while let Some((here, entries)) = open.last_mut() {
+            let Some(entry) = entries.pop() else {
+                open.pop();
+                continue;
+            };
+            if !cairn_node::manifest::valid_name(&entry.name) {
+                bail!("the directory has an invalid entry name {:?}", entry.name);
             }
-            Ok(())
-        })
+            let path = here.join(&entry.name);
+            if entry.kind == "dir" {
+                if open.len() >= MAX_DEPTH {
+                    bail!(
+                        "the directory nests more than {MAX_DEPTH} levels deep, which cairn refuses"
+                    );
+                }
+                let sub = self.ls(&parse_id(&entry.id)?).await?;
+                std::fs::create_dir(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                open.push((path, reversed(sub.entries)));
+            } else {
+                let file = create(&path).await?;
+                self.download(&entry.id, file, &path, bar).await?;
+            }
+        }
+        Ok(())
     }
 
-    async fn download(&self, id: &str, path: &Path, bar: &ProgressBar) -> anyhow::Result<()> {
-        let response = self
-            .send(self.http.get(format!("{}/get/{id}", self.base)))
-            .await?;
-        let mut file = tokio::fs::File::create(path)
-            .await
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.context("the download broke off")?;
-            file.write_all(&chunk)
+    /// Streams a file from the daemon into `file` (at `path`, for errors). The body is framed,
+    /// so a get that fails midway reports the daemon's reason, and a cut body is noticed.
+    async fn download(
+        &self,
+        id: &str,
+        mut file: tokio::fs::File,
+        path: &Path,
+        bar: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        let mut frames = std::pin::pin!(self.framed_get(id).await?);
+        while let Some(bytes) = frames.next().await {
+            let bytes = bytes?;
+            file.write_all(&bytes)
                 .await
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            bar.inc(chunk.len() as u64);
+            bar.inc(bytes.len() as u64);
         }
-        file.sync_all().await?;
+        file.flush()
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if file.metadata().await.is_ok_and(|m| m.is_file()) {
+            file.sync_all()
+                .await
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         Ok(())
+    }
+
+    /// The bytes of a file, decoded from the daemon's framed body; ends with the daemon's error
+    /// if the get failed, or with an error of its own if the body was cut.
+    async fn framed_get(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<impl futures::Stream<Item = anyhow::Result<bytes::Bytes>> + use<>> {
+        let response = self
+            .send(
+                self.http
+                    .get(format!("{}/get/{id}", self.base))
+                    .query(&[("framed", true)]),
+            )
+            .await?;
+        let target = self.target.clone();
+        let body = Box::pin(response.bytes_stream());
+        Ok(futures::stream::try_unfold(
+            (body, Decoder::new()),
+            move |(mut body, mut decoder)| {
+                let target = target.clone();
+                async move {
+                    loop {
+                        match decoder.next_frame()? {
+                            Some(Frame::Data(bytes)) => return Ok(Some((bytes, (body, decoder)))),
+                            Some(Frame::Error(message)) => bail!("{message}"),
+                            Some(Frame::End) => return Ok(None),
+                            None => {}
+                        }
+                        match body.next().await {
+                            Some(Ok(piece)) => decoder.push(&piece),
+                            Some(Err(e)) => bail!(
+                                "the daemon {target} stopped sending before the end of the content ({e}); try again"
+                            ),
+                            None => bail!(
+                                "the daemon {target} stopped sending before the end of the content; try again"
+                            ),
+                        }
+                    }
+                }
+            },
+        ))
     }
 
     pub(crate) async fn cat(&self, id: &str) -> anyhow::Result<()> {
         let id = parse_id(id)?;
-        let response = self
-            .send(self.http.get(format!("{}/get/{id}", self.base)))
-            .await?;
+        let mut frames = std::pin::pin!(self.framed_get(&id.to_string()).await?);
         let mut stdout = tokio::io::stdout();
-        let mut stream = response.bytes_stream().map_err(std::io::Error::other);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.context("the download broke off")?;
-            if let Err(e) = stdout.write_all(&chunk).await {
+        while let Some(bytes) = frames.next().await {
+            if let Err(e) = stdout.write_all(&bytes?).await {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     return Ok(()); // `cairn cat ID | head` is fine
                 }
@@ -437,49 +605,15 @@ where
     stream.inspect_ok(move |b| bar.inc(b.len() as u64))
 }
 
-/// Collects the regular files under `dir` (relative path, path, length) and its empty
-/// directories, sorted; skips symbolic links and special files with a warning.
-fn walk(
-    dir: &Path,
-    rel: String,
-    files: &mut Vec<(String, PathBuf, u64)>,
-    listing: &mut Vec<ListingEntry>,
-) -> anyhow::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("cannot read {}", dir.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    if entries.is_empty() && !rel.is_empty() {
-        listing.push(ListingEntry::Dir { path: rel.clone() });
-    }
-    for entry in entries {
-        let path = entry.path();
-        let name = entry
-            .file_name()
-            .into_string()
-            .ok()
-            .filter(|n| cairn_node::manifest::valid_name(n))
-            .with_context(|| {
-                format!(
-                    "{}: file name is not valid UTF-8 or not a valid name; rename it",
-                    path.display()
-                )
-            })?;
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let meta = std::fs::symlink_metadata(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            walk(&path, child, files, listing)?;
-        } else if meta.is_file() {
-            files.push((child, path, meta.len()));
-        } else {
-            tracing::warn!(path = %path.display(), "skipping: not a regular file or directory");
-        }
-    }
-    Ok(())
+/// `v` reversed, so that popping from the end visits it in order.
+fn reversed<T>(mut v: Vec<T>) -> Vec<T> {
+    v.reverse();
+    v
+}
+
+/// Creates a file to download into.
+async fn create(path: &Path) -> anyhow::Result<tokio::fs::File> {
+    tokio::fs::File::create(path)
+        .await
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -152,7 +152,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client::Client::connect(&settings)?;
             match command {
                 Command::Put { path } => client.put(&path, &out).await,
-                Command::Get { id, output } => client.get(&id, output, &out).await,
+                Command::Get { id, output } => {
+                    // Dropping the get on Ctrl-C or SIGTERM removes its staged output.
+                    tokio::select! {
+                        r = client.get(&id, output, &out) => r,
+                        () = daemon::shutdown_signal() => {
+                            anyhow::bail!("interrupted; the partial download was removed")
+                        }
+                    }
+                }
                 Command::Cat { id } => client.cat(&id).await,
                 Command::Pin(PinCommand::Add { id }) => client.pin(&id, true, &out).await,
                 Command::Pin(PinCommand::Rm { id }) => client.pin(&id, false, &out).await,

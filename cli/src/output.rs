@@ -58,5 +58,7 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ").replace('\n', " ")
+    // Errors echo what the user typed (ids, paths): never send its control characters
+    // (escape sequences) to the terminal raw.
+    cairn_node::printable(&parts.join(": ").replace('\n', " "))
 }
