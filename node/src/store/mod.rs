@@ -207,6 +207,10 @@ impl Store {
     /// hash; see [`Store::recovery`]. A sound index is reconciled with the files: see
     /// [`Store::missing`].
     pub fn open(dir: &Path, quota: u64) -> Result<Self, StoreError> {
+        Self::open_inner(dir, quota).map_err(|e| classify(e, Some(dir)))
+    }
+
+    fn open_inner(dir: &Path, quota: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(INDEX_FILE);
         // The index first: its lock keeps a second process from touching the chunk files
@@ -235,7 +239,7 @@ impl Store {
                 (db, None, missing)
             }
             Err(reason) => {
-                warn!(index = %path.display(), %reason, "the chunk index is damaged; rebuilding it from the chunk files");
+                // Reported by the caller from `recovery()`, in one line with the outcome.
                 let (db, recovery) = recover::rebuild(dir, reason, &chunks, files)?;
                 (db, Some(recovery), HashSet::new())
             }
@@ -244,6 +248,10 @@ impl Store {
         store.recovery = recovery.map(Arc::new);
         store.missing = Arc::new(Mutex::new(missing));
         store.dir = Some(dir.to_owned());
+        if store.recovery.is_none() && !dir.join(PINS_FILE).exists() {
+            // A store from before pins.list existed: start the copy now, not at the next pin.
+            store.save_pins_list();
+        }
         Ok(store)
     }
 
@@ -345,15 +353,8 @@ impl Store {
         Ok(())
     }
 
-    /// Turns "no space left" into [`StoreError::DiskFull`], naming the data directory.
     fn classify(&self, e: StoreError) -> StoreError {
-        if e.is_no_space() {
-            StoreError::DiskFull {
-                path: self.dir.clone().unwrap_or_default(),
-            }
-        } else {
-            e
-        }
+        classify(e, self.dir.as_deref())
     }
 
     /// Stores a chunk for `reason`. If it is already stored, the reason is added, and the bytes
@@ -361,11 +362,11 @@ impl Store {
     /// Cached chunks are evicted to make room (never those a [`Staging`] protects); if that is
     /// not enough the chunk is refused with [`StoreError::QuotaFull`].
     pub fn insert(&self, id: &Key, bytes: &[u8], reason: Reason) -> Result<bool, StoreError> {
-        if self.add_reason(id, reason)? {
-            if let Some(restored) = self.restore_file(id, bytes)? {
-                return Ok(restored);
-            }
-            // Evicted between adding the reason and taking the stripe: store it afresh.
+        // None: evicted between adding the reason and taking the stripe; store it afresh.
+        if self.add_reason(id, reason)?
+            && let Some(restored) = self.restore_file(id, bytes)?
+        {
+            return Ok(restored);
         }
         let size = bytes.len() as u64;
         let mut evicted = Vec::new();
@@ -804,6 +805,17 @@ impl Store {
             txn.commit()?;
             Ok(found)
         })
+    }
+}
+
+/// Turns "no space left" into [`StoreError::DiskFull`], naming the data directory.
+fn classify(e: StoreError, dir: Option<&Path>) -> StoreError {
+    if e.is_no_space() {
+        StoreError::DiskFull {
+            path: dir.map(Path::to_owned).unwrap_or_default(),
+        }
+    } else {
+        e
     }
 }
 

@@ -103,6 +103,22 @@ fn reopened_store_serves_what_it_had() {
 }
 
 #[test]
+fn staging_is_shared_across_tasks() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Staging>();
+    send_sync::<Store>();
+}
+
+#[test]
+fn a_store_from_before_pins_list_writes_it_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, _) = stocked(dir.path());
+    std::fs::remove_file(dir.path().join(PINS_FILE)).unwrap();
+    let _s = Store::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(recover::read_pins_list(dir.path()), vec![root]);
+}
+
+#[test]
 fn staged_chunks_survive_eviction_until_the_staging_is_dropped() {
     both(300, |s| {
         let (a, ab) = chunk(1, 100);
