@@ -2,3 +2,4 @@
 
 mod churn;
 mod put_get;
+mod recovery;

@@ -13,6 +13,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::ContentId;
 use crate::driver::{COMMAND_QUEUE, Clock, Command, Driver, NetworkStatus, PeerInfo};
 use crate::error::{NodeStopped, SpawnError};
 use crate::protocol::{Behaviour, PeerAddr, node_id, peer_of, without_peer};
@@ -113,6 +114,16 @@ impl NodeBuilder {
                 let store = tokio::task::spawn_blocking(move || Store::open(&dir2, quota))
                     .await
                     .map_err(|e| SpawnError::Transport(e.to_string()))??;
+                if let Some(r) = store.recovery() {
+                    warn!(
+                        "the chunk index was damaged ({}): moved it to {} and rebuilt it from the chunk files; {} chunks recovered, {} damaged chunk files moved to chunks-damaged/, {} pins to restore",
+                        r.reason,
+                        r.moved_to.display(),
+                        r.chunks,
+                        r.damaged_files,
+                        r.roots.len()
+                    );
+                }
                 (keypair, name_secret, store)
             }
             None => (
@@ -208,13 +219,15 @@ impl NodeBuilder {
             );
         }
         let mut engine = Dht::new(node_id(&peer_id), dht);
-        let held = {
+        let (held, missing) = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.ids())
+            tokio::task::spawn_blocking(move || store.ids().map(|ids| (ids, store.missing())))
                 .await
                 .map_err(|e| SpawnError::Transport(e.to_string()))??
         };
-        for id in held {
+        // A chunk whose file is gone must not be offered to peers until it is fetched back.
+        let gone: std::collections::HashSet<Key> = missing.iter().copied().collect();
+        for id in held.into_iter().filter(|id| !gone.contains(id)) {
             engine.hold(id);
         }
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -249,7 +262,57 @@ impl NodeBuilder {
                 Err(e) => warn!(%e, "bootstrap failed"),
             }
         }
+        let roots = node
+            .store()
+            .recovery()
+            .map(|r| r.roots.clone())
+            .unwrap_or_default();
+        if !missing.is_empty() || !roots.is_empty() {
+            tokio::spawn(heal(node.clone(), missing, roots));
+        }
         Ok(node)
+    }
+}
+
+/// Chunk files fetched back at once after a start that found some missing.
+const RESTORE_CONCURRENCY: usize = 4;
+
+/// Finishes what opening the store found: fetches back from peers the pinned and replica
+/// chunks whose file is gone (storing one restores its file and tells the engine it is held
+/// again), then pins again the roots a rebuilt index lost. Pins are walked with fetching on,
+/// so a root whose chunks are not all here is completed from peers, rather than pinned
+/// partially; one that cannot be is reported with what to do.
+async fn heal(node: Node, missing: Vec<Key>, roots: Vec<Key>) {
+    info!(
+        missing = missing.len(),
+        pins = roots.len(),
+        "restoring missing chunks and pins"
+    );
+    futures::stream::iter(missing)
+        .for_each_concurrent(RESTORE_CONCURRENCY, |id| {
+            let node = node.clone();
+            async move {
+                match node.fetch_chunk(ContentId::from_key(id), id).await {
+                    Ok(_) => info!(%id, "fetched back a chunk whose file was missing"),
+                    Err(e) => warn!(
+                        %id,
+                        %e,
+                        "no peer holds a chunk whose file is missing here; it stays missing until one does"
+                    ),
+                }
+            }
+        })
+        .await;
+    for root in roots {
+        let id = ContentId::from_key(root);
+        match node.pin_walk(id, true).await {
+            Ok(_) => info!(%id, "pin restored after the index rebuild"),
+            Err(e) => warn!(
+                %id,
+                %e,
+                "cannot restore this pin after the index rebuild: its content is not all here and no peer sent the rest; run `cairn pin add {id}` once it is reachable"
+            ),
+        }
     }
 }
 

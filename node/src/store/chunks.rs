@@ -48,10 +48,71 @@ impl FsChunkStore {
         })
     }
 
-    fn path(&self, id: &Key) -> PathBuf {
+    /// Where the bytes of `id` live.
+    pub fn path(&self, id: &Key) -> PathBuf {
         let hex = format!("{id:x}");
         self.root.join(&hex[..2]).join(hex)
     }
+
+    /// Every chunk file, by the id its name claims (unverified), with its path. One listing of
+    /// the 256 fan-out directories; names that are not a chunk id are left alone and not listed.
+    pub fn list(&self) -> io::Result<Vec<(Key, PathBuf)>> {
+        let mut out = Vec::new();
+        for fan in fs::read_dir(&self.root)? {
+            let fan = fan?;
+            if !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(fan.path())? {
+                let file = file?;
+                let name = file.file_name();
+                let Some(id) = name.to_str().and_then(parse_hex_key) else {
+                    continue;
+                };
+                if file.file_type()?.is_file() {
+                    out.push((id, file.path()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves a chunk file whose bytes do not match its name to `chunks-damaged/` beside
+    /// `chunks/`, keeping it for inspection instead of deleting it. Returns where it went.
+    pub fn quarantine(&self, path: &Path) -> io::Result<PathBuf> {
+        let damaged = self.root.parent().map_or_else(
+            || PathBuf::from("chunks-damaged"),
+            |p| p.join("chunks-damaged"),
+        );
+        fs::create_dir_all(&damaged)?;
+        let name = path.file_name().map_or_else(
+            || std::ffi::OsString::from("unnamed"),
+            std::ffi::OsStr::to_os_string,
+        );
+        let mut to = damaged.join(&name);
+        // A second damaged copy of the same id must not overwrite the first.
+        let mut n = 1;
+        while to.exists() {
+            let mut numbered = name.clone();
+            numbered.push(format!(".{n}"));
+            to = damaged.join(numbered);
+            n += 1;
+        }
+        fs::rename(path, &to)?;
+        Ok(to)
+    }
+}
+
+/// A key from its 64 lowercase or uppercase hex digits.
+pub(crate) fn parse_hex_key(s: &str) -> Option<Key> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(Key::from_bytes(bytes))
 }
 
 impl ChunkStore for FsChunkStore {
@@ -61,11 +122,19 @@ impl ChunkStore for FsChunkStore {
         fs::create_dir_all(dir)?;
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{id:x}.{n}"));
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, &path)?;
+        let written = (|| {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            // A half-written temporary file on a full disk would keep the space taken after the
+            // failure; give it back so the next write can succeed once space is freed.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         // The rename itself must survive a crash: sync the directory entry.
         fs::File::open(dir)?.sync_all()?;
         Ok(())

@@ -11,14 +11,23 @@
 //! crash can leave an orphan file but never an index entry without its bytes.
 
 mod chunks;
+mod recover;
+mod staging;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use cairn_dht::Key;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tracing::warn;
 
 pub use chunks::{ChunkStore, FsChunkStore, MemChunkStore};
+pub use recover::{PINS_FILE, Recovery};
+pub use staging::Staging;
+
+use recover::{INDEX_FILE, OpenFailure};
+use staging::{Staged, lock};
 
 /// id → (pins, responsible replica, size, last access tick).
 const CHUNKS: TableDefinition<[u8; 32], (u32, bool, u64, u64)> = TableDefinition::new("chunks");
@@ -64,12 +73,49 @@ pub enum StoreError {
     },
     /// Nothing evictable is left and the chunk does not fit.
     #[error(
-        "storage quota of {quota} bytes is full of pinned and replica data; raise the quota or unpin content"
+        "storage quota of {} is full: {} pinned, {} replicas kept for the network, {} held by puts in progress; raise the quota (--quota) or unpin content (cairn pin rm)",
+        human(*.quota, *.quota), human(*.pinned, *.quota), human(*.replica, *.quota), human(*.staged, *.quota)
     )]
     QuotaFull {
-        /// The quota.
+        /// The quota in bytes.
         quota: u64,
+        /// Bytes of chunks kept because pinned content contains them.
+        pinned: u64,
+        /// Bytes of chunks kept (and not pinned) as responsible replicas.
+        replica: u64,
+        /// Bytes of cache chunks protected by a [`Staging`] of a put in progress.
+        staged: u64,
     },
+    /// The file system holding the store has no space left.
+    #[error(
+        "the disk holding {} is full (no space left on device); free some space or lower --quota",
+        .path.display()
+    )]
+    DiskFull {
+        /// The data directory.
+        path: PathBuf,
+    },
+}
+
+impl StoreError {
+    /// Whether the error came from a file system without space left.
+    fn is_no_space(&self) -> bool {
+        let io = match self {
+            StoreError::Io(e) | StoreError::Index(redb::Error::Io(e)) => e,
+            _ => return false,
+        };
+        // ENOSPC, and EDQUOT (a user's disk quota) which reads the same to the user.
+        io.kind() == std::io::ErrorKind::StorageFull || matches!(io.raw_os_error(), Some(28 | 122))
+    }
+
+    /// Whether redb latched the error: every later call on that handle fails with
+    /// `PreviousIo` until the database is closed and opened again.
+    fn latches(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Index(redb::Error::Io(_) | redb::Error::PreviousIo)
+        )
+    }
 }
 
 macro_rules! from_redb {
@@ -111,7 +157,7 @@ pub struct StoreStats {
 #[derive(Clone)]
 pub struct Store {
     chunks: Arc<dyn ChunkStore>,
-    db: Arc<Database>,
+    index: Arc<Index>,
     quota: u64,
     /// Serialises, per chunk id, "write the bytes + commit the index" against "commit an
     /// eviction + delete the bytes", so an eviction never deletes bytes a concurrent insert of
@@ -119,6 +165,24 @@ pub struct Store {
     stripes: Arc<Vec<Mutex<()>>>,
     /// Told which chunks were evicted (the node tells the engine it no longer holds them).
     on_evict: Arc<OnceLock<EvictHook>>,
+    /// Chunks that puts in progress protect from eviction.
+    staged: Staged,
+    /// Indexed as pinned or replica, but their file is gone: to fetch back from peers.
+    missing: Arc<Mutex<HashSet<Key>>>,
+    recovery: Option<Arc<Recovery>>,
+    /// The data directory (None in memory): where `pins.list` lives, and the disk a full-disk
+    /// error names.
+    dir: Option<PathBuf>,
+    /// Serialises rewrites of `pins.list`.
+    pins_file: Arc<Mutex<()>>,
+}
+
+/// The index database, closed and opened again after an i/o failure (redb refuses every call
+/// on a handle that saw one, e.g. ENOSPC during a commit, until it is reopened).
+struct Index {
+    /// None in memory: an in-memory database cannot be reopened.
+    path: Option<PathBuf>,
+    db: RwLock<Option<Database>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -137,43 +201,87 @@ type EvictHook = Box<dyn Fn(Vec<Key>) + Send + Sync>;
 
 impl Store {
     /// Opens the store in `dir` (chunk files and `index.redb`), creating it if needed.
+    ///
+    /// A damaged index (redb reports corruption or panics on it, or it lists no chunk while
+    /// chunk files exist) is moved aside and rebuilt from the chunk files, which name their own
+    /// hash; see [`Store::recovery`]. A sound index is reconciled with the files: see
+    /// [`Store::missing`].
     pub fn open(dir: &Path, quota: u64) -> Result<Self, StoreError> {
+        Self::open_inner(dir, quota).map_err(|e| classify(e, Some(dir)))
+    }
+
+    fn open_inner(dir: &Path, quota: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
+        let path = dir.join(INDEX_FILE);
         // The index first: its lock keeps a second process from touching the chunk files
         // (opening the chunk store clears leftover temporary files).
-        let db = match Database::create(dir.join("index.redb")) {
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked(dir.to_owned()));
-            }
-            other => other?,
+        let opened = match recover::open_checked(&path) {
+            Err(OpenFailure::Locked) => return Err(StoreError::Locked(dir.to_owned())),
+            Err(OpenFailure::Other(e)) => return Err(e),
+            Ok(db) => Ok(db),
+            Err(OpenFailure::Damaged(reason)) => Err(reason),
         };
-        let chunks = Arc::new(FsChunkStore::open(dir)?);
-        Self::with_parts(chunks, db, quota)
+        let chunks = FsChunkStore::open(dir)?;
+        let files = chunks.list()?;
+        let opened = match opened {
+            Ok(db) if !files.is_empty() && recover::is_empty(&db)? => {
+                drop(db);
+                Err(format!(
+                    "it lists no chunk while {} chunk files are on disk",
+                    files.len()
+                ))
+            }
+            other => other,
+        };
+        let (db, recovery, missing) = match opened {
+            Ok(db) => {
+                let missing = recover::reconcile(&db, &chunks, files)?;
+                (db, None, missing)
+            }
+            Err(reason) => {
+                // Reported by the caller from `recovery()`, in one line with the outcome.
+                let (db, recovery) = recover::rebuild(dir, reason, &chunks, files)?;
+                (db, Some(recovery), HashSet::new())
+            }
+        };
+        let mut store = Self::with_parts(Arc::new(chunks), db, Some(path), quota)?;
+        store.recovery = recovery.map(Arc::new);
+        store.missing = Arc::new(Mutex::new(missing));
+        store.dir = Some(dir.to_owned());
+        if store.recovery.is_none() && !dir.join(PINS_FILE).exists() {
+            // A store from before pins.list existed: start the copy now, not at the next pin.
+            store.save_pins_list();
+        }
+        Ok(store)
     }
 
     /// A store that keeps everything in memory.
     pub fn in_memory(quota: u64) -> Result<Self, StoreError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::with_parts(Arc::new(MemChunkStore::new()), db, quota)
+        Self::with_parts(Arc::new(MemChunkStore::new()), db, None, quota)
     }
 
     fn with_parts(
         chunks: Arc<dyn ChunkStore>,
         db: Database,
+        path: Option<PathBuf>,
         quota: u64,
     ) -> Result<Self, StoreError> {
-        let txn = db.begin_write()?;
-        txn.open_table(CHUNKS)?;
-        txn.open_table(LRU)?;
-        txn.open_table(PINS)?;
-        txn.open_table(META)?;
-        txn.commit()?;
+        recover::create_tables(&db)?;
         Ok(Self {
             chunks,
-            db: Arc::new(db),
+            index: Arc::new(Index {
+                path,
+                db: RwLock::new(Some(db)),
+            }),
             quota,
             stripes: Arc::new((0..STRIPES).map(|_| Mutex::new(())).collect()),
             on_evict: Arc::new(OnceLock::new()),
+            staged: Arc::default(),
+            missing: Arc::default(),
+            recovery: None,
+            dir: None,
+            pins_file: Arc::default(),
         })
     }
 
@@ -182,72 +290,172 @@ impl Store {
         let _ = self.on_evict.set(Box::new(f));
     }
 
+    /// What opening found wrong with the index and rebuilt, if anything.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_deref()
+    }
+
+    /// Chunks indexed as pinned or replica whose file is gone (found at open, or by a read
+    /// since): the node fetches them back from peers, and must not claim to hold them meanwhile.
+    pub fn missing(&self) -> Vec<Key> {
+        lock(&self.missing).iter().copied().collect()
+    }
+
+    /// A guard protecting the chunks of a put in progress from eviction; see [`Staging`].
+    pub fn staging(&self) -> Staging {
+        Staging::new(self.staged.clone())
+    }
+
     fn stripe(&self, id: &Key) -> MutexGuard<'_, ()> {
         let i = usize::from(id.as_bytes()[0]) % STRIPES;
         // The guarded data is (); a poisoned lock protects nothing that could be half-updated.
         self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a chunk for `reason`. If it is already stored, only the reason is added. Returns
-    /// whether the bytes were new. Cached chunks are evicted to make room; if that is not enough
-    /// the chunk is refused with [`StoreError::QuotaFull`].
+    /// Runs `f` on the index. An i/o failure closes the handle (redb would refuse every later
+    /// call on it) so the next call opens the file again: once space is back, the store works
+    /// again without a restart. Never call it from inside `f`: the lock is not reentrant.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = {
+            let mut guard = self.index.db.read().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                drop(guard);
+                self.reopen()?;
+                guard = self.index.db.read().unwrap_or_else(|e| e.into_inner());
+            }
+            match guard.as_ref() {
+                Some(db) => f(db),
+                None => return Err(StoreError::Index(redb::Error::DatabaseClosed)),
+            }
+        };
+        result.map_err(|e| {
+            if e.latches() && self.index.path.is_some() {
+                let mut guard = self.index.db.write().unwrap_or_else(|e| e.into_inner());
+                *guard = None;
+            }
+            self.classify(e)
+        })
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.index.db.write().unwrap_or_else(|e| e.into_inner());
+        if guard.is_some() {
+            return Ok(());
+        }
+        let Some(path) = &self.index.path else {
+            return Err(StoreError::Index(redb::Error::DatabaseClosed));
+        };
+        let db = Database::create(path).map_err(|e| self.classify(e.into()))?;
+        *guard = Some(db);
+        Ok(())
+    }
+
+    fn classify(&self, e: StoreError) -> StoreError {
+        classify(e, self.dir.as_deref())
+    }
+
+    /// Stores a chunk for `reason`. If it is already stored, the reason is added, and the bytes
+    /// are written again if its file is missing or damaged. Returns whether bytes were written.
+    /// Cached chunks are evicted to make room (never those a [`Staging`] protects); if that is
+    /// not enough the chunk is refused with [`StoreError::QuotaFull`].
     pub fn insert(&self, id: &Key, bytes: &[u8], reason: Reason) -> Result<bool, StoreError> {
-        if self.add_reason(id, reason)? {
-            return Ok(false);
+        // None: evicted between adding the reason and taking the stripe; store it afresh.
+        if self.add_reason(id, reason)?
+            && let Some(restored) = self.restore_file(id, bytes)?
+        {
+            return Ok(restored);
         }
         let size = bytes.len() as u64;
         let mut evicted = Vec::new();
         let new = {
             let _guard = self.stripe(id);
-            self.chunks.put(id, bytes)?;
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            let outcome = (|| -> Result<bool, StoreError> {
-                let mut table = txn.open_table(CHUNKS)?;
-                let mut lru = txn.open_table(LRU)?;
-                let mut meta = txn.open_table(META)?;
-                let existing = table.get(id.as_bytes())?.map(|g| g.value());
-                if let Some(entry) = existing {
-                    // Raced with another insert of the same chunk.
-                    let entry = with_reason(entry, reason);
-                    if !evictable(entry) {
-                        lru.remove((entry.3, *id.as_bytes()))?;
+            self.chunks
+                .put(id, bytes)
+                .map_err(|e| self.classify(e.into()))?;
+            let outcome = self.with_db(|db| {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                let staged = (|| -> Result<bool, StoreError> {
+                    let mut table = txn.open_table(CHUNKS)?;
+                    let mut lru = txn.open_table(LRU)?;
+                    let mut meta = txn.open_table(META)?;
+                    let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                    if let Some(entry) = existing {
+                        // Raced with another insert of the same chunk.
+                        let entry = with_reason(entry, reason);
+                        if !evictable(entry) {
+                            lru.remove((entry.3, *id.as_bytes()))?;
+                        }
+                        table.insert(id.as_bytes(), entry)?;
+                        return Ok(false);
+                    }
+                    let mut bytes_used = meta.get("bytes")?.map_or(0, |g| g.value());
+                    if bytes_used + size > self.quota {
+                        let need = bytes_used + size - self.quota;
+                        let staged = lock(&self.staged);
+                        let mut victims = Vec::new();
+                        let mut freed = 0;
+                        for row in lru.iter()? {
+                            let (tick, victim) = row?.0.value();
+                            if staged.contains_key(&Key::from_bytes(victim)) {
+                                continue;
+                            }
+                            freed += table.get(&victim)?.map_or(0, |g| g.value().2);
+                            victims.push((tick, victim));
+                            if freed >= need {
+                                break;
+                            }
+                        }
+                        if freed < need {
+                            return Err(self.quota_full(&table, &staged)?);
+                        }
+                        drop(staged);
+                        for (tick, victim) in victims {
+                            lru.remove((tick, victim))?;
+                            if let Some(e) = table.remove(&victim)?.map(|g| g.value()) {
+                                bytes_used -= e.2;
+                            }
+                            evicted.push(Key::from_bytes(victim));
+                        }
+                    }
+                    let tick = next_tick(&mut meta)?;
+                    let entry = with_reason((0, false, size, tick), reason);
+                    if evictable(entry) {
+                        lru.insert((tick, *id.as_bytes()), ())?;
                     }
                     table.insert(id.as_bytes(), entry)?;
-                    return Ok(false);
-                }
-                let mut bytes_used = meta.get("bytes")?.map_or(0, |g| g.value());
-                while bytes_used + size > self.quota {
-                    let Some((tick, victim)) = lru.first()?.map(|(k, _)| k.value()) else {
-                        return Err(StoreError::QuotaFull { quota: self.quota });
-                    };
-                    lru.remove((tick, victim))?;
-                    if let Some(e) = table.remove(&victim)?.map(|g| g.value()) {
-                        bytes_used -= e.2;
+                    meta.insert("bytes", bytes_used + size)?;
+                    Ok(true)
+                })();
+                match staged {
+                    Ok(new) => {
+                        txn.commit()?;
+                        Ok(new)
                     }
-                    evicted.push(Key::from_bytes(victim));
+                    Err(e) => {
+                        txn.abort()?;
+                        Err(e)
+                    }
                 }
-                let tick = next_tick(&mut meta)?;
-                let entry = with_reason((0, false, size, tick), reason);
-                if evictable(entry) {
-                    lru.insert((tick, *id.as_bytes()), ())?;
-                }
-                table.insert(id.as_bytes(), entry)?;
-                meta.insert("bytes", bytes_used + size)?;
-                Ok(true)
-            })();
+            });
             match outcome {
-                Ok(new) => {
-                    txn.commit()?;
-                    new
-                }
+                Ok(new) => new,
                 Err(e) => {
-                    txn.abort()?;
-                    self.chunks.remove(id)?;
+                    // Nothing was committed: the bytes just written belong to no entry. (When
+                    // the race above found an entry, the commit that failed was only adding a
+                    // reason, and the entry's own bytes are the same bytes: keep them then.)
+                    evicted.clear();
+                    if !self.contains(id).unwrap_or(true) {
+                        let _ = self.chunks.remove(id);
+                    }
                     return Err(e);
                 }
             }
         };
+        lock(&self.missing).remove(id);
         if !evicted.is_empty() {
             for victim in &evicted {
                 // Under the victim's stripe, and only if nobody stored it again meanwhile.
@@ -263,64 +471,162 @@ impl Store {
         Ok(new)
     }
 
+    /// For an indexed chunk: writes `bytes` again if its file is missing or does not verify.
+    /// Returns whether it wrote, or None if the entry is gone (evicted meanwhile).
+    fn restore_file(&self, id: &Key, bytes: &[u8]) -> Result<Option<bool>, StoreError> {
+        let _guard = self.stripe(id);
+        if !self.contains(id)? {
+            return Ok(None);
+        }
+        let on_disk = self.chunks.get(id)?;
+        // Compare with the caller's bytes first (cheap); hash only when they differ, so that
+        // wrong bytes from a caller never replace a file that verifies.
+        let intact = on_disk
+            .as_deref()
+            .is_some_and(|b| b == bytes || Key::hash(b) == *id);
+        if intact {
+            return Ok(Some(false));
+        }
+        self.chunks
+            .put(id, bytes)
+            .map_err(|e| self.classify(e.into()))?;
+        lock(&self.missing).remove(id);
+        warn!(%id, "restored a chunk file that was missing or damaged");
+        Ok(Some(true))
+    }
+
+    /// The breakdown of a full quota, computed only when an insert is refused.
+    fn quota_full(
+        &self,
+        table: &impl ReadableTable<[u8; 32], (u32, bool, u64, u64)>,
+        staged: &HashMap<Key, u32>,
+    ) -> Result<StoreError, StoreError> {
+        let (mut pinned, mut replica, mut held) = (0, 0, 0);
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let (pins, is_replica, size, _) = v.value();
+            if pins > 0 {
+                pinned += size;
+            } else if is_replica {
+                replica += size;
+            } else if staged.contains_key(&Key::from_bytes(k.value())) {
+                held += size;
+            }
+        }
+        Ok(StoreError::QuotaFull {
+            quota: self.quota,
+            pinned,
+            replica,
+            staged: held,
+        })
+    }
+
+    /// Adds the replica reason to every stored chunk of `ids` in one transaction (absent ids are
+    /// skipped): a put calls it once it has pinned, for the chunks this node is responsible for.
+    pub fn mark_replicas(&self, ids: &[Key]) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(CHUNKS)?;
+                let mut lru = txn.open_table(LRU)?;
+                for id in ids {
+                    let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                    let Some(entry) = existing else { continue };
+                    if evictable(entry) {
+                        lru.remove((entry.3, *id.as_bytes()))?;
+                    }
+                    table.insert(id.as_bytes(), with_reason(entry, Reason::Replica))?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+    }
+
     /// Pins `root`: adds one pin to every chunk occurrence in `ids` (the chunks under it, as
     /// walked from it) and records the root, in one transaction. Returns false, changing
     /// nothing, if the root was pinned already; fails with [`StoreError::Incomplete`] if any
     /// chunk is not stored.
     pub fn pin_all(&self, root: &Key, ids: &[Key]) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut pins = txn.open_table(PINS)?;
-            if pins.get(root.as_bytes())?.is_some() {
-                return Ok(false);
-            }
-            let mut table = txn.open_table(CHUNKS)?;
-            let mut lru = txn.open_table(LRU)?;
-            let mut missing = 0;
-            for id in ids {
-                let existing = table.get(id.as_bytes())?.map(|g| g.value());
-                let Some(entry) = existing else {
-                    missing += 1;
-                    continue;
-                };
-                if evictable(entry) {
-                    lru.remove((entry.3, *id.as_bytes()))?;
+        let new = self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut pins = txn.open_table(PINS)?;
+                if pins.get(root.as_bytes())?.is_some() {
+                    return Ok(false);
                 }
-                table.insert(id.as_bytes(), with_reason(entry, Reason::Pin))?;
+                let mut table = txn.open_table(CHUNKS)?;
+                let mut lru = txn.open_table(LRU)?;
+                let mut missing = 0;
+                for id in ids {
+                    let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                    let Some(entry) = existing else {
+                        missing += 1;
+                        continue;
+                    };
+                    if evictable(entry) {
+                        lru.remove((entry.3, *id.as_bytes()))?;
+                    }
+                    table.insert(id.as_bytes(), with_reason(entry, Reason::Pin))?;
+                }
+                if missing > 0 {
+                    return Err(StoreError::Incomplete { missing });
+                }
+                pins.insert(root.as_bytes(), ())?;
             }
-            if missing > 0 {
-                return Err(StoreError::Incomplete { missing });
-            }
-            pins.insert(root.as_bytes(), ())?;
+            txn.commit()?;
+            Ok(true)
+        })?;
+        if new {
+            self.save_pins_list();
         }
-        txn.commit()?;
-        Ok(true)
+        Ok(new)
     }
 
     /// Unpins `root`: removes one pin from every chunk occurrence in `ids` that is stored, and
     /// forgets the root, in one transaction. Returns false if the root was not pinned.
     pub fn unpin_all(&self, root: &Key, ids: &[Key]) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut pins = txn.open_table(PINS)?;
-            if pins.remove(root.as_bytes())?.is_none() {
-                return Ok(false);
-            }
-            let mut table = txn.open_table(CHUNKS)?;
-            let mut lru = txn.open_table(LRU)?;
-            for id in ids {
-                let existing = table.get(id.as_bytes())?.map(|g| g.value());
-                if let Some(old) = existing {
-                    let new = (old.0.saturating_sub(1), old.1, old.2, old.3);
-                    if !evictable(old) && evictable(new) {
-                        lru.insert((new.3, *id.as_bytes()), ())?;
+        let was = self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut pins = txn.open_table(PINS)?;
+                if pins.remove(root.as_bytes())?.is_none() {
+                    return Ok(false);
+                }
+                let mut table = txn.open_table(CHUNKS)?;
+                let mut lru = txn.open_table(LRU)?;
+                for id in ids {
+                    let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                    if let Some(old) = existing {
+                        let new = (old.0.saturating_sub(1), old.1, old.2, old.3);
+                        if !evictable(old) && evictable(new) {
+                            lru.insert((new.3, *id.as_bytes()), ())?;
+                        }
+                        table.insert(id.as_bytes(), new)?;
                     }
-                    table.insert(id.as_bytes(), new)?;
                 }
             }
+            txn.commit()?;
+            Ok(true)
+        })?;
+        if was {
+            self.save_pins_list();
         }
-        txn.commit()?;
-        Ok(true)
+        Ok(was)
+    }
+
+    /// Copies the pinned roots to `pins.list`, from which a rebuilt index gets its pins back.
+    /// The pin itself has committed by now: a failure here is reported, not returned.
+    fn save_pins_list(&self) {
+        let Some(dir) = &self.dir else { return };
+        let _guard = lock(&self.pins_file);
+        // Read under the lock, so the last writer writes the latest set.
+        let written = self
+            .pinned_roots()
+            .and_then(|roots| Ok(recover::write_pins_list(dir, &roots)?));
+        if let Err(e) = written {
+            warn!(%e, "cannot update pins.list (the copy of the pinned roots kept beside the index); the pins themselves are saved");
+        }
     }
 
     /// Adds `reason` to a stored chunk. Returns false if the chunk is not stored.
@@ -338,35 +644,47 @@ impl Store {
         })
     }
 
-    /// The chunk's bytes, if stored. Marks it as recently used.
+    /// The chunk's bytes, if stored. Marks it as recently used. An indexed chunk whose file is
+    /// gone reads as not stored (so a get fetches it from peers, and storing it restores the
+    /// file), with a warning.
     pub fn read(&self, id: &Key) -> Result<Option<Vec<u8>>, StoreError> {
-        let entry = {
-            let txn = self.db.begin_read()?;
+        let entry = self.with_db(|db| {
+            let txn = db.begin_read()?;
             let table = txn.open_table(CHUNKS)?;
-            table.get(id.as_bytes())?.map(|g| g.value())
-        };
+            Ok(table.get(id.as_bytes())?.map(|g| g.value()))
+        })?;
         let Some(entry) = entry else {
             return Ok(None);
         };
         let bytes = self.chunks.get(id)?;
-        if bytes.is_some() && evictable(entry) {
+        if bytes.is_none() {
+            warn!(%id, "a chunk in the index has no file; it will be fetched again from peers when needed");
+            if !evictable(entry) {
+                lock(&self.missing).insert(*id);
+            }
+            return Ok(None);
+        }
+        if evictable(entry) {
             // LRU order matters only for evictable chunks; losing a touch in a crash is harmless,
             // so it is not fsynced.
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::None)?;
-            {
-                let mut table = txn.open_table(CHUNKS)?;
-                let mut lru = txn.open_table(LRU)?;
-                let mut meta = txn.open_table(META)?;
-                let existing = table.get(id.as_bytes())?.map(|g| g.value());
-                if let Some(e) = existing.filter(|e| evictable(*e)) {
-                    let tick = next_tick(&mut meta)?;
-                    lru.remove((e.3, *id.as_bytes()))?;
-                    lru.insert((tick, *id.as_bytes()), ())?;
-                    table.insert(id.as_bytes(), (e.0, e.1, e.2, tick))?;
+            self.with_db(|db| {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(Durability::None)?;
+                {
+                    let mut table = txn.open_table(CHUNKS)?;
+                    let mut lru = txn.open_table(LRU)?;
+                    let mut meta = txn.open_table(META)?;
+                    let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                    if let Some(e) = existing.filter(|e| evictable(*e)) {
+                        let tick = next_tick(&mut meta)?;
+                        lru.remove((e.3, *id.as_bytes()))?;
+                        lru.insert((tick, *id.as_bytes()), ())?;
+                        table.insert(id.as_bytes(), (e.0, e.1, e.2, tick))?;
+                    }
                 }
-            }
-            txn.commit()?;
+                txn.commit()?;
+                Ok(())
+            })?;
         }
         Ok(bytes)
     }
@@ -374,71 +692,85 @@ impl Store {
     /// Rewrites the bytes of a stored chunk whose file was found corrupt (the index is
     /// unchanged). The caller has verified `bytes` against `id`.
     pub fn repair(&self, id: &Key, bytes: &[u8]) -> Result<(), StoreError> {
+        let _guard = self.stripe(id);
         if self.contains(id)? {
-            self.chunks.put(id, bytes)?;
+            self.chunks
+                .put(id, bytes)
+                .map_err(|e| self.classify(e.into()))?;
+            lock(&self.missing).remove(id);
         }
         Ok(())
     }
 
     /// Whether the chunk is stored.
     pub fn contains(&self, id: &Key) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CHUNKS)?;
-        Ok(table.get(id.as_bytes())?.is_some())
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CHUNKS)?;
+            Ok(table.get(id.as_bytes())?.is_some())
+        })
     }
 
     /// Every stored chunk id.
     pub fn ids(&self) -> Result<Vec<Key>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CHUNKS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            out.push(Key::from_bytes(row?.0.value()));
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CHUNKS)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                out.push(Key::from_bytes(row?.0.value()));
+            }
+            Ok(out)
+        })
     }
 
     /// Whether the chunk is kept as a responsible replica.
     pub fn is_replica(&self, id: &Key) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CHUNKS)?;
-        Ok(table.get(id.as_bytes())?.is_some_and(|g| g.value().1))
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CHUNKS)?;
+            Ok(table.get(id.as_bytes())?.is_some_and(|g| g.value().1))
+        })
     }
 
     /// Pinned content roots.
     pub fn pinned_roots(&self) -> Result<Vec<Key>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PINS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            out.push(Key::from_bytes(row?.0.value()));
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(PINS)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                out.push(Key::from_bytes(row?.0.value()));
+            }
+            Ok(out)
+        })
     }
 
     /// Counts by reason.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CHUNKS)?;
-        let mut s = StoreStats {
-            quota: self.quota,
-            ..StoreStats::default()
-        };
-        for row in table.iter()? {
-            let (pins, replica, size, _) = row?.1.value();
-            s.chunks += 1;
-            s.bytes += size;
-            if pins > 0 {
-                s.pinned += 1;
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CHUNKS)?;
+            let mut s = StoreStats {
+                quota: self.quota,
+                ..StoreStats::default()
+            };
+            for row in table.iter()? {
+                let (pins, replica, size, _) = row?.1.value();
+                s.chunks += 1;
+                s.bytes += size;
+                if pins > 0 {
+                    s.pinned += 1;
+                }
+                if replica {
+                    s.replica += 1;
+                }
+                if pins == 0 && !replica {
+                    s.cached += 1;
+                }
             }
-            if replica {
-                s.replica += 1;
-            }
-            if pins == 0 && !replica {
-                s.cached += 1;
-            }
-        }
-        Ok(s)
+            Ok(s)
+        })
     }
 
     fn update(
@@ -446,31 +778,59 @@ impl Store {
         id: &Key,
         f: impl FnOnce((u32, bool, u64, u64)) -> (u32, bool, u64, u64),
     ) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let found = {
-            let mut table = txn.open_table(CHUNKS)?;
-            let mut lru = txn.open_table(LRU)?;
-            let existing = table.get(id.as_bytes())?.map(|g| g.value());
-            match existing {
-                None => false,
-                Some(old) => {
-                    let new = f(old);
-                    match (evictable(old), evictable(new)) {
-                        (true, false) => {
-                            lru.remove((old.3, *id.as_bytes()))?;
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let found = {
+                let mut table = txn.open_table(CHUNKS)?;
+                let mut lru = txn.open_table(LRU)?;
+                let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                match existing {
+                    None => false,
+                    Some(old) => {
+                        let new = f(old);
+                        match (evictable(old), evictable(new)) {
+                            (true, false) => {
+                                lru.remove((old.3, *id.as_bytes()))?;
+                            }
+                            (false, true) => {
+                                lru.insert((new.3, *id.as_bytes()), ())?;
+                            }
+                            _ => {}
                         }
-                        (false, true) => {
-                            lru.insert((new.3, *id.as_bytes()), ())?;
-                        }
-                        _ => {}
+                        table.insert(id.as_bytes(), new)?;
+                        true
                     }
-                    table.insert(id.as_bytes(), new)?;
-                    true
                 }
-            }
-        };
-        txn.commit()?;
-        Ok(found)
+            };
+            txn.commit()?;
+            Ok(found)
+        })
+    }
+}
+
+/// Turns "no space left" into [`StoreError::DiskFull`], naming the data directory.
+fn classify(e: StoreError, dir: Option<&Path>) -> StoreError {
+    if e.is_no_space() {
+        StoreError::DiskFull {
+            path: dir.map(Path::to_owned).unwrap_or_default(),
+        }
+    } else {
+        e
+    }
+}
+
+/// `bytes` in the unit that suits `scale` (the quota), so every figure of one message reads
+/// in the same unit: "8.0 MiB", "0.1 MiB".
+fn human(bytes: u64, scale: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    match UNITS.iter().find(|(size, _)| scale >= *size) {
+        Some((size, unit)) => format!("{:.1} {unit}", bytes as f64 / *size as f64),
+        None => format!("{bytes} B"),
     }
 }
 
@@ -496,105 +856,4 @@ fn next_tick(meta: &mut redb::Table<&str, u64>) -> Result<u64, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunk(n: u32, size: usize) -> (Key, Vec<u8>) {
-        let bytes: Vec<u8> = (0..size).map(|i| (i as u32 ^ n) as u8).collect();
-        (Key::hash(&bytes), bytes)
-    }
-
-    fn both(quota: u64, f: impl Fn(&Store)) {
-        f(&Store::in_memory(quota).unwrap());
-        let dir = tempfile::tempdir().unwrap();
-        f(&Store::open(dir.path(), quota).unwrap());
-    }
-
-    #[test]
-    fn evicts_least_recently_used_cache_only() {
-        both(300, |s| {
-            let (a, ab) = chunk(1, 100);
-            let (b, bb) = chunk(2, 100);
-            let (c, cb) = chunk(3, 100);
-            let (d, db) = chunk(4, 100);
-            assert!(s.insert(&a, &ab, Reason::Cache).unwrap());
-            assert!(s.insert(&b, &bb, Reason::Pin).unwrap());
-            assert!(s.insert(&c, &cb, Reason::Cache).unwrap());
-            s.read(&a).unwrap(); // a is now more recent than c
-            assert!(s.insert(&d, &db, Reason::Replica).unwrap());
-            assert!(
-                !s.contains(&c).unwrap(),
-                "c was the least recently used cache chunk"
-            );
-            assert!(s.contains(&a).unwrap() && s.contains(&b).unwrap() && s.contains(&d).unwrap());
-            let stats = s.stats().unwrap();
-            assert_eq!(
-                (
-                    stats.chunks,
-                    stats.bytes,
-                    stats.pinned,
-                    stats.replica,
-                    stats.cached
-                ),
-                (3, 300, 1, 1, 1)
-            );
-            // Only a is evictable; a fifth chunk evicts it, a sixth does not fit.
-            let (e, eb) = chunk(5, 100);
-            s.insert(&e, &eb, Reason::Pin).unwrap();
-            assert!(!s.contains(&a).unwrap());
-            let (f, fb) = chunk(6, 100);
-            assert!(matches!(
-                s.insert(&f, &fb, Reason::Pin),
-                Err(StoreError::QuotaFull { quota: 300 })
-            ));
-            assert!(!s.contains(&f).unwrap());
-            // Unpinning makes room.
-            s.remove_reason(&e, Reason::Pin).unwrap();
-            s.insert(&f, &fb, Reason::Pin).unwrap();
-            assert_eq!(s.read(&f).unwrap(), Some(fb.clone()));
-        });
-    }
-
-    #[test]
-    fn reasons_add_up() {
-        both(1 << 20, |s| {
-            let (a, ab) = chunk(1, 10);
-            assert!(s.insert(&a, &ab, Reason::Pin).unwrap());
-            assert!(!s.insert(&a, &ab, Reason::Pin).unwrap());
-            s.remove_reason(&a, Reason::Pin).unwrap();
-            assert_eq!(s.stats().unwrap().pinned, 1, "pinned twice, unpinned once");
-            s.remove_reason(&a, Reason::Pin).unwrap();
-            assert_eq!(s.stats().unwrap().cached, 1);
-            // Pinning a root pins each occurrence once, atomically, and only once per root.
-            let (b, bb) = chunk(2, 10);
-            s.insert(&b, &bb, Reason::Cache).unwrap();
-            assert!(s.pin_all(&a, &[a, b, b]).unwrap());
-            assert!(!s.pin_all(&a, &[a, b, b]).unwrap());
-            assert_eq!(s.pinned_roots().unwrap(), vec![a]);
-            assert_eq!(s.stats().unwrap().pinned, 2);
-            assert!(s.unpin_all(&a, &[a, b, b]).unwrap());
-            assert!(!s.unpin_all(&a, &[a, b, b]).unwrap());
-            assert_eq!(s.stats().unwrap().cached, 2);
-            let (c, _) = chunk(3, 10);
-            assert!(matches!(
-                s.pin_all(&c, &[c]),
-                Err(StoreError::Incomplete { missing: 1 })
-            ));
-            assert!(s.pinned_roots().unwrap().is_empty());
-        });
-    }
-
-    #[test]
-    fn reopened_store_serves_what_it_had() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, ab) = chunk(1, 1000);
-        {
-            let s = Store::open(dir.path(), 1 << 20).unwrap();
-            s.insert(&a, &ab, Reason::Replica).unwrap();
-        }
-        let s = Store::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(s.read(&a).unwrap(), Some(ab));
-        assert!(s.is_replica(&a).unwrap());
-        assert_eq!(s.ids().unwrap(), vec![a]);
-    }
-}
+mod tests;
