@@ -325,7 +325,8 @@ impl BodyShape for Vec<ListingEntry> {
 }
 
 impl BodyShape for PublishBody {
-    const SHAPE: &'static str = r#"a JSON object {"id": "<content id>", "ttl_secs": <optional seconds>}"#;
+    const SHAPE: &'static str =
+        r#"a JSON object {"id": "<content id>", "ttl_secs": <optional seconds>}"#;
 }
 
 /// `axum::Json` whose rejection is a JSON [`ApiError`] saying what to send.
@@ -345,9 +346,9 @@ impl<S: Send + Sync, T: DeserializeOwned + BodyShape> FromRequest<S> for ApiJson
                 "the body must be sent with content-type: application/json; send {}",
                 T::SHAPE
             ),
-            _ if status == StatusCode::PAYLOAD_TOO_LARGE => format!(
-                "the body is larger than {MAX_JSON_BODY} bytes; send a smaller one"
-            ),
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+                format!("the body is larger than {MAX_JSON_BODY} bytes; send a smaller one")
+            }
             _ => format!("{}; send {}", one_line(&rejection.body_text()), T::SHAPE),
         };
         Err(ApiError(status, message))
@@ -370,7 +371,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                     one_line(&rejection.body_text())
                 ),
             )),
-            Err(rejection) => Err(ApiError(rejection.status(), one_line(&rejection.body_text()))),
+            Err(rejection) => Err(ApiError(
+                rejection.status(),
+                one_line(&rejection.body_text()),
+            )),
         }
     }
 }
@@ -391,7 +395,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
                     one_line(&rejection.body_text())
                 ),
             )),
-            Err(rejection) => Err(ApiError(rejection.status(), one_line(&rejection.body_text()))),
+            Err(rejection) => Err(ApiError(
+                rejection.status(),
+                one_line(&rejection.body_text()),
+            )),
         }
     }
 }

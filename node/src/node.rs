@@ -158,11 +158,12 @@ impl NodeBuilder {
         };
         let mut pending = Vec::new();
         for addr in &listen {
+            check_port_free(addr)?;
             let id = swarm
                 .listen_on(addr.clone())
                 .map_err(|e| SpawnError::Listen {
                     addr: addr.clone(),
-                    reason: e.to_string(),
+                    reason: listen_reason(&e),
                 })?;
             pending.push((id, addr.clone()));
         }
@@ -191,7 +192,7 @@ impl NodeBuilder {
                         .map(|(_, a)| a.clone());
                     return Err(SpawnError::Listen {
                         addr: addr.unwrap_or_else(Multiaddr::empty),
-                        reason: error.to_string(),
+                        reason: listen_reason(&error),
                     });
                 }
                 _ => {}
@@ -407,6 +408,57 @@ impl Node {
             .send(command)
             .await
             .map_err(|_| NodeStopped)
+    }
+}
+
+/// Fails if the port of listen address `addr` is taken (by another process or another node).
+///
+/// libp2p-tcp 0.45 binds every listening socket with SO_REUSEPORT (`PortUse::Reuse` in
+/// `Transport::do_listen`, whatever `Config::port_reuse` says), so a second node on a taken TCP
+/// port "listens" too, and the kernel then shares incoming connections between the two: 1 of 4
+/// bootstrap dials reached the wrong node. Binding a plain socket first, without SO_REUSEPORT,
+/// fails on a port anyone holds. libp2p-quic binds its UDP socket without SO_REUSEPORT and fails
+/// by itself, but with the cause buried in transport wrappers; checking here gives both the same
+/// message. Someone may still take the port between this check and libp2p's bind: that narrow
+/// race is the price of not patching libp2p. Port 0 and non-IP addresses are not checked.
+fn check_port_free(addr: &Multiaddr) -> Result<(), SpawnError> {
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let bound = match parts.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => std::net::TcpListener::bind((ip, port)).map(drop),
+        Some(Protocol::Udp(port)) if port != 0 => std::net::UdpSocket::bind((ip, port)).map(drop),
+        _ => return Ok(()),
+    };
+    bound.map_err(|e| SpawnError::Listen {
+        addr: addr.clone(),
+        reason: io_reason(&e),
+    })
+}
+
+/// The reason for a listen error, in words: the first I/O error in its chain if there is one,
+/// since libp2p's transport wrappers print as nested debug output.
+fn listen_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io_reason(io);
+        }
+        cause = e.source();
+    }
+    error.to_string()
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "address already in use by another process or node".into(),
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has that address".into()
+        }
+        _ => e.to_string(),
     }
 }
 
