@@ -406,15 +406,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 /// A rejection's text as one lowercase line of bounded length: it may quote the client's input.
 fn one_line(text: &str) -> String {
     const MAX_CHARS: usize = 300;
-    let mut line: String = text
+    let mut chars = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_CHARS)
-        .collect();
-    if let Some(first) = line.get(..1) {
-        line = first.to_lowercase() + &line[1..];
-    }
-    line
+        .take(MAX_CHARS);
+    chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -923,5 +922,36 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ignored);
         assert_eq!(parse_range("items=0-1", 1000), Ignored);
         assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
+    fn a_broken_upload_is_the_clients_error() {
+        let e = PutError::Read {
+            path: "-".into(),
+            source: std::io::Error::other("connection reset"),
+        };
+        let ApiError(status, message) = e.into();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.contains("send it again"), "{message}");
+    }
+
+    #[test]
+    fn rejection_text_becomes_one_bounded_lowercase_line() {
+        assert_eq!(
+            one_line("Failed to parse\nthe body"),
+            "failed to parse the body"
+        );
+        assert_eq!(one_line(&"É".repeat(1000)).chars().count(), 300);
+        assert!(one_line(&"É".repeat(1000)).starts_with("éÉ"));
+        assert_eq!(one_line(""), "");
     }
 }
