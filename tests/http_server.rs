@@ -403,5 +403,25 @@ async fn a_listen_address_whose_port_is_taken_fails_naming_it() {
             }
         }
     }
+    // An address of no interface here fails in libp2p's own bind: the reason is still words.
+    for addr in ["/ip4/192.0.2.1/tcp/0", "/ip4/192.0.2.1/udp/0/quic-v1"] {
+        let spawned = timeout(STEP, Node::builder().listen(addr.parse().unwrap()).spawn())
+            .await
+            .unwrap();
+        match spawned {
+            Err(e @ SpawnError::Listen { .. }) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains(addr) && message.contains("no interface"),
+                    "{message}"
+                );
+            }
+            Err(e) => panic!("{addr}: wrong error: {e}"),
+            Ok(node) => {
+                node.shutdown().await;
+                panic!("a node listened on {addr}, which is no address of this machine");
+            }
+        }
+    }
     net.shutdown().await;
 }
