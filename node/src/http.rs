@@ -63,13 +63,14 @@ pub const API_ADDR_FILE: &str = "api.addr";
 pub const API_TOKEN_FILE: &str = "api.token";
 
 /// Connections the server keeps open at once. A connection beyond it is closed at once rather
-/// than left in the kernel's accept queue: that queue is first in, first out, so a flood of slow
-/// connections parked there would hold a later request from the command line behind round after
-/// round of header timeouts (with 1,000 queued and 256 slots, 40 s, past the command line's
-/// 5 s connect timeout). Closed at once, the flood costs nothing past the limit, and a request
-/// gets a slot again at most [`BUSY_HEADER_READ_TIMEOUT`] after the flood stops. 256 is far
-/// above what one user's command line, browser and apps open on loopback, and far below the
-/// usual 1,024 file descriptors.
+/// than left in the kernel's accept queue: that queue is first in, first out and its connections
+/// count as connected, so a flood of slow connections parked there would hold a later request
+/// from the command line behind round after round of header timeouts (with 1,000 queued and 256
+/// slots, some 40 s of a request that looks sent). Closed at once, the flood costs nothing past
+/// the limit, a request that finds no slot fails at once instead of hanging, and slots are free
+/// again at most [`BUSY_HEADER_READ_TIMEOUT`] after the flood stops. 256 is far above what one
+/// user's command line, browser and apps open on loopback, and far below the usual 1,024 file
+/// descriptors.
 pub const MAX_CONNECTIONS: usize = 256;
 /// How long a connection has to send a request header, counted from the end of its previous
 /// request (or from its start): a half-sent header or an idle keep-alive connection is closed
