@@ -16,22 +16,40 @@
 //! | `GET /api/v0/peers`, `GET /api/v0/status` | peers, status |
 //! | `POST /api/v0/names` `{"id": …}`, `GET /api/v0/names/<name>` | publish, resolve a name |
 //!
-//! Errors are JSON `{"error": "…"}` with a fitting status code.
+//! Errors from every route, unknown routes and malformed requests included, are JSON
+//! `{"error": "…"}` with a fitting status code: 4xx for a client's mistake, 5xx for the node's.
+//!
+//! The server is an accept loop over hyper rather than `axum::serve`, because a client must not
+//! be able to starve it: measured, 20,000 half-sent request headers made `status` and the
+//! gateway time out, and one such connection blocked a graceful shutdown for ever. So every
+//! connection has [`HEADER_READ_TIMEOUT`] to send each request header (idle keep-alive
+//! connections included), at most [`MAX_CONNECTIONS`] are open, and shutdown waits at most
+//! [`SHUTDOWN_GRACE`] for open connections before dropping them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::TryStreamExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
 
 use crate::error::{GetError, NameError, PutError};
 use crate::manifest::{EntryKind, Manifest};
@@ -42,6 +60,34 @@ use crate::{ContentId, Node};
 pub const API_ADDR_FILE: &str = "api.addr";
 /// File in the data directory holding the API token.
 pub const API_TOKEN_FILE: &str = "api.token";
+
+/// Connections the server keeps open at once. A connection beyond it is closed at once rather
+/// than left in the kernel's accept queue: that queue is first in, first out and its connections
+/// count as connected, so a flood of slow connections parked there would hold a later request
+/// from the command line behind round after round of header timeouts (with 1,000 queued and 256
+/// slots, some 40 s of a request that looks sent). Closed at once, the flood costs nothing past
+/// the limit, a request that finds no slot fails at once instead of hanging, and slots are free
+/// again at most [`BUSY_HEADER_READ_TIMEOUT`] after the flood stops. 256 is far above what one
+/// user's command line, browser and apps open on loopback, and far below the usual 1,024 file
+/// descriptors.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a connection has to send a request header, counted from the end of its previous
+/// request (or from its start): a half-sent header or an idle keep-alive connection is closed
+/// after it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The header timeout of a connection accepted while more than half of [`MAX_CONNECTIONS`] is
+/// taken. A client on loopback sends its header within milliseconds, so under a flood of slow
+/// connections half the slots turn over every second and a real request still finds one.
+pub const BUSY_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long shutdown waits for open connections to finish their requests before dropping them,
+/// so that a stop (SIGTERM) always ends the daemon promptly.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Largest JSON request body (`/api/v0/dir`, `/api/v0/names`): 2 MiB, about 13,000 directory
+/// listing entries. File uploads to `/api/v0/put` are streamed and not bounded by it.
+pub const MAX_JSON_BODY: usize = 2 << 20;
+/// How long the accept loop backs off after an accept error (such as running out of file
+/// descriptors), so that it does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The files through which a daemon tells the command line where its API is.
 #[derive(Clone, Debug)]
@@ -114,10 +160,16 @@ pub fn router(node: Node, token: &str) -> Router {
         .route("/c/{id}", get(gateway_root))
         .route("/c/{id}/", get(gateway_root))
         .route("/c/{id}/{*path}", get(gateway_path))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
 }
 
-/// Serves `router(node, token)` on `listener` until `shutdown` resolves.
+/// Serves `router(node, token)` on `listener` until `shutdown` resolves, then stops accepting,
+/// asks every open connection to finish its request, and drops those still open after
+/// [`SHUTDOWN_GRACE`]. Accept errors (such as running out of file descriptors) are logged and
+/// retried, never returned: the API stays up for as long as the daemon runs.
 pub fn serve(
     listener: TcpListener,
     node: Node,
@@ -126,10 +178,85 @@ pub fn serve(
 ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'static {
     let app = router(node, token);
     async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut connections = JoinSet::new();
+        let (stop, stopped) = watch::channel(false);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            while connections.try_join_next().is_some() {}
+            let stream = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        warn!(%e, "cannot accept an API connection; retrying");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                debug!("all {MAX_CONNECTIONS} API connections are taken; closing a new one");
+                continue;
+            };
+            let header_timeout = if slots.available_permits() < MAX_CONNECTIONS / 2 {
+                BUSY_HEADER_READ_TIMEOUT
+            } else {
+                HEADER_READ_TIMEOUT
+            };
+            connections.spawn(serve_connection(
+                stream,
+                app.clone(),
+                header_timeout,
+                stopped.clone(),
+                slot,
+            ));
+        }
+        // New connections are refused from here on.
+        drop(listener);
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                open = connections.len(),
+                "dropping API connections still open {} s after the stop",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            connections.shutdown().await;
+        }
+        Ok(())
     }
+}
+
+/// Serves one connection until it ends or, after `stop`, until its request in progress ends.
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                debug!(%e, "API connection ended with an error");
+            }
+            return;
+        }
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// An API error: a status and a one-line message.
@@ -159,6 +286,13 @@ impl From<GetError> for ApiError {
 impl From<PutError> for ApiError {
     fn from(e: PutError) -> Self {
         let status = match &e {
+            // The API reads no files: the only input a put reads is the request body.
+            PutError::Read { .. } => {
+                return ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "the upload broke off before its end; send it again".into(),
+                );
+            }
             PutError::BadName(_)
             | PutError::TooManyEntries(_)
             | PutError::TooDeep(_)
@@ -184,6 +318,128 @@ impl From<NameError> for ApiError {
     }
 }
 
+/// What a JSON request body must look like, for the error message when it does not.
+trait BodyShape {
+    /// A description of the expected body.
+    const SHAPE: &'static str;
+}
+
+impl BodyShape for DirBody {
+    const SHAPE: &'static str = r#"a JSON object {"entries": [{"name": …, "kind": "file" or "dir", "id": "<content id>", "size": …}], "root": <bool>}"#;
+}
+
+impl BodyShape for PublishBody {
+    const SHAPE: &'static str =
+        r#"a JSON object {"id": "<content id>", "ttl_secs": <optional seconds>}"#;
+}
+
+/// `axum::Json` whose rejection is a JSON [`ApiError`] saying what to send.
+struct ApiJson<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + BodyShape> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let rejection = match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => return Ok(Self(value)),
+            Err(rejection) => rejection,
+        };
+        let status = rejection.status();
+        let message = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => format!(
+                "the body must be sent with content-type: application/json; send {}",
+                T::SHAPE
+            ),
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+                format!("the body is larger than {MAX_JSON_BODY} bytes; send a smaller one")
+            }
+            _ => format!("{}; send {}", one_line(&rejection.body_text()), T::SHAPE),
+        };
+        Err(ApiError(status, message))
+    }
+}
+
+/// `axum::extract::Query` whose rejection is a JSON [`ApiError`].
+struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection @ QueryRejection::FailedToDeserializeQueryString(_)) => Err(ApiError(
+                rejection.status(),
+                format!(
+                    "{}; see the API table for the query parameters of this route",
+                    one_line(&rejection.body_text())
+                ),
+            )),
+            Err(rejection) => Err(ApiError(
+                rejection.status(),
+                one_line(&rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// `axum::extract::Path` whose rejection is a JSON [`ApiError`].
+struct ApiPath<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection @ PathRejection::FailedToDeserializePathParams(_)) => Err(ApiError(
+                rejection.status(),
+                format!(
+                    "{}; send the path percent-encoded UTF-8",
+                    one_line(&rejection.body_text())
+                ),
+            )),
+            Err(rejection) => Err(ApiError(
+                rejection.status(),
+                one_line(&rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// A rejection's text as one lowercase line of bounded length: it may quote the client's input.
+fn one_line(text: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let mut chars = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_CHARS);
+    chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {method} {}; see the API table in the cairn-node http docs",
+            one_line(uri.path())
+        ),
+    )
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {method}; see the API table in the cairn-node http docs",
+            one_line(uri.path())
+        ),
+    )
+}
+
 fn parse_id(text: &str) -> Result<ContentId, ApiError> {
     text.parse()
         .map_err(|e: crate::ContentIdError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
@@ -194,7 +450,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     // Compare hashes so the comparison takes the same time whatever the guess.
     let ok =
         given.is_some_and(|g| blake3::hash(g.as_bytes()) == blake3::hash(state.token.as_bytes()));
@@ -207,6 +463,15 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         )
         .into_response()
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 #[derive(Deserialize)]
@@ -244,7 +509,7 @@ impl From<crate::PutSummary> for PutReply {
 
 async fn put(
     State(state): State<AppState>,
-    Query(q): Query<PutQuery>,
+    ApiQuery(q): ApiQuery<PutQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<axum::Json<PutReply>, ApiError> {
@@ -278,7 +543,7 @@ pub struct DirBody {
 
 async fn put_dir(
     State(state): State<AppState>,
-    axum::Json(body): axum::Json<DirBody>,
+    ApiJson(body): ApiJson<DirBody>,
 ) -> Result<axum::Json<PutReply>, ApiError> {
     let mut entries = Vec::with_capacity(body.entries.len());
     for e in body.entries {
@@ -317,8 +582,8 @@ struct GetQuery {
 
 async fn get_file(
     State(state): State<AppState>,
-    UrlPath(id): UrlPath<String>,
-    Query(q): Query<GetQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
@@ -369,7 +634,7 @@ fn kind_name(kind: EntryKind) -> String {
 
 async fn ls(
     State(state): State<AppState>,
-    UrlPath(id): UrlPath<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<Listing>, ApiError> {
     let id = parse_id(&id)?;
     let manifest = state.node.manifest(id).await?;
@@ -406,7 +671,7 @@ async fn pins(State(state): State<AppState>) -> Result<axum::Json<Vec<String>>, 
 
 async fn pin(
     State(state): State<AppState>,
-    UrlPath(id): UrlPath<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let added = state.node.pin(id).await?;
@@ -417,7 +682,7 @@ async fn pin(
 
 async fn unpin(
     State(state): State<AppState>,
-    UrlPath(id): UrlPath<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let removed = state.node.unpin(id).await?;
@@ -470,12 +735,25 @@ struct PublishBody {
 
 async fn publish(
     State(state): State<AppState>,
-    axum::Json(body): axum::Json<PublishBody>,
+    ApiJson(body): ApiJson<PublishBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let id = parse_id(&body.id)?;
-    let ttl = body
-        .ttl_secs
-        .map_or(DEFAULT_NAME_TTL, std::time::Duration::from_secs);
+    // Peers refuse records that claim to live longer than their maximum (7 days by default).
+    let max = cairn_dht::StoreLimits::default().max_record_ttl.as_secs();
+    let ttl = match body.ttl_secs {
+        None => DEFAULT_NAME_TTL,
+        Some(secs @ 1..) if secs <= max => Duration::from_secs(secs),
+        Some(secs) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "ttl_secs {secs} is out of range; send 1 to {max} ({} days), or leave it out for {} hours",
+                    max / 86_400,
+                    DEFAULT_NAME_TTL.as_secs() / 3600
+                ),
+            ));
+        }
+    };
     let (name, stored) = state.node.publish_name(id, ttl).await?;
     Ok(axum::Json(
         serde_json::json!({ "name": name.to_string(), "id": id.to_string(), "stored": stored }),
@@ -484,7 +762,7 @@ async fn publish(
 
 async fn resolve(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let name: Name = name.parse()?;
     let id = state.node.resolve_name(name).await?;
@@ -495,7 +773,7 @@ async fn resolve(
 
 async fn gateway_root(
     State(state): State<AppState>,
-    UrlPath(id): UrlPath<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     gateway(state, id, String::new(), headers).await
@@ -503,7 +781,7 @@ async fn gateway_root(
 
 async fn gateway_path(
     State(state): State<AppState>,
-    UrlPath((id, path)): UrlPath<(String, String)>,
+    ApiPath((id, path)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     gateway(state, id, path, headers).await
@@ -544,21 +822,29 @@ async fn dir_index(
             "not a directory".into(),
         ));
     };
-    let base = if path.is_empty() {
-        format!("/c/{root}")
+    let path = path.trim_end_matches('/');
+    let (title, href_base) = if path.is_empty() {
+        (format!("/c/{root}"), format!("/c/{root}"))
     } else {
-        format!("/c/{root}/{}", path.trim_end_matches('/'))
+        let encoded: Vec<String> = path
+            .split('/')
+            .map(|segment| utf8_percent_encode(segment, PATH_SEGMENT).to_string())
+            .collect();
+        (
+            format!("/c/{root}/{path}"),
+            format!("/c/{root}/{}", encoded.join("/")),
+        )
     };
     let mut html = format!(
         "<!doctype html><meta charset=utf-8><title>{}</title><ul>\n",
-        escape(&base)
+        escape(&title)
     );
     for e in entries {
         let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
         html.push_str(&format!(
             "<li><a href=\"{}/{}\">{}{slash}</a> {}\n",
-            escape(&base),
-            escape(&e.name),
+            escape(&href_base),
+            utf8_percent_encode(&e.name, PATH_SEGMENT),
             escape(&e.name),
             e.size
         ));
@@ -566,6 +852,14 @@ async fn dir_index(
     html.push_str("</ul>\n");
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
+
+/// What is percent-encoded in a link's path segment: all but RFC 3986's unreserved characters,
+/// so that names with `#`, `?`, `%`, spaces or non-ASCII letters give working links.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -688,5 +982,36 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ignored);
         assert_eq!(parse_range("items=0-1", 1000), Ignored);
         assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
+    fn a_broken_upload_is_the_clients_error() {
+        let e = PutError::Read {
+            path: "-".into(),
+            source: std::io::Error::other("connection reset"),
+        };
+        let ApiError(status, message) = e.into();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.contains("send it again"), "{message}");
+    }
+
+    #[test]
+    fn rejection_text_becomes_one_bounded_lowercase_line() {
+        assert_eq!(
+            one_line("Failed to parse\nthe body"),
+            "failed to parse the body"
+        );
+        assert_eq!(one_line(&"É".repeat(1000)).chars().count(), 300);
+        assert!(one_line(&"É".repeat(1000)).starts_with("éÉ"));
+        assert_eq!(one_line(""), "");
     }
 }

@@ -169,11 +169,12 @@ impl NodeBuilder {
         };
         let mut pending = Vec::new();
         for addr in &listen {
+            check_bindable(addr)?;
             let id = swarm
                 .listen_on(addr.clone())
                 .map_err(|e| SpawnError::Listen {
                     addr: addr.clone(),
-                    reason: e.to_string(),
+                    reason: listen_reason(&e),
                 })?;
             pending.push((id, addr.clone()));
         }
@@ -202,7 +203,7 @@ impl NodeBuilder {
                         .map(|(_, a)| a.clone());
                     return Err(SpawnError::Listen {
                         addr: addr.unwrap_or_else(Multiaddr::empty),
-                        reason: error.to_string(),
+                        reason: listen_reason(&error),
                     });
                 }
                 _ => {}
@@ -470,6 +471,94 @@ impl Node {
             .send(command)
             .await
             .map_err(|_| NodeStopped)
+    }
+}
+
+/// Fails if listen address `addr` cannot be bound: its port is taken (by another process or
+/// another node), or no interface of this machine has its IP address.
+///
+/// libp2p-tcp 0.45 binds every listening socket with SO_REUSEPORT (`PortUse::Reuse` in
+/// `Transport::do_listen`, whatever `Config::port_reuse` says), so a second node on a taken TCP
+/// port "listens" too, and the kernel then shares incoming connections between the two: 1 of 4
+/// bootstrap dials reached the wrong node. Binding a plain socket first, without SO_REUSEPORT,
+/// fails on a port anyone holds. libp2p-quic binds its UDP socket without SO_REUSEPORT and fails
+/// by itself, but its error reaches us through `Either` wrappers whose `source` skips the I/O
+/// error and whose text is empty; binding here gives every bind failure one clear message.
+/// Someone may still take the port between this check and libp2p's bind: that narrow race is
+/// the price of not patching libp2p. Port 0 is bound too (to an ephemeral port, at once
+/// released), which checks the IP address. Non-IP addresses are left to libp2p.
+fn check_bindable(addr: &Multiaddr) -> Result<(), SpawnError> {
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let (kind, protocol, port) = match parts.next() {
+        Some(Protocol::Tcp(port)) => (socket2::Type::STREAM, socket2::Protocol::TCP, port),
+        Some(Protocol::Udp(port)) => (socket2::Type::DGRAM, socket2::Protocol::UDP, port),
+        _ => return Ok(()),
+    };
+    let at = std::net::SocketAddr::new(ip, port);
+    let bind = || -> std::io::Result<()> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(at), kind, Some(protocol))?;
+        // As libp2p does: an IPv6 listener leaves IPv4 to an IPv4 listener on the same port.
+        if at.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        // As libp2p does, so that a port still in TIME_WAIT from a previous run is free; on UDP
+        // it would let two sockets share a port, so not there.
+        #[cfg(unix)]
+        if kind == socket2::Type::STREAM {
+            socket.set_reuse_address(true)?;
+        }
+        socket.bind(&at.into())
+    };
+    bind().map_err(|e| SpawnError::Listen {
+        addr: addr.clone(),
+        reason: io_reason(&e),
+    })
+}
+
+/// The reason for a listen error from libp2p, in words: the first I/O error of a definite kind
+/// in its chain if there is one, else the chain's non-empty texts (libp2p's `TransportError`
+/// prints nothing of its own).
+fn listen_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut texts = Vec::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    // Bounded: an error chain that loops must not hang the start.
+    for _ in 0..32 {
+        let Some(e) = cause else { break };
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() != std::io::ErrorKind::Other {
+                return io_reason(io);
+            }
+            // `io::Error::source` skips the error it wraps; look into that error too.
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner);
+                continue;
+            }
+        }
+        let text = e.to_string();
+        if !text.is_empty() && !texts.contains(&text) {
+            texts.push(text);
+        }
+        cause = e.source();
+    }
+    if texts.is_empty() {
+        format!("{error:?}")
+    } else {
+        texts.join(": ")
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "address already in use by another process or node".into(),
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has that address".into()
+        }
+        _ => e.to_string(),
     }
 }
 
