@@ -64,7 +64,6 @@ impl Clock {
 #[derive(Debug)]
 pub(crate) struct Placement {
     pub(crate) peers: Vec<PeerAddr>,
-    pub(crate) local: bool,
 }
 
 /// Why a transfer with a peer failed.
@@ -159,6 +158,11 @@ pub(crate) enum Command {
     GetRecord {
         key: Key,
         reply: Reply<Result<Option<SignedRecord>, String>>,
+    },
+    /// Which of `keys` this node is responsible for (one of the `replication` closest).
+    Responsible {
+        keys: Vec<Key>,
+        reply: Reply<Vec<Key>>,
     },
     Status {
         reply: Reply<NetworkStatus>,
@@ -315,10 +319,10 @@ impl Driver {
             (Waiter::Bootstrap(reply), QueryResult::Bootstrap { closest }) => {
                 let _ = reply.send(Ok(closest.len()));
             }
-            (Waiter::Place(reply), QueryResult::Placement { peers, local, .. }) => {
+            // Whether this node keeps a replica is asked when a put pins (Command::Responsible).
+            (Waiter::Place(reply), QueryResult::Placement { peers, .. }) => {
                 let _ = reply.send(Ok(Placement {
                     peers: addrs(peers),
-                    local,
                 }));
             }
             (Waiter::Holders(reply), QueryResult::Holders { mut holders, .. }) => {
@@ -395,6 +399,10 @@ impl Driver {
             Command::GetRecord { key, reply } => {
                 let started = self.engine.get_record(now, key);
                 self.await_query(started, reply, Waiter::GetRecord);
+            }
+            Command::Responsible { mut keys, reply } => {
+                keys.retain(|k| self.engine.is_responsible(k));
+                let _ = reply.send(keys);
             }
             Command::Status { reply } => {
                 let _ = reply.send(NetworkStatus {

@@ -245,12 +245,22 @@ impl Node {
     /// Pins every chunk under `id` (fetching missing ones if `fetch`) and records the root,
     /// atomically. Returns false if the root was pinned already.
     pub(crate) async fn pin_walk(&self, id: ContentId, fetch: bool) -> Result<bool, GetError> {
+        Ok(self.pin_walk_ids(id, fetch).await?.0)
+    }
+
+    /// [`Node::pin_walk`], also returning the ids it pinned.
+    pub(crate) async fn pin_walk_ids(
+        &self,
+        id: ContentId,
+        fetch: bool,
+    ) -> Result<(bool, Vec<Key>), GetError> {
         let ids = self.walk(id, fetch).await?;
         let (store, root) = (self.inner.store.clone(), id.key());
-        let new = tokio::task::spawn_blocking(move || store.pin_all(&root, &ids))
-            .await
-            .map_err(|_| NodeStopped)??;
-        Ok(new)
+        let pinned =
+            tokio::task::spawn_blocking(move || store.pin_all(&root, &ids).map(|n| (n, ids)))
+                .await
+                .map_err(|_| NodeStopped)??;
+        Ok(pinned)
     }
 
     /// Pinned content.

@@ -20,7 +20,7 @@ use crate::error::{NodeStopped, PutError};
 use crate::manifest::{
     DirEntry, EntryKind, Link, MAX_DEPTH, MAX_LINKS, Manifest, TreeBuilder, valid_name,
 };
-use crate::store::{Reason, Store};
+use crate::store::{Reason, Staging, Store};
 use crate::{ContentId, Node, chunker};
 
 /// Chunks being replicated at once.
@@ -54,6 +54,8 @@ pub struct PutSummary {
 }
 
 struct Tally {
+    /// Keeps what the put stored from eviction until it is pinned (or the put fails).
+    staging: Staging,
     done: AtomicU64,
     total: Option<u64>,
     replicas: AtomicU64,
@@ -63,8 +65,9 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(total: Option<u64>, progress: ProgressFn) -> Arc<Self> {
+    fn new(store: &Store, total: Option<u64>, progress: ProgressFn) -> Arc<Self> {
         Arc::new(Self {
+            staging: store.staging(),
             done: AtomicU64::new(0),
             total,
             replicas: AtomicU64::new(0),
@@ -156,7 +159,7 @@ impl Node {
                 .await
                 .map_err(|_| NodeStopped)??
         };
-        let tally = Tally::new(Some(total), progress);
+        let tally = Tally::new(&self.inner.store, Some(total), progress);
         let mut walk = DirWalk::new(path)?;
         // One list of entries per open directory, the root at the bottom.
         let mut open: Vec<(String, Vec<DirEntry>)> = vec![(String::new(), Vec::new())];
@@ -202,9 +205,10 @@ impl Node {
         })
     }
 
-    /// Pins the content just stored (every chunk under the root, in one transaction) and
-    /// announces it. Until then its chunks were evictable cache, so a put that fails, is
-    /// cancelled or is killed leaves nothing pinned behind.
+    /// Pins the content just stored (every chunk under the root, in one transaction), keeps
+    /// as replicas the chunks this node is responsible for, and announces it. Until then its
+    /// chunks were cache, staged against eviction while the put ran, so a put that fails, is
+    /// cancelled or is killed leaves nothing behind that the quota cannot evict.
     async fn finish_put(
         &self,
         root: Key,
@@ -212,9 +216,17 @@ impl Node {
         tally: &Tally,
     ) -> Result<PutSummary, PutError> {
         let id = ContentId::from_key(root);
-        self.pin_walk(id, false)
+        let (_, ids) = self
+            .pin_walk_ids(id, false)
             .await
             .map_err(|e| PutError::Pin(Box::new(e)))?;
+        let mine = self
+            .call(|reply| Command::Responsible { keys: ids, reply })
+            .await?;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.mark_replicas(&mine))
+            .await
+            .map_err(|_| NodeStopped)??;
         let _ = self.tell(Command::Announce { key: root }).await;
         Ok(tally.summary(id, size))
     }
@@ -242,7 +254,7 @@ impl Node {
         progress: ProgressFn,
         root: bool,
     ) -> Result<PutSummary, PutError> {
-        let tally = Tally::new(total, progress);
+        let tally = Tally::new(&self.inner.store, total, progress);
         let (id, size) = self.put_stream(reader, path, &tally).await?;
         if root {
             self.finish_put(id, size, &tally).await
@@ -268,7 +280,7 @@ impl Node {
         for e in &entries {
             self.check_entry(e).await?;
         }
-        let tally = Tally::new(None, no_progress());
+        let tally = Tally::new(&self.inner.store, None, no_progress());
         let (id, size) = self.seal_dir(entries, Path::new("-"), &tally).await?;
         if root {
             self.finish_put(id, size, &tally).await
@@ -329,6 +341,7 @@ impl Node {
         let size = manifest.size();
         let bytes = manifest.encode();
         let id = Key::hash(&bytes);
+        tally.staging.add(&id);
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || store.insert(&id, &bytes, Reason::Cache))
             .await
@@ -348,7 +361,10 @@ impl Node {
     ) -> Result<(Key, u64), PutError> {
         let (tx, rx) = mpsc::channel::<(Key, u64)>(2 * REPLICATION_WINDOW);
         let store = self.inner.store.clone();
-        let chunking = tokio::task::spawn_blocking(move || chunk_into(reader, &path, &store, &tx));
+        let staging = tally.clone();
+        let chunking = tokio::task::spawn_blocking(move || {
+            chunk_into(reader, &path, &store, &staging.staging, &tx)
+        });
         let replicated = tokio_stream_of(rx)
             .map(|(id, len)| self.replicate(id, len, tally))
             .buffer_unordered(REPLICATION_WINDOW)
@@ -374,15 +390,10 @@ impl Node {
             }
             Err(NodeStopped) => return,
         };
+        // Whether this node keeps it as a replica is settled when the put pins (finish_put):
+        // a put that fails must leave only evictable cache.
         let store = self.inner.store.clone();
-        let local = placement.local;
-        let bytes = tokio::task::spawn_blocking(move || {
-            if local {
-                store.add_reason(&id, Reason::Replica)?;
-            }
-            store.read(&id)
-        })
-        .await;
+        let bytes = tokio::task::spawn_blocking(move || store.read(&id)).await;
         let bytes = match bytes {
             Ok(Ok(Some(bytes))) => bytes,
             other => {
@@ -426,11 +437,13 @@ fn chunk_into(
     reader: impl Read,
     path: &Path,
     store: &Store,
+    staging: &Staging,
     tx: &mpsc::Sender<(Key, u64)>,
 ) -> Result<(Key, u64, u64), PutError> {
     let mut tree = TreeBuilder::new();
     let (mut size, mut count) = (0u64, 0u64);
     let mut emit = |id: Key, bytes: &[u8], len: u64| -> Result<(), PutError> {
+        staging.add(&id);
         store.insert(&id, bytes, Reason::Cache)?;
         count += 1;
         // A closed channel means the put was abandoned: stop reading.
