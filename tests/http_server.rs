@@ -224,7 +224,10 @@ async fn every_client_mistake_is_a_json_4xx() {
         .await
         .unwrap();
     let message = json_error(wrong_shape, 422).await;
-    assert!(message.contains("send a JSON array"), "{message}");
+    assert!(
+        message.contains("send a JSON object {\"entries\""),
+        "{message}"
+    );
 
     let no_type = post("/api/v0/dir").body("[]").send().await.unwrap();
     let message = json_error(no_type, 415).await;

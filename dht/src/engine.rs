@@ -587,9 +587,20 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// routing tables that differ a little between peers; a peer far from the key refuses, so
     /// nobody can fill its disk with chunks it is not responsible for.
     pub fn is_responsible(&self, key: &Key) -> bool {
-        let n = 2 * self.config.replication.max(1);
-        let closest = self.table.closest(key, n);
-        match closest.get(n - 1) {
+        self.among_closest(key, 2 * self.config.replication.max(1))
+    }
+
+    /// Whether this peer is one of the `replication` closest peers to `key` that it knows, with
+    /// no slack: whether it keeps a chunk it stored itself as a replica (unlike
+    /// [`Dht::is_responsible`], which decides what to accept from others).
+    pub fn is_replica_holder(&self, key: &Key) -> bool {
+        self.among_closest(key, self.config.replication.max(1))
+    }
+
+    /// Whether this peer is closer to `key` than the `n`-th closest peer it knows (or it knows
+    /// fewer than `n`).
+    fn among_closest(&self, key: &Key, n: usize) -> bool {
+        match self.table.closest(key, n).get(n - 1) {
             None => true,
             Some(farthest) => key.distance(&self.local) < key.distance(&farthest.id),
         }

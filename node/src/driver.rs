@@ -159,7 +159,7 @@ pub(crate) enum Command {
         key: Key,
         reply: Reply<Result<Option<SignedRecord>, String>>,
     },
-    /// Which of `keys` this node is responsible for (one of the `replication` closest).
+    /// Which of `keys` this node keeps as a replica (one of the `replication` closest).
     Responsible {
         keys: Vec<Key>,
         reply: Reply<Vec<Key>>,
@@ -401,7 +401,7 @@ impl Driver {
                 self.await_query(started, reply, Waiter::GetRecord);
             }
             Command::Responsible { mut keys, reply } => {
-                keys.retain(|k| self.engine.is_responsible(k));
+                keys.retain(|k| self.engine.is_replica_holder(k));
                 let _ = reply.send(keys);
             }
             Command::Status { reply } => {
