@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn_dht::Key;
-use cairn_node::store::StoreError;
-use cairn_node::{ContentId, Manifest, Multiaddr, Node, PutError, SpawnError};
+use cairn_node::{ContentId, Manifest, Multiaddr, Node, PutError};
 use cairn_tests::{STEP, Testnet, random_bytes};
 use tokio::time::{Instant, timeout};
 
@@ -27,24 +26,11 @@ async fn stop(net: &mut Testnet, i: usize) -> PathBuf {
     net.dirs.remove(i)
 }
 
-/// Starts a node on `dir` again. The previous node's store lock is released when the last
-/// handle to it drops (tasks it started end on their own after the shutdown), which no event
-/// announces: retry while the directory is still locked, bounded in time.
+/// Starts a node on `dir` again (the stopped one closed its store at shutdown).
 async fn respawn(net: &mut Testnet, dir: &Path, bootstrap: Option<Multiaddr>) -> Node {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match net.spawn_on(dir.to_owned(), bootstrap.clone()).await {
-            Ok(n) => return net.nodes[n].clone(),
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<SpawnError>(),
-                    Some(SpawnError::Store(StoreError::Locked(_)))
-                ) && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("restarting the node on {}: {e:#}", dir.display()),
-        }
+    match net.spawn_on(dir.to_owned(), bootstrap).await {
+        Ok(n) => net.nodes[n].clone(),
+        Err(e) => panic!("restarting the node on {}: {e:#}", dir.display()),
     }
 }
 

@@ -432,8 +432,9 @@ impl Node {
             .map_err(crate::NameError::Rejected)
     }
 
-    /// Stops the node: closes its connections and waits for its task to end. Everything stored
-    /// is already on disk.
+    /// Stops the node: closes its connections, waits for its task to end and closes the store,
+    /// so the data directory can be opened again at once. Everything stored is already on
+    /// disk.
     pub async fn shutdown(&self) {
         let (reply, done) = oneshot::channel();
         if self
@@ -448,6 +449,9 @@ impl Node {
         if let Some(task) = self.inner.task.lock().await.take() {
             let _ = task.await;
         }
+        // Release the data directory now, not when the last clone of this handle drops.
+        let store = self.inner.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
 
     /// Sends a command and waits for its reply.

@@ -63,6 +63,9 @@ pub enum StoreError {
         "{0} is in use by another cairn process (a daemon is probably running on it); stop it or use another data directory"
     )]
     Locked(std::path::PathBuf),
+    /// The store was closed: its node has shut down.
+    #[error("the chunk store is closed because its node has shut down; start it again")]
+    Closed,
     /// Content to pin is not all stored here.
     #[error(
         "{missing} chunks of the content are not stored here (evicted, or never fetched); raise the quota and try again"
@@ -183,6 +186,8 @@ struct Index {
     /// None in memory: an in-memory database cannot be reopened.
     path: Option<PathBuf>,
     db: RwLock<Option<Database>>,
+    /// Set by [`Store::close`]: never reopened after.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -273,6 +278,7 @@ impl Store {
             index: Arc::new(Index {
                 path,
                 db: RwLock::new(Some(db)),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
             quota,
             stripes: Arc::new((0..STRIPES).map(|_| Mutex::new(())).collect()),
@@ -319,6 +325,9 @@ impl Store {
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        if self.index.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         let result = {
             let mut guard = self.index.db.read().unwrap_or_else(|e| e.into_inner());
             if guard.is_none() {
@@ -340,10 +349,24 @@ impl Store {
         })
     }
 
+    /// Closes the index, releasing the data directory for another process (or a node started
+    /// on it again) at once, whatever clones of this store are still around; every later call
+    /// fails with [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.index
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        let mut guard = self.index.db.write().unwrap_or_else(|e| e.into_inner());
+        *guard = None;
+    }
+
     fn reopen(&self) -> Result<(), StoreError> {
         let mut guard = self.index.db.write().unwrap_or_else(|e| e.into_inner());
         if guard.is_some() {
             return Ok(());
+        }
+        if self.index.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Closed);
         }
         let Some(path) = &self.index.path else {
             return Err(StoreError::Index(redb::Error::DatabaseClosed));
