@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cairn_dht::Key;
 use cairn_node::{ContentId, Manifest, Multiaddr, Node, PutError};
-use cairn_tests::{STEP, Testnet, random_bytes};
+use cairn_tests::{STEP, Testnet, Tmpfs, random_bytes};
 use tokio::time::{Instant, timeout};
 
 /// Waits (bounded) until `done` holds; there is no event to await for background healing.
@@ -180,34 +180,9 @@ async fn a_chunk_file_deleted_while_stopped_is_fetched_back_from_peers() {
     net.shutdown().await;
 }
 
-/// A small tmpfs for one test, unmounted when dropped, even if the test fails.
-struct Tmpfs(tempfile::TempDir);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
-fn mount_tmpfs(size: &str) -> Result<Tmpfs, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let out = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir.path())
-        .output()
-        .map_err(|e| format!("cannot run mount: {e}"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-    }
-    Ok(Tmpfs(dir))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_onto_a_full_disk_fails_clearly_and_puts_work_once_space_is_freed() {
-    let fs = match mount_tmpfs("4m") {
+    let fs = match Tmpfs::mount("4m") {
         Ok(fs) => fs,
         Err(why) => {
             eprintln!("SKIPPED: cannot mount a 4 MiB tmpfs to fill ({why}); needs root");
@@ -215,8 +190,8 @@ async fn a_put_onto_a_full_disk_fails_clearly_and_puts_work_once_space_is_freed(
         }
     };
     cairn_tests::init_logging();
-    let dir = fs.0.path().join("node");
-    let ballast = fs.0.path().join("ballast");
+    let dir = fs.path().join("node");
+    let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, vec![1u8; 2 << 20]).unwrap();
     let node = cairn_tests::spawn(&dir, None).await.unwrap();
     let small = timeout(STEP, node.put_bytes(random_bytes(64 * 1024, 35)))

@@ -558,8 +558,34 @@ impl Client {
 
     /// Sends with the token; turns a refused connection and an error status into one-line
     /// errors.
+    /// A request whose body can be sent again (all but streamed uploads) is retried a few
+    /// times, backing off, when the connection closes before an answer: the daemon closes new
+    /// connections at once while its connection table is full (see `cairn_node::http`).
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+        let request = request.bearer_auth(&self.token);
+        let mut backoff = Duration::from_millis(250);
+        let mut retries = 4;
+        let response = loop {
+            let again = if retries > 0 {
+                request.try_clone()
+            } else {
+                None
+            };
+            let attempt = match again {
+                Some(copy) => copy.send().await,
+                None => break request.send().await,
+            };
+            match attempt {
+                Err(e) if !e.is_connect() && !e.is_timeout() => {
+                    tracing::debug!(%e, "the daemon closed the connection; trying again");
+                    retries -= 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                other => break other,
+            }
+        };
+        let response = response.map_err(|e| {
             if e.is_connect() {
                 anyhow::anyhow!(no_daemon(&self.target))
             } else {

@@ -1,6 +1,8 @@
 //! The `cairn` binary run as a user would: a devnet and daemons on 127.0.0.1, every process
 //! stopped through its handle (killed on drop if a test fails first), every wait bounded.
 
+mod bad_input;
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
