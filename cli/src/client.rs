@@ -104,8 +104,7 @@ impl Client {
     /// one bounded request; the root's request pins the tree.
     async fn put_dir(&self, root: &Path, out: &Output) -> anyhow::Result<PutReply> {
         let mut total = 0u64;
-        let mut walk = DirWalk::new(root)?;
-        while let Some(step) = walk.next() {
+        for step in DirWalk::new(root)? {
             if let WalkStep::File { len, .. } = step? {
                 total = total.saturating_add(len);
             }
@@ -125,8 +124,7 @@ impl Client {
         };
         // One list of entries per open directory, the root's at the bottom.
         let mut open: Vec<(String, Vec<ListingItem>)> = vec![(String::new(), Vec::new())];
-        let mut walk = DirWalk::new(root)?;
-        while let Some(step) = walk.next() {
+        for step in DirWalk::new(root)? {
             match step? {
                 WalkStep::Open { name } => open.push((name, Vec::new())),
                 WalkStep::File { name, path, .. } => {

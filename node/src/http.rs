@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `POST /api/v0/put[?part=true]` | body streamed into a put; `part` stores a file of a directory put |
 //! | `POST /api/v0/dir` | JSON [`DirBody`]: one directory of stored entries (deepest first); `root` pins the tree |
-//! | `GET /api/v0/get/<id>` | file bytes, streamed; `Range` supported |
+//! | `GET /api/v0/get/<id>[?framed=true]` | file bytes, streamed; `Range` supported; `framed` wraps them in [`crate::framed`] frames so a failure midway arrives as the node's error |
 //! | `GET /api/v0/ls/<id>` | the manifest: kind, size, entries |
 //! | `GET /api/v0/pins`, `POST/DELETE /api/v0/pins/<id>` | pins |
 //! | `GET /api/v0/peers`, `GET /api/v0/status` | peers, status |

@@ -160,10 +160,9 @@ impl Node {
                 .map_err(|_| NodeStopped)??
         };
         let tally = Tally::new(&self.inner.store, Some(total), progress);
-        let mut walk = DirWalk::new(path)?;
         // One list of entries per open directory, the root at the bottom.
         let mut open: Vec<(String, Vec<DirEntry>)> = vec![(String::new(), Vec::new())];
-        while let Some(step) = walk.next() {
+        for step in DirWalk::new(path)? {
             match step? {
                 WalkStep::Open { name } => open.push((name, Vec::new())),
                 WalkStep::File { name, path, .. } => {
@@ -487,9 +486,8 @@ fn read_error(path: &Path, source: std::io::Error) -> PutError {
 
 /// Bytes of the regular files under `dir`, for a progress total (one walk of metadata only).
 fn tree_size(dir: &Path) -> Result<u64, PutError> {
-    let mut walk = DirWalk::new(dir)?;
     let mut total = 0u64;
-    while let Some(step) = walk.next() {
+    for step in DirWalk::new(dir)? {
         if let WalkStep::File { len, .. } = step? {
             total = total.saturating_add(len);
         }
@@ -546,10 +544,13 @@ impl DirWalk {
             stack: vec![(root.to_owned(), children)],
         })
     }
+}
+
+impl Iterator for DirWalk {
+    type Item = Result<WalkStep, PutError>;
 
     /// The next step, or `None` after the root's [`WalkStep::Close`].
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<Result<WalkStep, PutError>> {
+    fn next(&mut self) -> Option<Result<WalkStep, PutError>> {
         let depth = self.stack.len();
         let (_, children) = self.stack.last_mut()?;
         let Some((name, path)) = children.pop() else {
