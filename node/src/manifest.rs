@@ -303,6 +303,23 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_bytes_from_a_peer_are_an_error_not_a_stack_overflow() {
+        // 500,000 nested one-element CBOR arrays (and maps) fit in a chunk.
+        for head in [0x81u8, 0xa1] {
+            let mut bytes = vec![head; 500_000];
+            bytes.push(0);
+            assert!(Manifest::decode(&bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert!(valid_name(&"a".repeat(MAX_NAME)));
+        assert!(!valid_name(&"a".repeat(MAX_NAME + 1)));
+        assert!(!valid_name("a/b") && !valid_name("..") && !valid_name("") && !valid_name("a\0"));
+    }
+
+    #[test]
     fn small_file_is_one_manifest_and_empty_file_too() {
         let mut b = TreeBuilder::new();
         assert!(b.push(link(1)).is_empty());
