@@ -265,7 +265,7 @@ async fn a_failed_put_over_quota_leaves_the_store_usable_even_after_a_restart() 
     );
     let message = err.to_string();
     assert!(
-        message.contains("pinned") && message.contains("raise the quota"),
+        message.contains("the content being put is larger than the quota"),
         "the error says what holds the space: {message}"
     );
     // Afterwards, and after a restart, small puts fit and what was stored before is there.
@@ -299,7 +299,8 @@ async fn directory_entries_from_a_client_are_checked_against_what_they_name() {
         .await
         .unwrap()
         .unwrap();
-    let dir = timeout(STEP, node.put_dir_entries(Vec::new(), false))
+    let upload = node.begin_upload();
+    let dir = timeout(STEP, node.put_dir_entries(Vec::new(), false, &upload))
         .await
         .unwrap()
         .unwrap();
@@ -338,7 +339,7 @@ async fn directory_entries_from_a_client_are_checked_against_what_they_name() {
         ),
         (
             vec![entry(&"n".repeat(300), EntryKind::File, file.id, file.size)],
-            "file name",
+            "longer than 255 bytes",
         ),
         (
             vec![
@@ -349,7 +350,7 @@ async fn directory_entries_from_a_client_are_checked_against_what_they_name() {
         ),
     ];
     for (entries, needle) in cases {
-        let refused = timeout(STEP, node.put_dir_entries(entries.clone(), true))
+        let refused = timeout(STEP, node.put_dir_entries(entries.clone(), true, &upload))
             .await
             .unwrap();
         let message = refused.map(|s| s.id.to_string()).unwrap_err().to_string();
@@ -357,11 +358,64 @@ async fn directory_entries_from_a_client_are_checked_against_what_they_name() {
     }
     let ok = timeout(
         STEP,
-        node.put_dir_entries(vec![entry("x", EntryKind::File, file.id, file.size)], true),
+        node.put_dir_entries(
+            vec![entry("x", EntryKind::File, file.id, file.size)],
+            true,
+            &upload,
+        ),
     )
     .await
     .unwrap()
     .unwrap();
     assert_eq!(ok.size, file.size);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_expands_to_billions_of_files_is_refused_before_writing() {
+    let mut net = Testnet::new(0).await.unwrap();
+    let dir = net.scratch("stranger");
+    let root = {
+        let store = Store::open(&dir, 1 << 30).unwrap();
+        let put = |m: &Manifest| {
+            let bytes = m.encode();
+            let id = Key::hash(&bytes);
+            store.insert(&id, &bytes, Reason::Pin).unwrap();
+            id
+        };
+        let file = put(&Manifest::File {
+            size: 0,
+            chunks: Vec::new(),
+        });
+        // Three levels of 4,096 entries, each naming the level below: 4,096³ files.
+        let mut below = (file, EntryKind::File);
+        for _ in 0..3 {
+            let entries = (0..cairn_node::manifest::MAX_LINKS)
+                .map(|i| DirEntry {
+                    name: format!("e{i:04}"),
+                    kind: below.1,
+                    id: below.0,
+                    size: 0,
+                })
+                .collect();
+            below = (put(&Manifest::Dir { entries }), EntryKind::Dir);
+        }
+        ContentId::from_key(below.0)
+    };
+    let n = net.spawn_on(dir, None).await.unwrap();
+    let node = net.nodes[n].clone();
+    let out = net.scratch("out").join("bomb");
+    let got = timeout(STEP, node.get_to_file(root, &out)).await.unwrap();
+    assert!(
+        matches!(got, Err(GetError::TooManyFiles { files, .. }) if files > 10_000_000),
+        "{got:?}"
+    );
+    assert!(!out.exists(), "nothing was written");
+    let parent = out.parent().unwrap();
+    assert_eq!(
+        std::fs::read_dir(parent).unwrap().count(),
+        0,
+        "no staging left"
+    );
     net.shutdown().await;
 }

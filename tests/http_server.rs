@@ -308,6 +308,7 @@ async fn directory_index_links_work_for_awkward_names() {
     let node = &net.nodes[0];
     let names = ["a #1?.txt", "50% off.txt", "été.txt", "<b>&amp;.txt"];
     let mut entries = Vec::new();
+    let upload = node.begin_upload();
     for (i, name) in names.iter().enumerate() {
         let bytes = format!("file {i}").into_bytes();
         let size = bytes.len() as u64;
@@ -317,6 +318,7 @@ async fn directory_index_links_work_for_awkward_names() {
                 std::io::Cursor::new(bytes),
                 Some(size),
                 std::sync::Arc::new(|_| {}),
+                &upload,
             ),
         )
         .await
@@ -329,7 +331,7 @@ async fn directory_index_links_work_for_awkward_names() {
             size,
         });
     }
-    let sub = timeout(STEP, node.put_dir_entries(entries, false))
+    let sub = timeout(STEP, node.put_dir_entries(entries, false, &upload))
         .await
         .unwrap()
         .unwrap();
@@ -339,7 +341,7 @@ async fn directory_index_links_work_for_awkward_names() {
         id: sub.id.key(),
         size: sub.size,
     };
-    let root = timeout(STEP, node.put_dir_entries(vec![sub_dir], true))
+    let root = timeout(STEP, node.put_dir_entries(vec![sub_dir], true, &upload))
         .await
         .unwrap()
         .unwrap();

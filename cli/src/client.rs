@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cairn_node::framed::{Decoder, Frame};
 use cairn_node::fsutil::{FileChanged, FileSnapshot, OutputTarget, output_target, staging_dir};
-use cairn_node::http::{ApiFiles, DirBody, Listing, ListingItem, PutReply};
+use cairn_node::http::{ApiFiles, DirBody, FileCount, Listing, ListingItem, PutReply, UploadReply};
 use cairn_node::manifest::MAX_DEPTH;
 use cairn_node::{ContentId, DirWalk, WalkStep};
 use futures::{StreamExt, TryStreamExt};
@@ -70,7 +70,7 @@ impl Client {
                 tokio_util::io::ReaderStream::new(tokio::io::stdin()),
                 bar.clone(),
             );
-            let reply = self.upload(body, false).await?;
+            let reply = self.upload(body, None).await?;
             bar.finish_and_clear();
             reply
         } else {
@@ -86,7 +86,7 @@ impl Client {
                 // The length is only a hint for the bar: pipes and /proc files say 0 and are
                 // read to their end.
                 let bar = out.bar((meta.len() > 0).then_some(meta.len()), "put");
-                let reply = self.upload_file(path, false, &bar).await?;
+                let reply = self.upload_file(path, None, &bar).await?;
                 bar.finish_and_clear();
                 reply
             }
@@ -100,9 +100,26 @@ impl Client {
         Ok(())
     }
 
-    /// Uploads a directory tree: every file as a part, then each directory, deepest first, as
-    /// one bounded request; the root's request pins the tree.
+    /// Uploads a directory tree, as one upload: every file as a part, then each directory,
+    /// deepest first, as one bounded request; the root's request pins the tree.
     async fn put_dir(&self, root: &Path, out: &Output) -> anyhow::Result<PutReply> {
+        let mut upload = None;
+        let result = self.put_tree(root, out, &mut upload).await;
+        if let (Err(_), Some(upload)) = (&result, upload) {
+            // Best effort: the daemon also ends an upload whose piece failed, or that idles.
+            let url = format!("{}/uploads/{upload}", self.base);
+            let _ = self.send(self.http.delete(url)).await;
+        }
+        result
+    }
+
+    /// [`Client::put_dir`]'s walk and upload; `started` is the upload's id once it has one.
+    async fn put_tree(
+        &self,
+        root: &Path,
+        out: &Output,
+        started: &mut Option<u64>,
+    ) -> anyhow::Result<PutReply> {
         let mut total = 0u64;
         for step in DirWalk::new(root)? {
             if let WalkStep::File { len, .. } = step? {
@@ -110,6 +127,13 @@ impl Client {
             }
         }
         let bar = out.bar(Some(total), "put");
+        // One upload for the whole tree: the daemon keeps its first files until the root pins.
+        let UploadReply { upload } = self
+            .send(self.http.post(format!("{}/uploads", self.base)))
+            .await?
+            .json()
+            .await?;
+        *started = Some(upload);
         let mut sum = PutReply {
             id: String::new(),
             size: 0,
@@ -128,7 +152,7 @@ impl Client {
             match step? {
                 WalkStep::Open { name } => open.push((name, Vec::new())),
                 WalkStep::File { name, path, .. } => {
-                    let reply = self.upload_file(&path, true, &bar).await?;
+                    let reply = self.upload_file(&path, Some(upload), &bar).await?;
                     add(&reply);
                     if let Some((_, entries)) = open.last_mut() {
                         entries.push(ListingItem {
@@ -149,6 +173,7 @@ impl Client {
                     let body = DirBody {
                         entries,
                         root: open.is_empty(),
+                        upload: Some(upload),
                     };
                     let reply: PutReply = self
                         .send(self.http.post(format!("{}/dir", self.base)).json(&body))
@@ -183,7 +208,7 @@ impl Client {
     async fn upload_file(
         &self,
         path: &Path,
-        part: bool,
+        part: Option<u64>,
         bar: &ProgressBar,
     ) -> anyhow::Result<PutReply> {
         let file =
@@ -224,17 +249,18 @@ impl Client {
         result
     }
 
-    /// Streams a body into a put (chunked: the length of what is read is known only at its end).
+    /// Streams a body into a put (chunked: the length of what is read is known only at its end):
+    /// content of its own, or with `part`, a file of that directory upload.
     async fn upload(
         &self,
         body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Sync + 'static,
-        part: bool,
+        part: Option<u64>,
     ) -> anyhow::Result<PutReply> {
-        let request = self
-            .http
-            .post(format!("{}/put", self.base))
-            .query(&[("part", part)])
-            .body(reqwest::Body::wrap_stream(body));
+        let mut request = self.http.post(format!("{}/put", self.base));
+        if let Some(upload) = part {
+            request = request.query(&[("part", "true"), ("upload", &upload.to_string())]);
+        }
+        let request = request.body(reqwest::Body::wrap_stream(body));
         Ok(self.send(request).await?.json().await?)
     }
 
@@ -277,6 +303,12 @@ impl Client {
                     .with_context(|| format!("cannot write into {}", parent.display()))?;
                 let staged = staging.path().join("content");
                 if listing.kind == "dir" {
+                    // Refused before anything is written if the tree expands past the limit.
+                    let _: FileCount = self
+                        .send(self.http.get(format!("{}/count/{id}", self.base)))
+                        .await?
+                        .json()
+                        .await?;
                     self.download_dir(listing, &staged, &bar).await?;
                 } else {
                     let file = create(&staged).await?;
@@ -563,6 +595,16 @@ impl Client {
         let request = request.bearer_auth(&self.token);
         let mut backoff = Duration::from_millis(250);
         let mut retries = 4;
+        // Only requests that are safe to repeat: reads, and the directory steps of an upload.
+        let idempotent = request
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .is_some_and(|r| {
+                r.method() == reqwest::Method::GET || r.url().path().ends_with("/dir")
+            });
+        if !idempotent {
+            retries = 0;
+        }
         let response = loop {
             let again = if retries > 0 {
                 request.try_clone()

@@ -753,10 +753,15 @@ impl Driver {
                 }
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    // Only a copy we now keep as a replica counts: a cached one may be evicted.
-                    let response = match store.add_reason(&id, Reason::Replica) {
-                        Ok(true) => ChunkResponse::Stored,
-                        _ => ChunkResponse::NotFound,
+                    // Only a copy we now keep as a replica counts: a cached one may be evicted,
+                    // and one whose file is gone is no copy at all.
+                    let response = if store.is_missing(&id) {
+                        ChunkResponse::NotFound
+                    } else {
+                        match store.add_reason(&id, Reason::Replica) {
+                            Ok(true) => ChunkResponse::Stored,
+                            _ => ChunkResponse::NotFound,
+                        }
                     };
                     let _ = done.blocking_send(Done::Stored(channel, id, response));
                 });

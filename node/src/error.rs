@@ -85,13 +85,23 @@ pub enum PutError {
     #[error("{0}: file name is not valid UTF-8 or contains '/', '\\' or NUL; rename it")]
     BadName(PathBuf),
     /// A directory has more entries than one manifest holds.
-    #[error("{0}: more than 4096 entries in one directory; split it into subdirectories")]
+    #[error(
+        "{0}: more than {max} entries in one directory; split it into subdirectories",
+        max = crate::manifest::MAX_LINKS
+    )]
     TooManyEntries(PathBuf),
     /// Directories nest deeper than [`crate::manifest::MAX_DEPTH`].
     #[error(
-        "{0}: directories nest more than 1024 levels deep, which cairn refuses; flatten the tree"
+        "{0}: directories nest more than {max} levels deep, which cairn refuses; flatten the tree",
+        max = crate::manifest::MAX_DEPTH
     )]
     TooDeep(PathBuf),
+    /// A file name is longer than [`crate::manifest::MAX_NAME`] bytes.
+    #[error(
+        "{0}: the file name is longer than {max} bytes, which no disk can hold; rename it",
+        max = crate::manifest::MAX_NAME
+    )]
+    NameTooLong(PathBuf),
     /// Two entries of one directory have the same name.
     #[error("two entries of one directory are both named {0:?}; names must be unique")]
     DuplicateName(String),
@@ -159,9 +169,32 @@ pub enum GetError {
     /// refused before it could make a walk do unbounded work.
     #[error("{0} nests directories or file parts more than 1024 levels deep, which cairn refuses")]
     TooDeep(ContentId),
+    /// A directory tree would write more files than [`crate::manifest::MAX_TREE_FILES`].
+    #[error(
+        "{content} would write {files} files, more than the {max} cairn writes for one get; get a subdirectory of it instead",
+        max = crate::manifest::MAX_TREE_FILES
+    )]
+    TooManyFiles {
+        /// The content.
+        content: ContentId,
+        /// Files counted (at least).
+        files: u64,
+    },
+    /// The content is larger than this node's whole storage quota.
+    #[error(
+        "{content} holds {size} bytes, more than this node's storage quota of {quota} bytes; raise the quota (--quota) to keep it here"
+    )]
+    TooLarge {
+        /// The content.
+        content: ContentId,
+        /// Its size.
+        size: u64,
+        /// The quota.
+        quota: u64,
+    },
     /// The only copy of a chunk, on this node's disk, is damaged and no peer has a good one.
     #[error(
-        "chunk {chunk} of {content} is damaged on this node's disk and no reachable peer holds a good copy"
+        "chunk {chunk} of {content} is damaged on this node's disk and no reachable peer holds a good copy; it can be had again only from a node that still holds it"
     )]
     Damaged {
         /// The content.

@@ -6,7 +6,7 @@
 //! penalises it) and the next holder is tried. Fetched chunks are cached, so this node then
 //! serves them, and it announces itself as a holder of the content.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use cairn_dht::Key;
@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use crate::driver::{Command, TransferError};
 use crate::error::{GetError, NodeStopped};
 use crate::fsutil::OutputTarget;
-use crate::manifest::{EntryKind, Link, MAX_DEPTH, Manifest};
+use crate::manifest::{EntryKind, Link, MAX_DEPTH, MAX_TREE_DEPTH, MAX_TREE_FILES, Manifest};
 use crate::protocol::PeerAddr;
 use crate::put::{Progress, ProgressFn, tokio_stream_of};
 use crate::store::Reason;
@@ -212,6 +212,9 @@ impl Node {
             path: dest.clone(),
             source,
         };
+        if matches!(root, Manifest::Dir { .. }) {
+            self.count_files(id).await?;
+        }
         let tmp = crate::fsutil::staging_dir(&parent).map_err(write_err)?;
         let staged = tmp.path().join("content");
         self.write_tree(id, root, &staged, &mut report, &mut summary)
@@ -219,6 +222,62 @@ impl Node {
         std::fs::rename(&staged, &dest).map_err(write_err)?;
         self.announce(id).await;
         Ok(summary)
+    }
+
+    /// How many files a get of `id` writes (each occurrence counted: a directory listed twice
+    /// writes its files twice), refused with [`GetError::TooManyFiles`] past
+    /// [`MAX_TREE_FILES`]. Each distinct directory manifest is fetched once, so a small
+    /// hostile DAG that would expand to billions of files is refused after reading a few
+    /// manifests, before anything is written.
+    pub async fn count_files(&self, id: ContentId) -> Result<u64, GetError> {
+        let mut files: HashMap<Key, u64> = HashMap::new();
+        // Directories being counted: id, depth, and their entries once read.
+        let mut open: Vec<(Key, usize, Option<Vec<crate::manifest::DirEntry>>)> =
+            vec![(id.key(), 0, None)];
+        while let Some((key, depth, entries)) = open.last_mut() {
+            let (key, depth) = (*key, *depth);
+            if files.contains_key(&key) {
+                open.pop();
+                continue;
+            }
+            match entries {
+                None => match self.fetch_manifest(id, key).await? {
+                    Manifest::Dir { entries: listed } => {
+                        if depth >= MAX_DEPTH {
+                            return Err(GetError::TooDeep(id));
+                        }
+                        let subdirs: Vec<Key> = listed
+                            .iter()
+                            .filter(|e| e.kind == EntryKind::Dir && !files.contains_key(&e.id))
+                            .map(|e| e.id)
+                            .collect();
+                        *entries = Some(listed);
+                        open.extend(subdirs.into_iter().map(|d| (d, depth + 1, None)));
+                    }
+                    _ => {
+                        files.insert(key, 1);
+                        open.pop();
+                    }
+                },
+                Some(listed) => {
+                    let total = listed.iter().fold(0u64, |sum, e| match e.kind {
+                        EntryKind::File => sum.saturating_add(1),
+                        EntryKind::Dir => {
+                            sum.saturating_add(files.get(&e.id).copied().unwrap_or(0))
+                        }
+                    });
+                    if total > MAX_TREE_FILES {
+                        return Err(GetError::TooManyFiles {
+                            content: id,
+                            files: total,
+                        });
+                    }
+                    files.insert(key, total);
+                    open.pop();
+                }
+            }
+        }
+        Ok(files.get(&id.key()).copied().unwrap_or(0))
     }
 
     /// Keeps `id` here for good: fetches whatever is missing and pins every chunk, in one
@@ -234,7 +293,7 @@ impl Node {
     /// Releases a pin: its chunks become evictable cache (unless pinned by other content or
     /// kept as replicas). Returns false if `id` was not pinned.
     pub async fn unpin(&self, id: ContentId) -> Result<bool, GetError> {
-        let ids = self.walk(id, false).await?;
+        let ids = self.walk(id, false, &self.inner.store.staging()).await?;
         let (store, root) = (self.inner.store.clone(), id.key());
         let was = tokio::task::spawn_blocking(move || store.unpin_all(&root, &ids))
             .await
@@ -254,7 +313,20 @@ impl Node {
         id: ContentId,
         fetch: bool,
     ) -> Result<(bool, Vec<Key>), GetError> {
-        let ids = self.walk(id, fetch).await?;
+        // What a fetching walk keeps stays staged until the pin commits.
+        let staging = self.inner.store.staging();
+        if fetch {
+            let size = self.manifest(id).await?.size();
+            let quota = self.inner.store.quota();
+            if size > quota {
+                return Err(GetError::TooLarge {
+                    content: id,
+                    size,
+                    quota,
+                });
+            }
+        }
+        let ids = self.walk(id, fetch, &staging).await?;
         let (store, root) = (self.inner.store.clone(), id.key());
         let pinned =
             tokio::task::spawn_blocking(move || store.pin_all(&root, &ids).map(|n| (n, ids)))
@@ -272,62 +344,111 @@ impl Node {
         Ok(roots.into_iter().map(ContentId::from_key).collect())
     }
 
-    /// Every distinct chunk under `content` (manifests included), fetching what is missing if
-    /// `fetch`, else skipping it. Iterative, each id visited once, and refused past
-    /// [`MAX_DEPTH`] levels: manifests may come from strangers.
-    async fn walk(&self, content: ContentId, fetch: bool) -> Result<Vec<Key>, GetError> {
+    /// Every distinct chunk under `content` (manifests included). With `fetch`, what is missing
+    /// here is fetched and kept (staged against eviction until the caller pins it, refused
+    /// with the store's error if it does not fit); without, data chunks are listed unread, so
+    /// that pinning reports the ones that are not stored. Iterative, each id visited once,
+    /// every entry checked against the manifest it names, and refused past [`MAX_DEPTH`]
+    /// directory levels or [`MAX_TREE_DEPTH`] levels of a file's tree: manifests may come from
+    /// strangers.
+    async fn walk(
+        &self,
+        content: ContentId,
+        fetch: bool,
+        staging: &crate::store::Staging,
+    ) -> Result<Vec<Key>, GetError> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        let mut pending = vec![(content.key(), 0usize)];
-        while let Some((id, depth)) = pending.pop() {
+        let invalid = |why| GetError::Manifest {
+            content,
+            source: crate::ManifestError::Invalid(why),
+        };
+        // (id, directory depth, file-tree depth, what its parent says it is)
+        let mut pending = vec![(content.key(), 0usize, 0usize, None)];
+        while let Some((id, dirs, parts, expect)) = pending.pop() {
             if !seen.insert(id) {
                 continue;
             }
-            if depth > MAX_DEPTH {
+            if dirs > MAX_DEPTH || parts > MAX_TREE_DEPTH {
                 return Err(GetError::TooDeep(content));
             }
-            let Some(bytes) = self.chunk_for_walk(content, id, fetch).await? else {
-                continue;
-            };
             out.push(id);
+            let bytes = if fetch {
+                self.keep(content, id, staging).await?
+            } else {
+                self.stored(id).await?
+            };
+            let Some(bytes) = bytes else {
+                continue; // not stored: pinning will say so
+            };
             let manifest = Manifest::decode(&bytes)
                 .map_err(|source| GetError::Manifest { content, source })?;
+            if let Some((kind, size)) = expect
+                && (kind_of(&manifest) != kind || manifest.size() != size)
+            {
+                return Err(invalid("an entry's size or kind differs from its content"));
+            }
             match manifest {
                 Manifest::File { chunks, .. } => {
                     for c in chunks {
-                        if seen.insert(c.id)
-                            && self.chunk_for_walk(content, c.id, fetch).await?.is_some()
-                        {
+                        if seen.insert(c.id) {
+                            if fetch && !self.has(c.id).await? {
+                                self.keep(content, c.id, staging).await?;
+                            }
                             out.push(c.id);
                         }
                     }
                 }
-                Manifest::FileTree { parts, .. } => {
-                    pending.extend(parts.iter().rev().map(|p| (p.id, depth + 1)));
-                }
-                Manifest::Dir { entries } => {
-                    pending.extend(entries.iter().rev().map(|e| (e.id, depth + 1)));
-                }
+                Manifest::FileTree { parts: links, .. } => pending.extend(
+                    links
+                        .iter()
+                        .rev()
+                        .map(|p| (p.id, dirs, parts + 1, Some((EntryKind::File, p.size)))),
+                ),
+                Manifest::Dir { entries } => pending.extend(
+                    entries
+                        .iter()
+                        .rev()
+                        .map(|e| (e.id, dirs + 1, 0, Some((e.kind, e.size)))),
+                ),
             }
         }
         Ok(out)
     }
 
-    /// A chunk for [`Node::walk`]: fetched (from here or a peer) if `fetch`, else only if
-    /// stored here.
-    async fn chunk_for_walk(
-        &self,
-        content: ContentId,
-        id: Key,
-        fetch: bool,
-    ) -> Result<Option<Vec<u8>>, GetError> {
-        if fetch {
-            return self.fetch_chunk(content, id).await.map(Some);
-        }
+    /// The chunk's bytes if it is stored here.
+    async fn stored(&self, id: Key) -> Result<Option<Vec<u8>>, GetError> {
         let store = self.inner.store.clone();
         Ok(tokio::task::spawn_blocking(move || store.read(&id))
             .await
             .map_err(|_| NodeStopped)??)
+    }
+
+    /// Whether the chunk is stored here (by the index; no read).
+    async fn has(&self, id: Key) -> Result<bool, GetError> {
+        let store = self.inner.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.contains(&id))
+            .await
+            .map_err(|_| NodeStopped)??)
+    }
+
+    /// Fetches a chunk (from here or a peer) and makes sure it is kept, staged under `staging`;
+    /// a store that cannot take it (quota, disk) fails the walk with its error.
+    async fn keep(
+        &self,
+        content: ContentId,
+        id: Key,
+        staging: &crate::store::Staging,
+    ) -> Result<Option<Vec<u8>>, GetError> {
+        staging.add(&id);
+        let bytes = self.fetch_chunk(content, id).await?;
+        if !self.has(id).await? {
+            let (store, copy) = (self.inner.store.clone(), bytes.clone());
+            tokio::task::spawn_blocking(move || store.insert(&id, &copy, Reason::Cache))
+                .await
+                .map_err(|_| NodeStopped)??;
+        }
+        Ok(Some(bytes))
     }
 
     /// Writes the file or directory tree under `root` to `out`, which must not exist. Iterative
@@ -642,7 +763,7 @@ impl Leaves {
             if frame.leaf_level {
                 return Ok(Some((link, offset)));
             }
-            if self.stack.len() >= MAX_DEPTH {
+            if self.stack.len() > MAX_TREE_DEPTH {
                 return Err(GetError::TooDeep(content));
             }
             let part = node.fetch_manifest(content, link.id).await?;

@@ -9,9 +9,11 @@
 //! | method and path | does |
 //! |---|---|
 //! | `POST /api/v0/put[?part=true]` | body streamed into a put; `part` stores a file of a directory put |
+//! | `POST /api/v0/uploads`, `DELETE /api/v0/uploads/<n>` | starts a directory put ([`UploadReply`], whose id its parts and directories carry; a failed piece or the root ends it), or abandons one |
 //! | `POST /api/v0/dir` | JSON [`DirBody`]: one directory of stored entries (deepest first); `root` pins the tree |
 //! | `GET /api/v0/get/<id>[?framed=true]` | file bytes, streamed; `Range` supported; `framed` wraps them in [`crate::framed`] frames so a failure midway arrives as the node's error |
 //! | `GET /api/v0/ls/<id>` | the manifest: kind, size, entries |
+//! | `GET /api/v0/count/<id>` | [`FileCount`]: files a get of it writes (refused past the limit) |
 //! | `GET /api/v0/pins`, `POST/DELETE /api/v0/pins/<id>` | pins |
 //! | `GET /api/v0/peers`, `GET /api/v0/status` | peers, status |
 //! | `POST /api/v0/names` `{"id": …}`, `GET /api/v0/names/<name>` | publish, resolve a name |
@@ -82,9 +84,11 @@ pub const BUSY_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for open connections to finish their requests before dropping them,
 /// so that a stop (SIGTERM) always ends the daemon promptly.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Largest JSON request body (`/api/v0/dir`, `/api/v0/names`): 2 MiB, about 13,000 directory
-/// listing entries. File uploads to `/api/v0/put` are streamed and not bounded by it.
-pub const MAX_JSON_BODY: usize = 2 << 20;
+/// Largest JSON request body (`/api/v0/dir`, `/api/v0/names`): 8 MiB, so that the largest
+/// directory the format allows fits (4,096 entries whose 255-byte names need JSON escaping, up
+/// to 6 bytes a byte, with their ids: about 6.9 MB). File uploads to `/api/v0/put` are streamed
+/// and not bounded by it.
+pub const MAX_JSON_BODY: usize = 8 << 20;
 /// How long the accept loop backs off after an accept error (such as running out of file
 /// descriptors), so that it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -135,6 +139,54 @@ pub fn new_token() -> String {
 struct AppState {
     node: Node,
     token: Arc<str>,
+    uploads: Arc<std::sync::Mutex<Uploads>>,
+}
+
+/// Directory uploads in progress (`POST /api/v0/uploads`), each keeping its pieces from
+/// eviction until its root arrives; bounded in number and forgotten after [`UPLOAD_IDLE`].
+#[derive(Default)]
+struct Uploads {
+    open: std::collections::HashMap<u64, (crate::Upload, std::time::Instant)>,
+    next: u64,
+}
+
+/// Directory uploads open at once.
+pub const MAX_UPLOADS: usize = 64;
+/// An upload that receives nothing for this long is forgotten (its pieces become evictable).
+pub const UPLOAD_IDLE: Duration = Duration::from_secs(600);
+
+impl Uploads {
+    fn sweep(&mut self) {
+        self.open
+            .retain(|_, (_, seen)| seen.elapsed() < UPLOAD_IDLE);
+    }
+
+    fn begin(&mut self, node: &Node) -> Option<u64> {
+        self.sweep();
+        if self.open.len() >= MAX_UPLOADS {
+            return None;
+        }
+        let id = self.next;
+        self.next += 1;
+        self.open
+            .insert(id, (node.begin_upload(), std::time::Instant::now()));
+        Some(id)
+    }
+
+    fn get(&mut self, id: u64) -> Result<crate::Upload, ApiError> {
+        self.sweep();
+        let (upload, seen) = self.open.get_mut(&id).ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "upload {id} is unknown or expired (idle for more than {} s); start the directory put again",
+                    UPLOAD_IDLE.as_secs()
+                ),
+            )
+        })?;
+        *seen = std::time::Instant::now();
+        Ok(upload.clone())
+    }
 }
 
 /// The API and gateway routes for `node`, requiring `token` on `/api`.
@@ -142,12 +194,16 @@ pub fn router(node: Node, token: &str) -> Router {
     let state = AppState {
         node,
         token: token.into(),
+        uploads: Arc::default(),
     };
     let api = Router::new()
         .route("/put", post(put))
+        .route("/uploads", post(begin_upload))
+        .route("/uploads/{id}", axum::routing::delete(end_upload))
         .route("/dir", post(put_dir))
         .route("/get/{id}", get(get_file))
         .route("/ls/{id}", get(ls))
+        .route("/count/{id}", get(count))
         .route("/pins", get(pins))
         .route("/pins/{id}", post(pin).delete(unpin))
         .route("/peers", get(peers))
@@ -274,9 +330,11 @@ impl From<GetError> for ApiError {
             GetError::NotFound(_) | GetError::NoSuchPath { .. } => StatusCode::NOT_FOUND,
             GetError::Unavailable { .. } | GetError::Damaged { .. } => StatusCode::BAD_GATEWAY,
             GetError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GetError::IsDirectory(_) | GetError::Manifest { .. } | GetError::TooDeep(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            GetError::TooLarge { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            GetError::IsDirectory(_)
+            | GetError::Manifest { .. }
+            | GetError::TooDeep(_)
+            | GetError::TooManyFiles { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -294,13 +352,15 @@ impl From<PutError> for ApiError {
                 );
             }
             PutError::BadName(_)
+            | PutError::NameTooLong(_)
             | PutError::TooManyEntries(_)
             | PutError::TooDeep(_)
             | PutError::DuplicateName(_)
             | PutError::BadEntry { .. } => StatusCode::BAD_REQUEST,
-            PutError::Store(crate::store::StoreError::QuotaFull { .. }) => {
-                StatusCode::INSUFFICIENT_STORAGE
-            }
+            PutError::Store(
+                crate::store::StoreError::QuotaFull { .. }
+                | crate::store::StoreError::DiskFull { .. },
+            ) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -478,6 +538,65 @@ fn bearer_token(value: &str) -> Option<&str> {
 struct PutQuery {
     #[serde(default)]
     part: bool,
+    /// The directory upload a part belongs to (see `POST /api/v0/uploads`).
+    #[serde(default)]
+    upload: Option<u64>,
+}
+
+/// What `POST /api/v0/uploads` answers: the id to pass as `upload=` with the parts and
+/// directories of one directory put.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub struct UploadReply {
+    /// The upload's id.
+    pub upload: u64,
+}
+
+async fn begin_upload(State(state): State<AppState>) -> Result<axum::Json<UploadReply>, ApiError> {
+    let id = state
+        .uploads
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .begin(&state.node)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{MAX_UPLOADS} directory uploads are already open; try again when one has finished"),
+            )
+        })?;
+    Ok(axum::Json(UploadReply { upload: id }))
+}
+
+async fn end_upload(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+) -> axum::Json<serde_json::Value> {
+    let ended = state.end_upload(Some(id));
+    axum::Json(serde_json::json!({ "upload": id, "changed": ended }))
+}
+
+impl AppState {
+    /// Forgets upload `id` (finished, failed or abandoned): its pieces become evictable.
+    fn end_upload(&self, id: Option<u64>) -> bool {
+        let Some(id) = id else { return false };
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .remove(&id)
+            .is_some()
+    }
+}
+
+/// The upload `id` names, or a new one of its own for a request without one.
+fn upload_of(state: &AppState, id: Option<u64>) -> Result<crate::Upload, ApiError> {
+    match id {
+        Some(id) => state
+            .uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id),
+        None => Ok(state.node.begin_upload()),
+    }
 }
 
 /// What a put answers.
@@ -521,7 +640,13 @@ async fn put(
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let progress: crate::ProgressFn = Arc::new(|_| {});
     let summary = if q.part {
-        state.node.put_part(reader, total, progress).await?
+        let upload = upload_of(&state, q.upload)?;
+        let part = state.node.put_part(reader, total, progress, &upload).await;
+        if part.is_err() {
+            // A failed piece fails the upload: it must not go on holding space.
+            state.end_upload(q.upload);
+        }
+        part?
     } else {
         state.node.put_reader(reader, total, progress).await?
     };
@@ -536,15 +661,29 @@ async fn put(
 pub struct DirBody {
     /// The entries, in any order; names unique.
     pub entries: Vec<ListingItem>,
-    /// Whether this is the tree's root: it is then pinned and announced, with everything under it.
+    /// Whether this is the tree's root: it is then pinned and announced, with everything under
+    /// it, and the upload ends.
     #[serde(default)]
     pub root: bool,
+    /// The directory upload it belongs to (see `POST /api/v0/uploads`).
+    #[serde(default)]
+    pub upload: Option<u64>,
 }
 
 async fn put_dir(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DirBody>,
 ) -> Result<axum::Json<PutReply>, ApiError> {
+    let (root, upload) = (body.root, body.upload);
+    let reply = put_dir_in(&state, body).await;
+    // The root ends its upload, and so does a failed piece: it must not go on holding space.
+    if root || reply.is_err() {
+        state.end_upload(upload);
+    }
+    reply
+}
+
+async fn put_dir_in(state: &AppState, body: DirBody) -> Result<axum::Json<PutReply>, ApiError> {
     let mut entries = Vec::with_capacity(body.entries.len());
     for e in body.entries {
         let kind = match e.kind.as_str() {
@@ -567,9 +706,12 @@ async fn put_dir(
             size: e.size,
         });
     }
-    Ok(axum::Json(
-        state.node.put_dir_entries(entries, body.root).await?.into(),
-    ))
+    let upload = upload_of(state, body.upload)?;
+    let reply = state
+        .node
+        .put_dir_entries(entries, body.root, &upload)
+        .await?;
+    Ok(axum::Json(reply.into()))
 }
 
 #[derive(Deserialize)]
@@ -660,6 +802,22 @@ async fn ls(
         },
     };
     Ok(axum::Json(listing))
+}
+
+/// What `GET /api/v0/count/<id>` answers.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub struct FileCount {
+    /// Files a get writes, each occurrence counted.
+    pub files: u64,
+}
+
+async fn count(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<FileCount>, ApiError> {
+    let id = parse_id(&id)?;
+    let files = state.node.count_files(id).await?;
+    Ok(axum::Json(FileCount { files }))
 }
 
 async fn pins(State(state): State<AppState>) -> Result<axum::Json<Vec<String>>, ApiError> {

@@ -57,4 +57,4 @@ pub use node::{
     DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
     NodeStats,
 };
-pub use put::{DirWalk, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW, WalkStep};
+pub use put::{DirWalk, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW, Upload, WalkStep};

@@ -20,12 +20,20 @@ use crate::chunker::MAX_CHUNK;
 /// two-level tree covers 16 M chunks (4 TiB at the average chunk size).
 pub const MAX_LINKS: usize = 4096;
 
-/// Deepest nesting of manifests under a root that any walk follows: directories inside
-/// directories, and the levels of a large file's tree. A path of 1,024 one-letter directories is
-/// 2 KiB, already half of Linux's `PATH_MAX`, and a file tree needs at most 5 levels, so no real
-/// content comes near it; it bounds what a hostile chain of manifests can make a walk do. Walks
-/// are iterative, so the limit is about work and memory, not the stack.
+/// Deepest nesting of directories under a root that any walk follows. A path of 1,024
+/// one-letter directories is 2 KiB, already half of Linux's `PATH_MAX`, so no real content comes
+/// near it; it bounds what a hostile chain of manifests can make a walk do. Walks are
+/// iterative, so the limit is about work and memory, not the stack.
 pub const MAX_DEPTH: usize = 1024;
+
+/// Deepest tree of manifests under one file: five levels of [`MAX_LINKS`] parts cover far more
+/// chunks than any disk holds, so a deeper one is a stranger's construction, refused.
+pub const MAX_TREE_DEPTH: usize = 8;
+
+/// Most files one get writes out of a directory tree: ten million is more than any real tree
+/// people copy as one, and three manifests of [`MAX_LINKS`] entries that each list the next
+/// would otherwise make a get write 68 billion.
+pub const MAX_TREE_FILES: u64 = 10_000_000;
 
 /// Longest entry name in bytes: `NAME_MAX` on Linux, macOS and Windows, so every name a
 /// directory holds can be written back to a disk.

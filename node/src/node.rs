@@ -263,13 +263,11 @@ impl NodeBuilder {
                 Err(e) => warn!(%e, "bootstrap failed"),
             }
         }
-        let roots = node
-            .store()
-            .recovery()
-            .map(|r| r.roots.clone())
-            .unwrap_or_default();
-        if !missing.is_empty() || !roots.is_empty() {
-            tokio::spawn(heal(node.clone(), missing, roots));
+        let recovery = node.store().recovery();
+        let rebuilt = recovery.is_some();
+        let roots = recovery.map(|r| r.roots.clone()).unwrap_or_default();
+        if !missing.is_empty() || rebuilt {
+            tokio::spawn(heal(node.clone(), missing, roots, rebuilt));
         }
         Ok(node)
     }
@@ -282,8 +280,11 @@ const RESTORE_CONCURRENCY: usize = 4;
 /// chunks whose file is gone (storing one restores its file and tells the engine it is held
 /// again), then pins again the roots a rebuilt index lost. Pins are walked with fetching on,
 /// so a root whose chunks are not all here is completed from peers, rather than pinned
-/// partially; one that cannot be is reported with what to do.
-async fn heal(node: Node, missing: Vec<Key>, roots: Vec<Key>) {
+/// partially; one that cannot be is reported with what to do. After a rebuild, which keeps every
+/// recovered chunk as a replica so nothing is evicted before the pins are back, the chunks this
+/// node is not responsible for become evictable again (else the rebuilt store stays full for
+/// good).
+async fn heal(node: Node, missing: Vec<Key>, roots: Vec<Key>, rebuilt: bool) {
     info!(
         missing = missing.len(),
         pins = roots.len(),
@@ -315,6 +316,31 @@ async fn heal(node: Node, missing: Vec<Key>, roots: Vec<Key>) {
             ),
         }
     }
+    if rebuilt && let Err(e) = release_foreign_replicas(&node).await {
+        warn!(%e, "cannot sort out which rebuilt chunks are replicas; they stay kept");
+    }
+}
+
+/// Keeps as replicas only the stored chunks this node is responsible for.
+async fn release_foreign_replicas(node: &Node) -> Result<(), crate::GetError> {
+    let store = node.store().clone();
+    let ids = tokio::task::spawn_blocking(move || store.ids())
+        .await
+        .map_err(|_| NodeStopped)??;
+    let mine: std::collections::HashSet<Key> = node
+        .call(|reply| Command::Responsible {
+            keys: ids.clone(),
+            reply,
+        })
+        .await?
+        .into_iter()
+        .collect();
+    let foreign: Vec<Key> = ids.into_iter().filter(|id| !mine.contains(id)).collect();
+    let store = node.store().clone();
+    tokio::task::spawn_blocking(move || store.unmark_replicas(&foreign))
+        .await
+        .map_err(|_| NodeStopped)??;
+    Ok(())
 }
 
 /// A running cairn peer. Cheap to clone: every clone talks to the same node.

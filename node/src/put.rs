@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use crate::driver::Command;
 use crate::error::{NodeStopped, PutError};
 use crate::manifest::{
-    DirEntry, EntryKind, Link, MAX_DEPTH, MAX_LINKS, Manifest, TreeBuilder, valid_name,
+    DirEntry, EntryKind, Link, MAX_DEPTH, MAX_LINKS, MAX_NAME, Manifest, TreeBuilder, valid_name,
 };
 use crate::store::{Reason, Staging, Store};
 use crate::{ContentId, Node, chunker};
@@ -53,9 +53,18 @@ pub struct PutSummary {
     pub replica_failures: u64,
 }
 
+/// A directory put that arrives in pieces ([`Node::put_part`], [`Node::put_dir_entries`]): keeps
+/// everything its pieces stored from eviction until its root pins the tree, so a slow upload
+/// under quota pressure does not lose its first files to its last. Dropping every clone (the
+/// upload finished, failed or was abandoned) or a restart makes the pieces evictable cache.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    staging: Arc<Staging>,
+}
+
 struct Tally {
     /// Keeps what the put stored from eviction until it is pinned (or the put fails).
-    staging: Staging,
+    staging: Arc<Staging>,
     done: AtomicU64,
     total: Option<u64>,
     replicas: AtomicU64,
@@ -66,8 +75,12 @@ struct Tally {
 
 impl Tally {
     fn new(store: &Store, total: Option<u64>, progress: ProgressFn) -> Arc<Self> {
+        Self::staged(Arc::new(store.staging()), total, progress)
+    }
+
+    fn staged(staging: Arc<Staging>, total: Option<u64>, progress: ProgressFn) -> Arc<Self> {
         Arc::new(Self {
-            staging: store.staging(),
+            staging,
             done: AtomicU64::new(0),
             total,
             replicas: AtomicU64::new(0),
@@ -101,6 +114,13 @@ fn no_progress() -> ProgressFn {
 }
 
 impl Node {
+    /// Starts a directory put that arrives in pieces.
+    pub fn begin_upload(&self) -> Upload {
+        Upload {
+            staging: Arc::new(self.inner.store.staging()),
+        }
+    }
+
     /// Puts the bytes in memory.
     pub async fn put_bytes(&self, bytes: Vec<u8>) -> Result<PutSummary, PutError> {
         let total = bytes.len() as u64;
@@ -121,8 +141,7 @@ impl Node {
     ) -> Result<PutSummary, PutError> {
         let file = crate::fsutil::WatchedFile::open(path).map_err(|e| read_error(path, e))?;
         let total = Some(file.snapshot().len());
-        self.put_one(file, path.to_owned(), total, progress, true)
-            .await
+        self.put_one(file, path.to_owned(), total, progress).await
     }
 
     /// Puts everything read from `reader` (e.g. standard input), reporting progress.
@@ -132,7 +151,7 @@ impl Node {
         total: Option<u64>,
         progress: ProgressFn,
     ) -> Result<PutSummary, PutError> {
-        self.put_one(reader, PathBuf::from("-"), total, progress, true)
+        self.put_one(reader, PathBuf::from("-"), total, progress)
             .await
     }
 
@@ -239,27 +258,24 @@ impl Node {
         reader: impl Read + Send + 'static,
         total: Option<u64>,
         progress: ProgressFn,
+        upload: &Upload,
     ) -> Result<PutSummary, PutError> {
-        self.put_one(reader, PathBuf::from("-"), total, progress, false)
-            .await
+        let tally = Tally::staged(upload.staging.clone(), total, progress);
+        let (id, size) = self.put_stream(reader, PathBuf::from("-"), &tally).await?;
+        Ok(tally.summary(ContentId::from_key(id), size))
     }
 
-    /// One file's put; a `root` is pinned and announced as content of its own.
+    /// One file's put, pinned and announced as content of its own.
     async fn put_one(
         &self,
         reader: impl Read + Send + 'static,
         path: PathBuf,
         total: Option<u64>,
         progress: ProgressFn,
-        root: bool,
     ) -> Result<PutSummary, PutError> {
         let tally = Tally::new(&self.inner.store, total, progress);
         let (id, size) = self.put_stream(reader, path, &tally).await?;
-        if root {
-            self.finish_put(id, size, &tally).await
-        } else {
-            Ok(tally.summary(ContentId::from_key(id), size))
-        }
+        self.finish_put(id, size, &tally).await
     }
 
     /// Stores one directory manifest whose entries are files and directories already stored on
@@ -272,6 +288,7 @@ impl Node {
         &self,
         entries: Vec<DirEntry>,
         root: bool,
+        upload: &Upload,
     ) -> Result<PutSummary, PutError> {
         if entries.len() > MAX_LINKS {
             return Err(PutError::TooManyEntries(PathBuf::from("-")));
@@ -279,7 +296,7 @@ impl Node {
         for e in &entries {
             self.check_entry(e).await?;
         }
-        let tally = Tally::new(&self.inner.store, None, no_progress());
+        let tally = Tally::staged(upload.staging.clone(), None, no_progress());
         let (id, size) = self.seal_dir(entries, Path::new("-"), &tally).await?;
         if root {
             self.finish_put(id, size, &tally).await
@@ -294,9 +311,7 @@ impl Node {
             name: e.name.clone(),
             reason,
         };
-        if !valid_name(&e.name) {
-            return Err(PutError::BadName(PathBuf::from(&e.name)));
-        }
+        check_name(&e.name, Path::new(&e.name))?;
         let store = self.inner.store.clone();
         let id = e.id;
         let bytes = tokio::task::spawn_blocking(move || store.read(&id))
@@ -584,6 +599,17 @@ impl Iterator for DirWalk {
     }
 }
 
+/// Refuses a name no directory entry may have, saying why.
+fn check_name(name: &str, path: &Path) -> Result<(), PutError> {
+    if name.len() > MAX_NAME {
+        Err(PutError::NameTooLong(path.to_owned()))
+    } else if !valid_name(name) {
+        Err(PutError::BadName(path.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
 /// The children of `dir` with valid names, in reverse name order.
 fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, PutError> {
     let mut children = Vec::new();
@@ -592,9 +618,8 @@ fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, PutError> {
         let name = entry
             .file_name()
             .into_string()
-            .ok()
-            .filter(|n| valid_name(n))
-            .ok_or_else(|| PutError::BadName(entry.path()))?;
+            .map_err(|_| PutError::BadName(entry.path()))?;
+        check_name(&name, &entry.path())?;
         children.push((name, entry.path()));
         if children.len() > MAX_LINKS {
             return Err(PutError::TooManyEntries(dir.to_owned()));

@@ -484,10 +484,15 @@ async fn a_failed_put_over_quota_does_not_wedge_the_store() {
     let d = Daemon::start(&dir, &["--quota", "8MiB"]).await;
     let kept = random_bytes(500_000, 71);
     let kept_id = d.put(&kept).await;
+    // Two subdirectories: the second's files must not evict the first's before the root pins
+    // them (which would pin a tree with files missing).
     let tree = root.path().join("tree");
-    std::fs::create_dir(&tree).unwrap();
-    for i in 0..13 {
-        std::fs::write(tree.join(format!("f{i}")), random_bytes(1 << 20, 80 + i)).unwrap();
+    for (sub, n) in [("a", 7u64), ("b", 6)] {
+        std::fs::create_dir_all(tree.join(sub)).unwrap();
+        for i in 0..n {
+            let bytes = random_bytes(1 << 20, 80 + i + if sub == "b" { 10 } else { 0 });
+            std::fs::write(tree.join(sub).join(format!("f{i}")), bytes).unwrap();
+        }
     }
     assert_fails(
         &d.run(&["put", tree.to_str().unwrap()]).await,
@@ -531,7 +536,7 @@ async fn malformed_and_oversized_api_bodies_get_json_errors() {
     };
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("dir", b"{not json".to_vec(), 400),
-        ("dir", vec![b' '; 3 << 20], 413),
+        ("dir", vec![b' '; 9 << 20], 413),
         ("names", b"{\"id\": 5}".to_vec(), 422),
         (
             "dir",

@@ -38,6 +38,17 @@ const PINS: TableDefinition<[u8; 32], ()> = TableDefinition::new("pins");
 /// Counters: "bytes" stored, "tick" of the access clock.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// What to do about a full quota, from what fills it.
+fn quota_advice(pinned: u64, replica: u64, staged: u64) -> &'static str {
+    if pinned >= replica.max(staged) && pinned > 0 {
+        "raise the quota (--quota) or unpin content (cairn pin rm)"
+    } else if staged >= replica {
+        "the content being put is larger than the quota: raise the quota (--quota)"
+    } else {
+        "raise the quota (--quota): this node keeps copies for the network"
+    }
+}
+
 /// Why a chunk is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -76,8 +87,9 @@ pub enum StoreError {
     },
     /// Nothing evictable is left and the chunk does not fit.
     #[error(
-        "storage quota of {} is full: {} pinned, {} replicas kept for the network, {} held by puts in progress; raise the quota (--quota) or unpin content (cairn pin rm)",
-        human(*.quota, *.quota), human(*.pinned, *.quota), human(*.replica, *.quota), human(*.staged, *.quota)
+        "storage quota of {} is full: {} pinned, {} replicas kept for the network, {} held by puts in progress; {}",
+        human(*.quota, *.quota), human(*.pinned, *.quota), human(*.replica, *.quota), human(*.staged, *.quota),
+        quota_advice(*.pinned, *.replica, *.staged)
     )]
     QuotaFull {
         /// The quota in bytes.
@@ -307,6 +319,11 @@ impl Store {
         lock(&self.missing).iter().copied().collect()
     }
 
+    /// Whether the chunk is indexed but its file is gone (see [`Store::missing`]).
+    pub fn is_missing(&self, id: &Key) -> bool {
+        lock(&self.missing).contains(id)
+    }
+
     /// A guard protecting the chunks of a put in progress from eviction; see [`Staging`].
     pub fn staging(&self) -> Staging {
         Staging::new(self.staged.clone())
@@ -347,6 +364,11 @@ impl Store {
             }
             self.classify(e)
         })
+    }
+
+    /// The storage quota in bytes.
+    pub fn quota(&self) -> u64 {
+        self.quota
     }
 
     /// Closes the index, releasing the data directory for another process (or a node started
@@ -547,6 +569,16 @@ impl Store {
     /// Adds the replica reason to every stored chunk of `ids` in one transaction (absent ids are
     /// skipped): a put calls it once it has pinned, for the chunks this node is responsible for.
     pub fn mark_replicas(&self, ids: &[Key]) -> Result<(), StoreError> {
+        self.set_replicas(ids, true)
+    }
+
+    /// Removes [`Reason::Replica`] from every stored id of `ids`, in one write transaction: the
+    /// chunks this node turned out not to be responsible for become evictable (unless pinned).
+    pub fn unmark_replicas(&self, ids: &[Key]) -> Result<(), StoreError> {
+        self.set_replicas(ids, false)
+    }
+
+    fn set_replicas(&self, ids: &[Key], replica: bool) -> Result<(), StoreError> {
         self.with_db(|db| {
             let txn = db.begin_write()?;
             {
@@ -554,11 +586,18 @@ impl Store {
                 let mut lru = txn.open_table(LRU)?;
                 for id in ids {
                     let existing = table.get(id.as_bytes())?.map(|g| g.value());
-                    let Some(entry) = existing else { continue };
-                    if evictable(entry) {
-                        lru.remove((entry.3, *id.as_bytes()))?;
+                    let Some(old) = existing else { continue };
+                    let new = (old.0, replica, old.2, old.3);
+                    match (evictable(old), evictable(new)) {
+                        (true, false) => {
+                            lru.remove((old.3, *id.as_bytes()))?;
+                        }
+                        (false, true) => {
+                            lru.insert((new.3, *id.as_bytes()), ())?;
+                        }
+                        _ => {}
                     }
-                    table.insert(id.as_bytes(), with_reason(entry, Reason::Replica))?;
+                    table.insert(id.as_bytes(), new)?;
                 }
             }
             txn.commit()?;
