@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_dht::{
-    Contact, Dht, Event, Key, QueryId, QueryResult, RequestId, SignedRecord, Timestamp,
+    ChunkOutcome, Contact, Dht, Event, FetchError, FetchId, Key, QueryError, QueryId, QueryResult,
+    RequestId, SignedRecord, Timestamp,
 };
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -119,9 +120,25 @@ pub(crate) enum Command {
         key: Key,
         reply: Reply<Result<Placement, String>>,
     },
-    FindHolders {
-        key: Key,
-        reply: Reply<Result<Vec<PeerAddr>, String>>,
+    /// Starts an engine fetch; its chunks arrive on the receiver (see [`FetchItem`]).
+    Fetch {
+        root: Option<Key>,
+        reply: Reply<Result<(FetchId, mpsc::Receiver<FetchItem>), QueryError>>,
+    },
+    /// Adds chunks to a fetch; the reply is the index of the first.
+    AddChunks {
+        fetch: FetchId,
+        chunks: Vec<Key>,
+        reply: Reply<Option<u64>>,
+    },
+    /// The get used chunk `index`.
+    ReleaseChunk {
+        fetch: FetchId,
+        index: u64,
+    },
+    /// The get is over (done or abandoned).
+    EndFetch {
+        fetch: FetchId,
     },
     Announce {
         key: Key,
@@ -138,18 +155,10 @@ pub(crate) enum Command {
         bytes: Vec<u8>,
         reply: Reply<Result<(), TransferError>>,
     },
-    FetchChunk {
-        from: PeerAddr,
-        id: Key,
-        reply: Reply<Result<Vec<u8>, TransferError>>,
-    },
     KeepChunk {
         at: PeerAddr,
         id: Key,
         reply: Reply<Result<(), TransferError>>,
-    },
-    Misbehaved {
-        peer: PeerId,
     },
     PutRecord {
         record: SignedRecord,
@@ -179,7 +188,6 @@ pub(crate) enum Command {
 enum Waiter {
     Bootstrap(Reply<Result<usize, String>>),
     Place(Reply<Result<Placement, String>>),
-    Holders(Reply<Result<Vec<PeerAddr>, String>>),
     PutRecord(Reply<Result<usize, String>>),
     GetRecord(Reply<Result<Option<SignedRecord>, String>>),
     Background,
@@ -202,6 +210,8 @@ pub(crate) struct Driver {
     waiters: HashMap<QueryId, Waiter>,
     kad_out: HashMap<OutboundRequestId, RequestId>,
     chunk_out: HashMap<OutboundRequestId, ChunkWaiter>,
+    /// Where each engine fetch delivers its chunks.
+    fetches: HashMap<FetchId, mpsc::Sender<FetchItem>>,
     /// A dialable address per peer: what identify reported, or what we dialed.
     listen: HashMap<PeerId, Multiaddr>,
     /// The remote address of a connected peer, if no better one is known.
@@ -216,7 +226,21 @@ pub(crate) struct Driver {
 
 enum ChunkWaiter {
     Send(Reply<Result<(), TransferError>>),
-    Fetch(Reply<Result<Vec<u8>, TransferError>>),
+    /// A request an engine fetch asked for.
+    Engine {
+        fetch: FetchId,
+        index: u64,
+        chunk: Key,
+    },
+}
+
+/// What an engine fetch delivers to its get.
+#[derive(Debug)]
+pub(crate) enum FetchItem {
+    /// Chunk `index`, verified against its id.
+    Chunk { index: u64, bytes: Vec<u8> },
+    /// The fetch gave up.
+    Failed(FetchError),
 }
 
 impl Driver {
@@ -240,6 +264,7 @@ impl Driver {
             waiters: HashMap::new(),
             kad_out: HashMap::new(),
             chunk_out: HashMap::new(),
+            fetches: HashMap::new(),
             listen: HashMap::new(),
             remote: HashMap::new(),
             penalised: 0,
@@ -306,8 +331,31 @@ impl Driver {
                 }
                 Event::RecordStored { key, .. } => debug!(%key, "stored a record for a peer"),
                 Event::Replicate { key, to, release } => self.replicate(key, to.addr, release),
-                // The node does not start engine fetches yet: its gets still plan in get.rs.
-                Event::FetchChunk { .. } | Event::FetchFailed { .. } => {}
+                Event::FetchChunk {
+                    fetch,
+                    index,
+                    chunk,
+                    from,
+                } => {
+                    if self.fetches.get(&fetch).is_none_or(|tx| tx.is_closed()) {
+                        // The get went away without ending its fetch.
+                        self.fetches.remove(&fetch);
+                        self.engine.end_fetch(self.clock.now(), fetch);
+                        continue;
+                    }
+                    let waiter = ChunkWaiter::Engine {
+                        fetch,
+                        index,
+                        chunk,
+                    };
+                    self.chunk_request(from.addr, ChunkRequest::Get { id: chunk }, waiter);
+                }
+                Event::FetchFailed { fetch, error } => {
+                    if let Some(tx) = self.fetches.remove(&fetch) {
+                        let _ = tx.try_send(FetchItem::Failed(error));
+                    }
+                    self.engine.end_fetch(self.clock.now(), fetch);
+                }
             }
         }
     }
@@ -326,10 +374,6 @@ impl Driver {
                 let _ = reply.send(Ok(Placement {
                     peers: addrs(peers),
                 }));
-            }
-            (Waiter::Holders(reply), QueryResult::Holders { mut holders, .. }) => {
-                self.engine.rank(&mut holders);
-                let _ = reply.send(Ok(addrs(holders)));
             }
             (Waiter::PutRecord(reply), QueryResult::PutRecord { stored, .. }) => {
                 let _ = reply.send(Ok(stored));
@@ -357,9 +401,30 @@ impl Driver {
                 let started = self.engine.place(now, key);
                 self.await_query(started, reply, Waiter::Place);
             }
-            Command::FindHolders { key, reply } => {
-                let started = self.engine.find_holders(now, key);
-                self.await_query(started, reply, Waiter::Holders);
+            Command::Fetch { root, reply } => {
+                // Room for the engine's window (chunks in flight or unreleased) twice over, for
+                // late duplicates after a failover.
+                let queue = 2 * self.engine.config().fetch.window.max(1) + 2;
+                let started = self.engine.start_fetch(root).map(|id| {
+                    let (tx, rx) = mpsc::channel(queue);
+                    self.fetches.insert(id, tx);
+                    (id, rx)
+                });
+                let _ = reply.send(started);
+            }
+            Command::AddChunks {
+                fetch,
+                chunks,
+                reply,
+            } => {
+                let _ = reply.send(self.engine.add_chunks(now, fetch, chunks));
+            }
+            Command::ReleaseChunk { fetch, index } => {
+                self.engine.release_chunk(now, fetch, index);
+            }
+            Command::EndFetch { fetch } => {
+                self.fetches.remove(&fetch);
+                self.engine.end_fetch(now, fetch);
             }
             Command::Announce { key } => {
                 if let Ok(id) = self.engine.announce(now, key) {
@@ -384,15 +449,8 @@ impl Driver {
                     ChunkWaiter::Send(reply),
                 );
             }
-            Command::FetchChunk { from, id, reply } => {
-                self.chunk_request(from, ChunkRequest::Get { id }, ChunkWaiter::Fetch(reply));
-            }
             Command::KeepChunk { at, id, reply } => {
                 self.chunk_request(at, ChunkRequest::Keep { id }, ChunkWaiter::Send(reply));
-            }
-            Command::Misbehaved { peer } => {
-                self.penalised += 1;
-                self.engine.report_misbehaviour(now, &node_id(&peer));
             }
             Command::PutRecord { record, reply } => {
                 let started = self.engine.put_record(now, record);
@@ -577,6 +635,42 @@ impl Driver {
         }
     }
 
+    /// The answer (or, `None`, the failure) of a chunk request an engine fetch asked for: the
+    /// bytes are verified here, handed to the get, and the outcome reported to the engine, which
+    /// decides what happens next.
+    fn on_fetched(
+        &mut self,
+        peer: PeerId,
+        fetch: FetchId,
+        index: u64,
+        chunk: Key,
+        response: Option<ChunkResponse>,
+    ) {
+        let outcome = match response {
+            Some(ChunkResponse::Data(bytes)) if Key::hash(&bytes) == chunk => {
+                match self
+                    .fetches
+                    .get(&fetch)
+                    .map(|tx| tx.try_send(FetchItem::Chunk { index, bytes }))
+                {
+                    Some(Ok(())) => ChunkOutcome::Ok,
+                    // Nowhere to put it (the get is gone or behind): as if it did not come.
+                    _ => ChunkOutcome::Failed,
+                }
+            }
+            Some(ChunkResponse::Data(_)) => {
+                warn!(%peer, %chunk, "peer sent bytes that do not match the chunk id; penalising it");
+                self.penalised += 1;
+                ChunkOutcome::Corrupt
+            }
+            Some(ChunkResponse::NotFound) => ChunkOutcome::NotFound,
+            Some(_) | None => ChunkOutcome::Failed,
+        };
+        let now = self.clock.now();
+        self.engine
+            .handle_chunk(now, fetch, index, &node_id(&peer), outcome);
+    }
+
     fn on_chunk(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -587,15 +681,14 @@ impl Driver {
                     request_id,
                     response,
                 } => match (self.chunk_out.remove(&request_id), response) {
-                    (Some(ChunkWaiter::Fetch(reply)), ChunkResponse::Data(bytes)) => {
-                        // Bytes that do not hash right are reported as misbehaviour by the get.
-                        let now = self.clock.now();
-                        self.engine.handle_transfer(now, &node_id(&peer), true);
-                        let _ = reply.send(Ok(bytes));
-                    }
-                    (Some(ChunkWaiter::Fetch(reply)), ChunkResponse::NotFound) => {
-                        let _ = reply.send(Err(TransferError::NotFound));
-                    }
+                    (
+                        Some(ChunkWaiter::Engine {
+                            fetch,
+                            index,
+                            chunk,
+                        }),
+                        response,
+                    ) => self.on_fetched(peer, fetch, index, chunk, Some(response)),
                     (Some(ChunkWaiter::Send(reply)), ChunkResponse::Stored) => {
                         let _ = reply.send(Ok(()));
                     }
@@ -604,9 +697,6 @@ impl Driver {
                     }
                     (Some(ChunkWaiter::Send(reply)), ChunkResponse::Refused(why)) => {
                         let _ = reply.send(Err(TransferError::Refused(why)));
-                    }
-                    (Some(ChunkWaiter::Fetch(reply)), _) => {
-                        let _ = reply.send(Err(TransferError::Protocol));
                     }
                     (Some(ChunkWaiter::Send(reply)), _) => {
                         let _ = reply.send(Err(TransferError::Protocol));
@@ -622,11 +712,11 @@ impl Driver {
             } => {
                 let e = TransferError::Network(error.to_string());
                 match self.chunk_out.remove(&request_id) {
-                    Some(ChunkWaiter::Fetch(reply)) => {
-                        let now = self.clock.now();
-                        self.engine.handle_transfer(now, &node_id(&peer), false);
-                        let _ = reply.send(Err(e));
-                    }
+                    Some(ChunkWaiter::Engine {
+                        fetch,
+                        index,
+                        chunk,
+                    }) => self.on_fetched(peer, fetch, index, chunk, None),
                     Some(ChunkWaiter::Send(reply)) => {
                         let _ = reply.send(Err(e));
                     }

@@ -1,10 +1,11 @@
-//! Get: find holders, fetch chunks from several at once, verify, and write in order.
+//! Get: read manifests, fetch the chunks this node lacks, and write them in order.
 //!
-//! Chunks are fetched [`FETCH_WINDOW`] at a time and written in file order, so memory stays at
-//! about `FETCH_WINDOW` chunks whatever the file's size. Every chunk is checked against its
-//! BLAKE3 id before use; a holder that sends other bytes is reported to the engine (which
-//! penalises it) and the next holder is tried. Fetched chunks are cached, so this node then
-//! serves them, and it announces itself as a holder of the content.
+//! Which holder to ask for each chunk, how many requests at once, when to retry, fail over or
+//! give up, and when to announce are the engine's decisions ([`cairn_dht::Dht::start_fetch`]);
+//! this side reads manifests, hands the engine chunk ids ahead of the output, and writes the
+//! verified chunks out in file order, so memory stays at the engine's window of chunks whatever
+//! the file's size. Every chunk is checked against its BLAKE3 id by the driver before it gets
+//! here. Fetched chunks are cached, so this node then serves them.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,21 +16,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::driver::{Command, TransferError};
+use crate::driver::{Command, FetchItem};
 use crate::error::{GetError, NodeStopped};
 use crate::fsutil::OutputTarget;
 use crate::manifest::{EntryKind, Link, MAX_DEPTH, MAX_TREE_DEPTH, MAX_TREE_FILES, Manifest};
-use crate::protocol::PeerAddr;
 use crate::put::{Progress, ProgressFn, tokio_stream_of};
 use crate::store::Reason;
 use crate::{ContentId, Node};
-
-/// Chunks fetched at once by one get.
-pub const FETCH_WINDOW: usize = 8;
-/// Holder lookups per chunk before a get gives up on it.
-const FETCH_ATTEMPTS: u32 = 3;
-/// Wait before the second holder lookup of a chunk; doubled before the third.
-const FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a get wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,11 +107,13 @@ impl Node {
             return Err(GetError::IsDirectory(id));
         }
         let end = end.max(start);
+        // The engine announces this node as a holder once a whole file came.
+        let whole = start == 0 && end >= root.size();
         let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
         let node = self.clone();
         let fetch_tx = tx.clone();
         let fetch = tokio::spawn(async move {
-            let mut chunks = std::pin::pin!(node.file_chunks(id, root, start, end));
+            let mut chunks = std::pin::pin!(node.file_chunks(id, root, start, end, whole));
             while let Some(next) = chunks.next().await {
                 let item = next.map(bytes::Bytes::from).map_err(std::io::Error::from);
                 let failed = item.is_err();
@@ -126,7 +121,6 @@ impl Node {
                     return; // the reader went away, or the error is delivered
                 }
             }
-            node.announce(id).await;
         });
         // A fetch that dies must not look like the end of the file to the reader.
         tokio::spawn(async move {
@@ -148,10 +142,9 @@ impl Node {
             return Err(GetError::IsDirectory(id));
         }
         let parts: Vec<Vec<u8>> = self
-            .file_chunks(id, root, 0, u64::MAX)
+            .file_chunks(id, root, 0, u64::MAX, true)
             .try_collect()
             .await?;
-        self.announce(id).await;
         Ok(parts.concat())
     }
 
@@ -528,7 +521,8 @@ impl Node {
             path: path.to_owned(),
             source,
         };
-        let mut chunks = std::pin::pin!(self.file_chunks(content, manifest, 0, u64::MAX));
+        // The caller announces the content it gets (a file or a directory's root).
+        let mut chunks = std::pin::pin!(self.file_chunks(content, manifest, 0, u64::MAX, false));
         while let Some(bytes) = chunks.next().await {
             let bytes = bytes?;
             file.write_all(&bytes).await.map_err(write_err)?;
@@ -547,48 +541,35 @@ impl Node {
         Ok(())
     }
 
-    /// The bytes `start..end` of the file under `root`, chunk by chunk in order, fetched
-    /// `FETCH_WINDOW` at a time.
+    /// The bytes `start..end` of the file under `root`, chunk by chunk in order. The chunks
+    /// this node lacks go to one engine fetch, which decides where each comes from; this side
+    /// reads the file's manifests, hands the engine the chunk ids ahead of the output, takes
+    /// the verified chunks as they come, and writes them out in order, releasing each (memory:
+    /// the engine's window of chunks). With `root`, the engine announces this node as a holder
+    /// of it once every chunk came.
     fn file_chunks(
         &self,
         content: ContentId,
         root: Manifest,
         start: u64,
         end: u64,
+        announce: bool,
     ) -> impl Stream<Item = Result<Vec<u8>, GetError>> + Send + 'static {
-        let leaves = Leaves::new(root, start, end);
-        let node = self.clone();
-        let fetcher = node.clone();
-        futures::stream::try_unfold(leaves, move |mut leaves| {
-            let node = node.clone();
-            async move {
-                let next = leaves.next(&node, content).await?;
-                Ok(next.map(|leaf| (leaf, leaves)))
-            }
+        let planner = Planner {
+            node: self.clone(),
+            content,
+            leaves: Leaves::new(root, start, end),
+            leaves_done: false,
+            start,
+            end,
+            root: announce.then_some(content.key()),
+            fetch: None,
+            queue: std::collections::VecDeque::new(),
+            arrived: std::collections::BTreeMap::new(),
+        };
+        futures::stream::try_unfold(planner, |mut planner| async move {
+            Ok(planner.next().await?.map(|bytes| (bytes, planner)))
         })
-        .map_ok(move |(link, offset)| {
-            let node = fetcher.clone();
-            async move {
-                let bytes = node.fetch_chunk(content, link.id).await?;
-                if bytes.len() as u64 != link.size {
-                    return Err(GetError::Manifest {
-                        content,
-                        source: crate::ManifestError::Invalid(
-                            "chunk length differs from its manifest",
-                        ),
-                    });
-                }
-                // Trim to the range.
-                let from = start.saturating_sub(offset).min(link.size) as usize;
-                let to = end.saturating_sub(offset).min(link.size) as usize;
-                Ok(if from == 0 && to == bytes.len() {
-                    bytes
-                } else {
-                    bytes[from..to].to_vec()
-                })
-            }
-        })
-        .try_buffered(FETCH_WINDOW)
     }
 
     async fn fetch_manifest(&self, content: ContentId, id: Key) -> Result<Manifest, GetError> {
@@ -596,17 +577,14 @@ impl Node {
         Manifest::decode(&bytes).map_err(|source| GetError::Manifest { content, source })
     }
 
-    /// One chunk, verified: from the local store, else from the best holder that has it.
+    /// One chunk, verified: from the local store, else through an engine fetch of it alone. A
+    /// local copy that fails verification is replaced by the fetched one.
     pub(crate) async fn fetch_chunk(
         &self,
         content: ContentId,
         id: Key,
     ) -> Result<Vec<u8>, GetError> {
-        let store = self.inner.store.clone();
-        let local = tokio::task::spawn_blocking(move || store.read(&id))
-            .await
-            .map_err(|_| NodeStopped)??;
-        let corrupt_here = match local {
+        let corrupt_here = match self.stored(id).await? {
             Some(bytes) if Key::hash(&bytes) == id => return Ok(bytes),
             Some(_) => {
                 warn!(%id, "a locally stored chunk is corrupt; fetching it again");
@@ -614,69 +592,29 @@ impl Node {
             }
             None => false,
         };
-        // A lookup that met only refusals (rate limits, busy holders) finds nobody: try again a
-        // bounded number of times, backing off, before giving up on the chunk.
-        let mut tried = 0;
-        for attempt in 0..FETCH_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(FETCH_BACKOFF * (1 << (attempt - 1))).await;
+        let mut fetch = EngineFetch::start(self, None).await?;
+        fetch.add(vec![id]).await?;
+        let bytes = match fetch.next().await {
+            Ok((_, bytes)) => bytes,
+            Err(FetchFailure::Failed(e)) if corrupt_here && e.holders_tried == 0 => {
+                return Err(GetError::Damaged {
+                    content,
+                    chunk: format!("{id:x}"),
+                });
             }
-            let holders: Vec<PeerAddr> = self
-                .call(|reply| Command::FindHolders { key: id, reply })
-                .await?
-                .map_err(GetError::Busy)?
-                .into_iter()
-                .filter(|h| h.peer != self.peer_id())
-                .collect();
-            tried += holders.len();
-            for holder in holders {
-                let peer = holder.peer;
-                match self
-                    .call(|reply| Command::FetchChunk {
-                        from: holder,
-                        id,
-                        reply,
-                    })
-                    .await?
-                {
-                    Ok(bytes) if Key::hash(&bytes) == id => {
-                        if corrupt_here {
-                            let (store, good) = (self.inner.store.clone(), bytes.clone());
-                            let repaired =
-                                tokio::task::spawn_blocking(move || store.repair(&id, &good)).await;
-                            if !matches!(repaired, Ok(Ok(()))) {
-                                warn!(%id, "could not repair a corrupt chunk");
-                            }
-                        } else {
-                            self.cache(id, bytes.clone()).await;
-                        }
-                        return Ok(bytes);
-                    }
-                    Ok(_) => {
-                        warn!(%peer, %id, "peer sent bytes that do not match the chunk id; penalising it");
-                        self.tell(Command::Misbehaved { peer }).await?;
-                    }
-                    Err(TransferError::NotFound) => {
-                        debug!(%peer, %id, "holder no longer has the chunk")
-                    }
-                    Err(e) => debug!(%peer, %id, %e, "fetch failed"),
-                }
+            Err(e) => return Err(e.into_get_error(content)),
+        };
+        fetch.end().await;
+        if corrupt_here {
+            let (store, good) = (self.inner.store.clone(), bytes.clone());
+            let repaired = tokio::task::spawn_blocking(move || store.repair(&id, &good)).await;
+            if !matches!(repaired, Ok(Ok(()))) {
+                warn!(%id, "could not repair a corrupt chunk");
             }
-        }
-        Err(if corrupt_here && tried == 0 {
-            GetError::Damaged {
-                content,
-                chunk: format!("{id:x}"),
-            }
-        } else if id == content.key() {
-            GetError::NotFound(content)
         } else {
-            GetError::Unavailable {
-                content,
-                chunk: format!("{id:x}"),
-                tried,
-            }
-        })
+            self.cache(id, bytes.clone()).await;
+        }
+        Ok(bytes)
     }
 
     /// Keeps a fetched chunk as cache and tells the engine this node now serves it.
@@ -695,6 +633,233 @@ impl Node {
 
     async fn announce(&self, id: ContentId) {
         let _ = self.tell(Command::Announce { key: id.key() }).await;
+    }
+}
+
+/// Chunk ids handed to the engine ahead of the output, beyond its own lookahead (cheap: ids
+/// only), so that it never waits for this side to read the next manifest.
+const PLAN_AHEAD: usize = 64;
+
+/// One engine fetch from the get's side: chunks go in with [`EngineFetch::add`] and come out
+/// verified, by index, with [`EngineFetch::next`].
+struct EngineFetch {
+    node: Node,
+    id: cairn_dht::FetchId,
+    rx: mpsc::Receiver<FetchItem>,
+    ended: bool,
+}
+
+/// Why an engine fetch produced no chunk.
+enum FetchFailure {
+    /// The engine gave up.
+    Failed(cairn_dht::FetchError),
+    /// The node stopped.
+    Stopped,
+}
+
+impl FetchFailure {
+    fn into_get_error(self, content: ContentId) -> GetError {
+        match self {
+            FetchFailure::Stopped => GetError::Stopped(NodeStopped),
+            FetchFailure::Failed(e) if e.chunk == content.key() && e.holders_tried == 0 => {
+                GetError::NotFound(content)
+            }
+            FetchFailure::Failed(e) => GetError::Unavailable {
+                content,
+                chunk: format!("{:x}", e.chunk),
+                tried: e.holders_tried,
+            },
+        }
+    }
+}
+
+impl EngineFetch {
+    async fn start(node: &Node, root: Option<Key>) -> Result<Self, GetError> {
+        let (id, rx) = node
+            .call(|reply| Command::Fetch { root, reply })
+            .await?
+            .map_err(|e| GetError::Busy(e.to_string()))?;
+        Ok(Self {
+            node: node.clone(),
+            id,
+            rx,
+            ended: false,
+        })
+    }
+
+    /// Adds chunks in order; returns the index of the first.
+    async fn add(&mut self, chunks: Vec<Key>) -> Result<u64, GetError> {
+        let fetch = self.id;
+        self.node
+            .call(|reply| Command::AddChunks {
+                fetch,
+                chunks,
+                reply,
+            })
+            .await?
+            .ok_or(GetError::Stopped(NodeStopped))
+    }
+
+    /// The next verified chunk to arrive, in any order.
+    async fn next(&mut self) -> Result<(u64, Vec<u8>), FetchFailure> {
+        match self.rx.recv().await {
+            Some(FetchItem::Chunk { index, bytes }) => Ok((index, bytes)),
+            Some(FetchItem::Failed(e)) => Err(FetchFailure::Failed(e)),
+            None => Err(FetchFailure::Stopped),
+        }
+    }
+
+    async fn release(&self, index: u64) {
+        let fetch = self.id;
+        let _ = self.node.tell(Command::ReleaseChunk { fetch, index }).await;
+    }
+
+    async fn end(mut self) {
+        self.ended = true;
+        let fetch = self.id;
+        let _ = self.node.tell(Command::EndFetch { fetch }).await;
+    }
+}
+
+impl Drop for EngineFetch {
+    fn drop(&mut self) {
+        if !self.ended {
+            // A get dropped midway (its reader went away). If the queue is full, the driver
+            // ends the fetch itself when it next finds the receiver gone.
+            let fetch = self.id;
+            let _ = self
+                .node
+                .inner
+                .commands
+                .try_send(Command::EndFetch { fetch });
+        }
+    }
+}
+
+/// Where a planned chunk comes from.
+enum Source {
+    /// Stored here.
+    Local,
+    /// The engine fetch's chunk of this index.
+    Fetched(u64),
+}
+
+/// The state of one file's output: chunks planned in file order, and those that arrived.
+struct Planner {
+    node: Node,
+    content: ContentId,
+    leaves: Leaves,
+    leaves_done: bool,
+    start: u64,
+    end: u64,
+    /// Announce this once every chunk came.
+    root: Option<Key>,
+    fetch: Option<EngineFetch>,
+    /// Chunks to output, in order.
+    queue: std::collections::VecDeque<(Link, u64, Source)>,
+    /// Fetched chunks that came before their turn, by fetch index.
+    arrived: std::collections::BTreeMap<u64, Vec<u8>>,
+}
+
+impl Planner {
+    /// The next piece of the output, or `None` at its end.
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, GetError> {
+        self.plan().await?;
+        let Some((link, offset, source)) = self.queue.pop_front() else {
+            if let Some(fetch) = self.fetch.take() {
+                fetch.end().await;
+            }
+            return Ok(None);
+        };
+        let content = self.content;
+        let bytes = match source {
+            Source::Local => self.node.fetch_chunk(content, link.id).await?,
+            Source::Fetched(index) => {
+                let bytes = self.take(index).await?;
+                if let Some(fetch) = &self.fetch {
+                    fetch.release(index).await;
+                }
+                self.node.cache(link.id, bytes.clone()).await;
+                bytes
+            }
+        };
+        if bytes.len() as u64 != link.size {
+            return Err(GetError::Manifest {
+                content,
+                source: crate::ManifestError::Invalid("chunk length differs from its manifest"),
+            });
+        }
+        // Trim to the range.
+        let from = self.start.saturating_sub(offset).min(link.size) as usize;
+        let to = self.end.saturating_sub(offset).min(link.size) as usize;
+        Ok(Some(if from == 0 && to == bytes.len() {
+            bytes
+        } else {
+            bytes[from..to].to_vec()
+        }))
+    }
+
+    /// Reads manifests until [`PLAN_AHEAD`] chunks are planned (or the file ends), and hands
+    /// those not stored here to the engine fetch, keeping the output order.
+    async fn plan(&mut self) -> Result<(), GetError> {
+        let mut planned = Vec::new();
+        while !self.leaves_done && self.queue.len() + planned.len() < PLAN_AHEAD {
+            match self.leaves.next(&self.node, self.content).await? {
+                Some((link, offset)) => {
+                    let local = self.node.has(link.id).await?;
+                    planned.push((link, offset, local));
+                }
+                None => self.leaves_done = true,
+            }
+        }
+        let wanted: Vec<Key> = planned
+            .iter()
+            .filter(|(_, _, local)| !local)
+            .map(|(link, _, _)| link.id)
+            .collect();
+        let mut next = self.hand_over(wanted).await?;
+        for (link, offset, local) in planned {
+            let source = if local {
+                Source::Local
+            } else {
+                next += 1;
+                Source::Fetched(next - 1)
+            };
+            self.queue.push_back((link, offset, source));
+        }
+        Ok(())
+    }
+
+    /// Adds `chunks` to the engine fetch (started on first use); returns the index of the
+    /// first.
+    async fn hand_over(&mut self, chunks: Vec<Key>) -> Result<u64, GetError> {
+        if chunks.is_empty() {
+            return Ok(0);
+        }
+        if self.fetch.is_none() {
+            self.fetch = Some(EngineFetch::start(&self.node, self.root).await?);
+        }
+        let fetch = self.fetch.as_mut().ok_or(GetError::Stopped(NodeStopped))?;
+        fetch.add(chunks).await
+    }
+
+    /// Fetched chunk `index`, waiting for it; others that come first are kept for their turn.
+    async fn take(&mut self, index: u64) -> Result<Vec<u8>, GetError> {
+        let content = self.content;
+        loop {
+            if let Some(bytes) = self.arrived.remove(&index) {
+                return Ok(bytes);
+            }
+            let fetch = self.fetch.as_mut().ok_or(GetError::Stopped(NodeStopped))?;
+            match fetch.next().await {
+                // A duplicate (a late answer after a failover) of one already taken is dropped.
+                Ok((i, bytes)) if i >= index => {
+                    self.arrived.insert(i, bytes);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.into_get_error(content)),
+            }
+        }
     }
 }
 

@@ -48,7 +48,7 @@ pub mod store;
 pub use cairn_dht as dht;
 pub use driver::{NetworkStatus, PeerInfo};
 pub use error::{GetError, NameError, NodeStopped, PutError, SpawnError, printable};
-pub use get::{FETCH_WINDOW, GetReader, GetSummary, Resolved};
+pub use get::{GetReader, GetSummary, Resolved};
 pub use id::{CONTENT_ID_PREFIX, ContentId, ContentIdError};
 pub use libp2p::{Multiaddr, PeerId};
 pub use manifest::{EntryKind, Manifest, ManifestError};
