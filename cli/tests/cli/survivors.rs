@@ -292,7 +292,7 @@ async fn one_network(seed: u64, victims: Victims) -> Vec<String> {
                         stderr(o)
                     })
             );
-            let reader_log = || daemons[reader].as_ref().unwrap().log_tail(12);
+            let reader_log = || daemons[reader].as_ref().unwrap().log_about(parts, 20);
             let show = |ids: &[String]| -> Vec<String> {
                 ids.iter()
                     .map(|h| format!("{}… held by survivors {:?}", &h[..12], held(h)))
@@ -300,7 +300,7 @@ async fn one_network(seed: u64, victims: Victims) -> Vec<String> {
             };
             let Some(got) = got else {
                 problems.push(format!(
-                    "{what}: did not finish within {GET_BOUND:?}\n  reader log:\n{}",
+                    "{what}: did not finish within {GET_BOUND:?}\n  reader log about this file:\n{}",
                     reader_log()
                 ));
                 return problems;
@@ -310,7 +310,7 @@ async fn one_network(seed: u64, victims: Victims) -> Vec<String> {
             if lost.is_empty() {
                 if !got.status.success() {
                     problems.push(format!(
-                        "{what}: failed although every chunk has a live copy: {err}\n  ids in the error: {:?}\n  reader log:\n{}",
+                        "{what}: failed although every chunk has a live copy: {err}\n  ids in the error: {:?}\n  reader log about this file:\n{}",
                         show(&named),
                         reader_log()
                     ));
@@ -381,7 +381,9 @@ impl Daemon {
     async fn start(dir: &Path, bootstrap: Option<&str>) -> Self {
         let mut c = cairn();
         c.arg("--json")
-            .arg("-v")
+            // Debug from the node (the get path), info from the rest, no colour codes.
+            .env("RUST_LOG", "info,cairn_node=debug")
+            .env("NO_COLOR", "1")
             .arg("--data-dir")
             .arg(dir)
             .args(["daemon", "--api", "127.0.0.1:0"])
@@ -453,10 +455,16 @@ impl Daemon {
         self.child.start_kill().expect("SIGKILL the daemon");
     }
 
-    /// The last `n` lines of its log.
-    fn log_tail(&self, n: usize) -> String {
+    /// The last `n` lines of its log that mention one of `ids` (by their first 16 hex digits).
+    fn log_about(&self, ids: &BTreeSet<String>, n: usize) -> String {
         let log = self.stderr.lock().unwrap();
-        let lines: Vec<&str> = log.lines().collect();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| ids.iter().any(|id| l.contains(&id[..16])))
+            .collect();
+        if lines.is_empty() {
+            return "    (no line of its log names this file's chunks)".into();
+        }
         lines[lines.len().saturating_sub(n)..]
             .iter()
             .map(|l| format!("    {l}"))
