@@ -10,9 +10,10 @@
 //! - **Holder lookups ahead of the download.** A holder lookup starts for every chunk within
 //!   [`FetchConfig::lookahead`] of the first unreleased one, so on a high-latency network a large
 //!   get is not one lookup per chunk in series.
-//! - **Several holders at once.** At most [`FetchConfig::window`] chunks are requested or held
-//!   unreleased at a time (the caller's memory bound); each request goes to the untried holder of
-//!   that chunk with the lowest expected wait, `(requests in flight to it + 1) × its round trip`,
+//! - **Several holders at once.** Only the [`FetchConfig::window`] chunks from the first
+//!   unreleased one are requested (the caller's memory bound, and never a window that later
+//!   chunks fill while the first waits); each request goes to the untried holder of that chunk
+//!   with the lowest expected wait, `(requests in flight to it + 1) × its round trip`,
 //!   so a fast holder gets more of the window than a slow one.
 //! - **Failover and retry on the engine's own timers.** A request that fails, times out
 //!   ([`FetchConfig::chunk_timeout`] plus the holder's round trip), finds no chunk, or brings bytes
@@ -71,8 +72,8 @@ pub struct FetchError {
 /// Limits and timers of fetches (part of [`crate::Config`]).
 #[derive(Clone, Debug)]
 pub struct FetchConfig {
-    /// Chunks requested or received but not yet released, per fetch: the caller's memory bound
-    /// (window × the largest chunk). Default 8.
+    /// Chunks from the first unreleased one that may be requested, per fetch: the caller's
+    /// memory bound (window × the largest chunk). Default 8.
     pub window: usize,
     /// How far past the first unreleased chunk holder lookups run ahead. Default 16.
     pub lookahead: usize,
@@ -435,18 +436,15 @@ impl<A: Clone> Fetches<A> {
         }
         // Requests in flight per holder, for spreading the window.
         let mut inflight: BTreeMap<Key, u32> = BTreeMap::new();
-        let mut used = 0;
         for c in f.chunks.values() {
-            match c.state {
-                State::Requesting { from, .. } => {
-                    *inflight.entry(from).or_default() += 1;
-                    used += 1;
-                }
-                State::Done => used += 1,
-                _ => {}
+            if let State::Requesting { from, .. } = c.state {
+                *inflight.entry(from).or_default() += 1;
             }
         }
-        for (&index, c) in f.chunks.iter_mut().take(lookahead) {
+        // The window is the `window` chunks from the first unreleased one, not a count of
+        // requests: the caller releases in order, so a count would let later chunks fill it
+        // while the first waits for holders, and then nothing could move.
+        for (position, (&index, c)) in f.chunks.iter_mut().take(lookahead).enumerate() {
             match c.state {
                 State::New => {
                     c.state = State::Looking;
@@ -457,7 +455,7 @@ impl<A: Clone> Fetches<A> {
                         key: c.key,
                     });
                 }
-                State::Ready if used < window && !c.holders.is_empty() => {
+                State::Ready if position < window && !c.holders.is_empty() => {
                     // The lowest expected wait; ties go to the better-ranked holder.
                     let pick = (0..c.holders.len())
                         .min_by_key(|&i| {
@@ -472,7 +470,6 @@ impl<A: Clone> Fetches<A> {
                     let deadline = now + timeout + rtt(&id);
                     c.state = State::Requesting { from: id, deadline };
                     *inflight.entry(id).or_default() += 1;
-                    used += 1;
                     out.push(Action::Request {
                         fetch,
                         index,
@@ -711,6 +708,56 @@ mod tests {
         let mut more = Vec::new();
         f.end(id, &mut more);
         assert!(more.is_empty(), "a failed fetch announces nothing");
+    }
+
+    #[test]
+    fn the_first_chunk_is_requested_even_while_later_ones_wait_for_release() {
+        let (mut f, id, out) = fetch_with(12, &[1]);
+        let asked = requests(&out);
+        assert_eq!(asked.len(), 8);
+        // Chunk 0's only holder fails; 1..8 arrive and wait for 0 to be released first.
+        let mut more = Vec::new();
+        f.on_chunk(
+            T0,
+            (id, 0),
+            &holder(1).id,
+            ChunkOutcome::Failed,
+            &rtt,
+            &mut more,
+        );
+        // Whatever else was asked meanwhile arrives too.
+        let mut asked: Vec<u64> = (1..8).collect();
+        asked.extend(requests(&more).into_iter().map(|(index, _)| index));
+        for index in asked {
+            f.on_chunk(
+                T0,
+                (id, index),
+                &holder(1).id,
+                ChunkOutcome::Ok,
+                &rtt,
+                &mut more,
+            );
+        }
+        let at = more
+            .iter()
+            .find_map(|a| match a {
+                Action::Wake { at, index: 0, .. } => Some(*at),
+                _ => None,
+            })
+            .expect("chunk 0 backs off");
+        let mut more = Vec::new();
+        f.on_wake(at, id, 0, &rtt, &mut more);
+        assert_eq!(lookups(&more), vec![0]);
+        let mut more = Vec::new();
+        f.on_holders(
+            at,
+            (id, 0),
+            vec![holder(2)],
+            BTreeSet::new(),
+            &rtt,
+            &mut more,
+        );
+        assert_eq!(requests(&more), vec![(0, 2)], "chunk 0 is asked again");
     }
 
     #[test]
