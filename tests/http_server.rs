@@ -442,3 +442,36 @@ async fn a_listen_address_whose_port_is_taken_fails_naming_it() {
     }
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_get_that_cannot_start_fails_before_the_headers() {
+    let net = Testnet::new(1).await.unwrap();
+    let node = &net.nodes[0];
+    let data = random_bytes(2 << 20, 90);
+    let put = timeout(STEP, node.put_bytes(data.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    let cairn_node::Manifest::File { chunks, .. } = node.manifest(put.id).await.unwrap() else {
+        panic!("a 2 MiB file is one file manifest");
+    };
+    // The first data chunk's file is gone and no peer has it.
+    let hex = format!("{:x}", chunks[0].id);
+    std::fs::remove_file(net.dirs[0].join("chunks").join(&hex[..2]).join(&hex)).unwrap();
+    let server = Server::start(node).await;
+    let response = timeout(
+        STEP,
+        client().get(server.url(&format!("/c/{}", put.id))).send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(response.status(), 502, "not a 200 that is cut short");
+    let message = json_error(response, 502).await;
+    assert!(
+        message.contains(&hex),
+        "the error names the chunk: {message}"
+    );
+    server.stop().await;
+    net.shutdown().await;
+}

@@ -42,7 +42,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -321,6 +321,17 @@ struct ApiError(StatusCode, String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl ApiError {
+    /// The error of a get's byte stream (a [`GetError`] inside an I/O error).
+    fn from_io(e: std::io::Error) -> Self {
+        match e.into_inner().map(|inner| inner.downcast::<GetError>()) {
+            Some(Ok(get)) => (*get).into(),
+            Some(Err(other)) => ApiError(StatusCode::BAD_GATEWAY, other.to_string()),
+            None => ApiError(StatusCode::BAD_GATEWAY, "the get failed".into()),
+        }
     }
 }
 
@@ -1051,7 +1062,20 @@ async fn serve_file(
         }
     };
     let reader = node.get_range(id, start, end).await?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    let mut stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10);
+    // The first bytes come before the headers: a get that cannot start (no holder of the first
+    // chunk) fails with its own status rather than a 200 cut short. A failure later aborts the
+    // connection before the declared length, which no client takes for a complete file.
+    let first = if end > start {
+        match stream.next().await {
+            Some(Ok(bytes)) => Some(bytes),
+            Some(Err(e)) => return Err(ApiError::from_io(e)),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let body = Body::from_stream(futures::stream::iter(first.map(Ok)).chain(stream));
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
