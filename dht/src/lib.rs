@@ -13,9 +13,10 @@
 //!   adaptive per-peer timeouts ([`RttEstimator`]); optional disjoint paths (S/Kademlia §4.4).
 //! - records: [`SignedRecord`]s verified before storing, sequence only moving forward; provider
 //!   records bound to the authenticated announcer; a bounded [`RecordStore`].
-//! - chunk placement: [`Dht::place`] decides which peers hold a chunk, [`Dht::find_holders`]
-//!   finds them, [`Dht::rank`] orders them for fetching, and [`Event::Replicate`] moves copies
-//!   to new closest peers as peers join and leave.
+//! - chunk placement (the `placement` module holds every rule): [`Dht::place`] decides which
+//!   peers hold a chunk, [`Dht::find_holders`] finds them, [`Dht::rank`] orders them for
+//!   fetching, and [`Event::Replicate`] moves copies to new closest peers as peers join and
+//!   leave.
 //! - fetching: [`Dht::start_fetch`] and its events decide, for content the caller reads, which
 //!   holder to ask for each chunk, how many at once, when to retry, fail over or give up (the
 //!   `fetch` module).
@@ -47,29 +48,29 @@
 //! ```
 
 mod config;
+mod contact;
 mod engine;
 mod fetch;
 mod key;
 mod message;
-mod peer;
-mod peers;
+mod placement;
 mod query;
 mod record;
-mod replicas;
 mod routing;
 mod rtt;
+mod scores;
 mod time;
 
 pub use config::{Config, RateLimit, StoreLimits, TimeoutConfig};
+pub use contact::{Address, Contact};
 pub use engine::{Dht, Event, RequestId, Transmit};
 pub use fetch::{ChunkOutcome, FetchConfig, FetchError, FetchId};
 pub use key::{Distance, KEY_BITS, Key};
 pub use message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
-pub use peer::{Address, Contact};
-pub use peers::PeerScore;
 pub use query::{QueryError, QueryId, QueryResult, QueryStats};
 pub use record::{
     MemoryRecordStore, ProviderRecord, RecordError, RecordStore, SignedRecord, StoreError,
 };
 pub use rtt::RttEstimator;
+pub use scores::PeerScore;
 pub use time::Timestamp;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::peer::IpPrefix;
+use crate::contact::IpPrefix;
 use crate::{Address, Contact, Key, Timestamp};
 
 /// A routing-table entry.

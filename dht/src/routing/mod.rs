@@ -259,7 +259,7 @@ impl<A: Address> RoutingTable<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::IpPrefix;
+    use crate::contact::IpPrefix;
     use proptest::prelude::*;
     use std::collections::HashMap;
     use std::net::SocketAddr;

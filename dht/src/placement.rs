@@ -1,4 +1,8 @@
-//! Keeping chunks on their closest peers as peers come and go.
+//! Placement: which peers hold a chunk. Every rule is here: the `replication` closest peers
+//! are its holders ([`placement`], what a put stores to); a peer keeps a chunk as a replica only
+//! if it is one of them by its own view ([`among_closest`] with `replication`), and accepts one
+//! from another peer within twice that (the slack for routing tables that differ a little);
+//! and replicas follow the closest set as peers come and go:
 //!
 //! A chunk belongs on the `replication` closest peers to its key. Each peer only knows its own
 //! routing table, but the peers near a key know that neighbourhood well (Kademlia §2.2), so the
@@ -20,6 +24,44 @@ use std::collections::BTreeSet;
 
 use crate::routing::RoutingTable;
 use crate::{Address, Contact, Key};
+
+/// Whether `local` is closer to `key` than the `n`-th closest peer `table` knows (or it knows
+/// fewer than `n`).
+pub(crate) fn among_closest<A: Address>(
+    table: &RoutingTable<A>,
+    local: &Key,
+    key: &Key,
+    n: usize,
+) -> bool {
+    let n = n.max(1);
+    match table.closest(key, n).get(n - 1) {
+        None => true,
+        Some(farthest) => key.distance(local) < key.distance(&farthest.id),
+    }
+}
+
+/// Where a chunk goes, from the live peers a lookup found closest to `key` (closest first):
+/// the `replication` closest of them and `local`, and whether `local` is one of those (it then
+/// keeps its own copy, and one fewer peer gets one).
+pub(crate) fn placement<A>(
+    mut closest: Vec<Contact<A>>,
+    local: &Key,
+    key: &Key,
+    replication: usize,
+) -> (Vec<Contact<A>>, bool) {
+    let n = replication.max(1);
+    closest.truncate(n);
+    let local_distance = key.distance(local);
+    let closer_than_local = closest
+        .iter()
+        .filter(|p| key.distance(&p.id) < local_distance)
+        .count();
+    let here = closer_than_local < n;
+    if here && closest.len() == n {
+        closest.pop();
+    }
+    (closest, here)
+}
 
 /// One copy to make: send the chunk under `key` to `to`; if `release`, this peer then is no
 /// longer among the closest and may drop its responsible copy.

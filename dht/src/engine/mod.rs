@@ -1,4 +1,11 @@
-//! The engine: one peer's whole Kademlia state machine.
+//! The engine: one peer's whole Kademlia state machine. Its parts by concept: the lookup
+//! machinery shared by every query kind (`queries.rs`), fetches of content (`fetching.rs`, over
+//! the planner in `crate::fetch`), periodic work (`jobs.rs`); placement rules are in
+//! `crate::placement`.
+
+mod fetching;
+mod jobs;
+mod queries;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -9,11 +16,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::fetch::{Action, ChunkOutcome, FetchError, FetchId, Fetches};
 use crate::message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
-use crate::peers::{PeerScore, RateLimiter, Scores};
+use crate::placement;
 use crate::query::{Lookup, PathId};
 use crate::record::{ProviderRecord, RecordError, RecordStore, StoreError};
-use crate::replicas;
 use crate::routing::{InsertOutcome, Removal, RoutingTable, TableConfig};
+use crate::scores::{PeerScore, RateLimiter, Scores};
 use crate::{
     Address, Config, Contact, Key, MemoryRecordStore, QueryError, QueryId, QueryResult, QueryStats,
     SignedRecord, Timestamp,
@@ -78,7 +85,7 @@ pub enum Event<A> {
         peer: Contact<A>,
     },
     /// A chunk this peer holds should be copied to `to`, which is now among the `replication`
-    /// closest peers to it (see the `replicas` module: a peer joined, or one left). The node
+    /// closest peers to it (see the `placement` module: a peer joined, or one left). The node
     /// sends the bytes. If `release`, this peer itself is no longer among the closest and may
     /// keep its copy as evictable cache once `to` has it.
     Replicate {
@@ -547,7 +554,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     }
 
     /// Finds peers that hold the content under `key` (replicas and announced providers). Stops
-    /// early once `replication` holders are known, so a lookup can end at a nearby cache.
+    /// early once `replication` live holders are known — peers that answered that they hold
+    /// it, plus at most one claim per responder about others — so a lookup can end at a nearby
+    /// cache but not on a list of dead or fake holders.
     pub fn find_holders(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
         self.start(now, self.holders_kind(None), key, Vec::new(), false)
     }
@@ -559,141 +568,6 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             referrers: BTreeSet::new(),
             want: self.config.replication.max(1),
             fetch,
-        }
-    }
-
-    /// Starts fetching content, to which chunks are then added with [`Dht::add_chunks`]; see
-    /// the `fetch` module for what the engine decides. With a `root`, this peer announces
-    /// itself as a provider of it when a fetch that received every chunk ends.
-    pub fn start_fetch(&mut self, root: Option<Key>) -> Result<FetchId, QueryError> {
-        self.fetches.start(root).ok_or(QueryError::Busy {
-            max: self.config.fetch.max_fetches,
-        })
-    }
-
-    /// Adds chunks to a fetch, in the order the caller will use them; returns the index of the
-    /// first (indices count from 0 in the order added), or `None` for an unknown fetch.
-    pub fn add_chunks(
-        &mut self,
-        now: Timestamp,
-        fetch: FetchId,
-        chunks: impl IntoIterator<Item = Key>,
-    ) -> Option<u64> {
-        self.run_jobs(now);
-        self.with_fetches(now, |fetches, rtt, out| {
-            fetches.add(now, fetch, chunks, rtt, out)
-        })
-    }
-
-    /// The outcome of an [`Event::FetchChunk`] request to `from`.
-    pub fn handle_chunk(
-        &mut self,
-        now: Timestamp,
-        fetch: FetchId,
-        index: u64,
-        from: &Key,
-        outcome: ChunkOutcome,
-    ) {
-        self.run_jobs(now);
-        self.with_fetches(now, |fetches, rtt, out| {
-            fetches.on_chunk(now, (fetch, index), from, outcome, rtt, out)
-        });
-    }
-
-    /// The caller has used chunk `index` of `fetch` (written it out, in order): it leaves the
-    /// fetch's window, making room for the next request.
-    pub fn release_chunk(&mut self, now: Timestamp, fetch: FetchId, index: u64) {
-        self.with_fetches(now, |fetches, rtt, out| {
-            fetches.release(now, fetch, index, rtt, out)
-        });
-    }
-
-    /// Ends a fetch, finished or abandoned; one that received every chunk announces its root.
-    pub fn end_fetch(&mut self, now: Timestamp, fetch: FetchId) {
-        let mut out = Vec::new();
-        self.fetches.end(fetch, &mut out);
-        self.apply_fetch(now, out);
-    }
-
-    /// Fetches in progress.
-    pub fn fetches_in_progress(&self) -> usize {
-        self.fetches.len()
-    }
-
-    /// Runs `f` on the fetches with the round-trip ranking, then carries out what they decided.
-    fn with_fetches<T>(
-        &mut self,
-        now: Timestamp,
-        f: impl FnOnce(&mut Fetches<A>, &dyn Fn(&Key) -> Duration, &mut Vec<Action<A>>) -> T,
-    ) -> T {
-        let mut out = Vec::new();
-        let result = {
-            let rtt = rtt_of(&self.scores, self.config.timeouts.initial);
-            f(&mut self.fetches, &rtt, &mut out)
-        };
-        self.apply_fetch(now, out);
-        result
-    }
-
-    /// Carries out what the fetches decided.
-    fn apply_fetch(&mut self, now: Timestamp, actions: Vec<Action<A>>) {
-        let mut queue = std::collections::VecDeque::from(actions);
-        while let Some(action) = queue.pop_front() {
-            match action {
-                Action::FindHolders { fetch, index, key } => {
-                    let kind = self.holders_kind(Some((fetch, index)));
-                    if self.start(now, kind, key, Vec::new(), true).is_err() {
-                        // Too many queries: as if the lookup found nobody (a later one retries).
-                        let mut out = Vec::new();
-                        {
-                            let rtt = rtt_of(&self.scores, self.config.timeouts.initial);
-                            self.fetches.on_holders(
-                                now,
-                                (fetch, index),
-                                Vec::new(),
-                                BTreeSet::new(),
-                                &rtt,
-                                &mut out,
-                            );
-                        }
-                        queue.extend(out);
-                    }
-                }
-                Action::Request {
-                    fetch,
-                    index,
-                    chunk,
-                    from,
-                    deadline,
-                } => {
-                    self.timers
-                        .push(Reverse((deadline, Timer::Fetch(fetch, index))));
-                    self.events.push_back(Event::FetchChunk {
-                        fetch,
-                        index,
-                        chunk,
-                        from,
-                    });
-                }
-                Action::Wake { at, fetch, index } => {
-                    self.timers.push(Reverse((at, Timer::Fetch(fetch, index))));
-                }
-                Action::Failed { fetch, error } => {
-                    self.events.push_back(Event::FetchFailed { fetch, error });
-                }
-                Action::Outcome { peer, ok, lied } => {
-                    if ok {
-                        self.scores.on_success(&peer, now);
-                    } else if lied {
-                        self.report_misbehaviour(now, &peer);
-                    } else {
-                        self.scores.on_failure(&peer, 1, now);
-                    }
-                }
-                Action::Announce { root } => {
-                    let _ = self.start(now, Kind::Announce, root, Vec::new(), true);
-                }
-            }
         }
     }
 
@@ -769,23 +643,15 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// routing tables that differ a little between peers; a peer far from the key refuses, so
     /// nobody can fill its disk with chunks it is not responsible for.
     pub fn is_responsible(&self, key: &Key) -> bool {
-        self.among_closest(key, 2 * self.config.replication.max(1))
+        let n = 2 * self.config.replication.max(1);
+        placement::among_closest(&self.table, &self.local, key, n)
     }
 
     /// Whether this peer is one of the `replication` closest peers to `key` that it knows, with
     /// no slack: whether it keeps a chunk it stored itself as a replica (unlike
     /// [`Dht::is_responsible`], which decides what to accept from others).
     pub fn is_replica_holder(&self, key: &Key) -> bool {
-        self.among_closest(key, self.config.replication.max(1))
-    }
-
-    /// Whether this peer is closer to `key` than the `n`-th closest peer it knows (or it knows
-    /// fewer than `n`).
-    fn among_closest(&self, key: &Key, n: usize) -> bool {
-        match self.table.closest(key, n).get(n - 1) {
-            None => true,
-            Some(farthest) => key.distance(&self.local) < key.distance(&farthest.id),
-        }
+        placement::among_closest(&self.table, &self.local, key, self.config.replication)
     }
 
     /// Whether this peer noted that it holds `key`.
@@ -801,356 +667,6 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// Queries in progress, maintenance included.
     pub fn queries_in_progress(&self) -> usize {
         self.queries.len()
-    }
-
-    // ---- query machinery ----------------------------------------------------------------------
-
-    fn start(
-        &mut self,
-        now: Timestamp,
-        kind: Kind<A>,
-        target: Key,
-        seeds: Vec<Contact<A>>,
-        internal: bool,
-    ) -> Result<QueryId, QueryError> {
-        if self.queries.len() >= self.config.max_queries {
-            return Err(QueryError::Busy {
-                max: self.config.max_queries,
-            });
-        }
-        self.run_jobs(now);
-        let id = QueryId(self.next_query);
-        self.next_query += 1;
-        let mut candidates = self.table.closest(&target, self.config.k);
-        candidates.extend(seeds);
-        let lookup = Lookup::new(
-            target,
-            self.local,
-            candidates,
-            self.config.k,
-            self.config.alpha,
-            self.config.disjoint_paths,
-        );
-        self.table.mark_refreshed(&target, now);
-        let deadline = now + self.config.query_timeout;
-        self.timers.push(Reverse((deadline, Timer::Query(id))));
-        self.queries.insert(
-            id,
-            Query {
-                kind,
-                lookup,
-                phase: Phase::Lookup,
-                stats: QueryStats {
-                    started: now,
-                    ..QueryStats::default()
-                },
-                deadline,
-                internal,
-            },
-        );
-        self.advance(now, id);
-        Ok(id)
-    }
-
-    /// Sends what the lookup wants sent; moves on when it has ended.
-    fn advance(&mut self, now: Timestamp, id: QueryId) {
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        if !matches!(q.phase, Phase::Lookup) {
-            return;
-        }
-        let body = match &q.kind {
-            Kind::GetRecord { .. } => RequestBody::FindValue {
-                key: *q.lookup.target(),
-            },
-            Kind::Holders { .. } => RequestBody::GetProviders {
-                key: *q.lookup.target(),
-            },
-            // Every dead peer met takes a place in the answers the lookup gets; ask for two more
-            // per failure (up to 2k) so the k closest *live* peers still fit (the 300-engine test
-            // with a third of the peers dead finds all of them only with this).
-            _ => RequestBody::FindNode {
-                target: *q.lookup.target(),
-                count: (self.config.k + 2 * q.stats.failures as usize).min(2 * self.config.k)
-                    as u16,
-            },
-        };
-        let requests = q.lookup.next_requests();
-        q.stats.requests += requests.len() as u32;
-        let finished = requests.is_empty() && q.lookup.is_finished();
-        for (path, to) in requests {
-            self.send(now, to, body.clone(), Purpose::Lookup { query: id, path });
-        }
-        if finished {
-            self.on_lookup_done(now, id);
-        }
-    }
-
-    fn on_lookup_response(
-        &mut self,
-        now: Timestamp,
-        id: QueryId,
-        path: PathId,
-        from: Contact<A>,
-        response: Response<A>,
-    ) {
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        let target = *q.lookup.target();
-        let closer = match (&mut q.kind, response.body) {
-            (
-                Kind::Bootstrap
-                | Kind::Refresh
-                | Kind::FindNode
-                | Kind::PutRecord { .. }
-                | Kind::Announce
-                | Kind::Place,
-                ResponseBody::Nodes { closer },
-            ) => Some(closer),
-            (Kind::GetRecord { best, answers }, ResponseBody::Value { record, closer }) => {
-                if let Some(record) = record {
-                    let valid = record.key() == target && record.verify(now).is_ok();
-                    if !valid {
-                        // A forged or mismatched record: the peer lied.
-                        self.scores.on_failure(&from.id, MISBEHAVIOUR_WEIGHT, now);
-                        q.stats.failures += 1;
-                        q.lookup.on_failure(path, &from.id);
-                        self.advance(now, id);
-                        return;
-                    }
-                    *answers += 1;
-                    if best.as_ref().is_none_or(|b| record.sequence > b.sequence) {
-                        *best = Some(record);
-                    }
-                }
-                Some(closer)
-            }
-            (
-                Kind::Holders {
-                    holders,
-                    verified,
-                    referrers,
-                    ..
-                },
-                ResponseBody::Providers {
-                    holds,
-                    providers,
-                    closer,
-                },
-            ) => {
-                if holds {
-                    holders.push(from.clone());
-                    verified.insert(from.id);
-                }
-                let mut named = false;
-                for p in providers.into_iter().take(self.config.k) {
-                    if p.id != self.local && p.addr.matches_id(&p.id) {
-                        named |= !verified.contains(&p.id);
-                        holders.push(p);
-                    }
-                }
-                if named {
-                    referrers.insert(from.id);
-                }
-                holders.sort_by_key(|c| c.id);
-                holders.dedup_by_key(|c| c.id);
-                Some(closer)
-            }
-            _ => None, // an error, or an answer to another question
-        };
-        match closer {
-            Some(closer) => {
-                q.stats.successes += 1;
-                q.lookup.on_success(path, &from.id, closer);
-            }
-            None => {
-                q.stats.failures += 1;
-                q.lookup.on_failure(path, &from.id);
-            }
-        }
-        let done_early = match &q.kind {
-            Kind::GetRecord { answers, .. } => *answers >= self.config.record_quorum.max(1),
-            // Enough live holders: those that answered that they hold it, plus at most one
-            // claim per responder about others.
-            Kind::Holders {
-                verified,
-                referrers,
-                want,
-                ..
-            } => verified.len() + referrers.difference(verified).count() >= *want,
-            _ => false,
-        };
-        if done_early {
-            self.finish(now, id, false);
-        } else {
-            self.advance(now, id);
-        }
-    }
-
-    fn on_lookup_done(&mut self, now: Timestamp, id: QueryId) {
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        let body = match &q.kind {
-            Kind::PutRecord { record } => RequestBody::PutRecord {
-                record: record.clone(),
-            },
-            Kind::Announce => RequestBody::AddProvider {
-                key: *q.lookup.target(),
-            },
-            Kind::Bootstrap => {
-                self.finish(now, id, false);
-                self.refresh_older_than(now, Duration::ZERO);
-                return;
-            }
-            _ => {
-                self.finish(now, id, false);
-                return;
-            }
-        };
-        let (peers, _) = q.lookup.closest_succeeded(self.config.k);
-        q.phase = Phase::Store {
-            waiting: peers.len(),
-            stored: 0,
-            failed: 0,
-        };
-        q.stats.requests += peers.len() as u32;
-        if peers.is_empty() {
-            self.finish(now, id, false);
-            return;
-        }
-        for to in peers {
-            self.send(now, to, body.clone(), Purpose::Store { query: id });
-        }
-    }
-
-    fn on_store_outcome(&mut self, now: Timestamp, id: QueryId, ok: bool) {
-        let Some(q) = self.queries.get_mut(&id) else {
-            return;
-        };
-        let Phase::Store {
-            waiting,
-            stored,
-            failed,
-        } = &mut q.phase
-        else {
-            return;
-        };
-        *waiting = waiting.saturating_sub(1);
-        if ok {
-            *stored += 1;
-            q.stats.successes += 1;
-        } else {
-            *failed += 1;
-            q.stats.failures += 1;
-        }
-        if *waiting == 0 {
-            self.finish(now, id, false);
-        }
-    }
-
-    fn finish(&mut self, now: Timestamp, id: QueryId, timed_out: bool) {
-        let Some(q) = self.queries.remove(&id) else {
-            return;
-        };
-        let k = self.config.k;
-        let target = *q.lookup.target();
-        let (closest, hops) = q.lookup.closest_succeeded(k);
-        let mut stats = q.stats;
-        stats.hops = hops;
-        stats.duration = now.saturating_duration_since(stats.started);
-        stats.timed_out = timed_out;
-        let (stored, failed) = match q.phase {
-            Phase::Store {
-                stored,
-                failed,
-                waiting,
-            } => (stored, failed + waiting),
-            Phase::Lookup => (0, 0),
-        };
-        let result = match q.kind {
-            Kind::Refresh => return,
-            Kind::Bootstrap => QueryResult::Bootstrap { closest },
-            Kind::FindNode => QueryResult::FindNode { target, closest },
-            Kind::GetRecord { best, answers } => QueryResult::GetRecord {
-                key: target,
-                record: best,
-                answers,
-            },
-            Kind::PutRecord { .. } => QueryResult::PutRecord {
-                key: target,
-                stored,
-                failed,
-            },
-            Kind::Announce => QueryResult::Announce {
-                key: target,
-                stored,
-                failed,
-            },
-            Kind::Holders {
-                mut holders,
-                verified,
-                fetch: Some((fetch, index)),
-                ..
-            } => {
-                self.rank(&mut holders);
-                self.with_fetches(now, |fetches, rtt, out| {
-                    fetches.on_holders(now, (fetch, index), holders, verified, rtt, out)
-                });
-                return;
-            }
-            Kind::Holders { holders, .. } => QueryResult::Holders {
-                key: target,
-                holders,
-                closest,
-            },
-            Kind::Place => {
-                let n = self.config.replication.max(1);
-                let mut peers = closest;
-                peers.truncate(n);
-                let local_distance = target.distance(&self.local);
-                let closer_than_local = peers
-                    .iter()
-                    .filter(|p| target.distance(&p.id) < local_distance)
-                    .count();
-                let local = closer_than_local < n;
-                if local && peers.len() == n {
-                    peers.pop();
-                }
-                QueryResult::Placement {
-                    key: target,
-                    peers,
-                    local,
-                }
-            }
-        };
-        if !q.internal {
-            self.events
-                .push_back(Event::QueryFinished { id, result, stats });
-        }
-    }
-
-    fn send(&mut self, now: Timestamp, to: Contact<A>, body: RequestBody, purpose: Purpose) {
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        let deadline = now + self.scores.timeout(&to.id, &self.config.timeouts);
-        self.timers.push(Reverse((deadline, Timer::Request(id))));
-        self.pending.insert(
-            id,
-            Pending {
-                to: to.clone(),
-                sent: now,
-                deadline,
-                purpose,
-            },
-        );
-        self.transmits.push_back(Transmit {
-            id,
-            to,
-            request: Request::new(body),
-        });
     }
 
     // ---- peers and the routing table ----------------------------------------------------------
@@ -1177,7 +693,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     fn on_removal(&mut self, removal: Option<Removal<A>>) {
         if let Some(Removal { removed, promoted }) = removal {
             let r = self.config.replication;
-            for t in replicas::on_leave(&self.table, &self.held, &self.local, r, &removed) {
+            for t in placement::on_leave(&self.table, &self.held, &self.local, r, &removed) {
                 self.events.push_back(Event::Replicate {
                     key: t.key,
                     to: t.to,
@@ -1193,7 +709,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
 
     fn on_peer_added(&mut self, peer: Contact<A>) {
         let r = self.config.replication;
-        for t in replicas::on_join(&self.table, &self.held, &self.local, r, &peer) {
+        for t in placement::on_join(&self.table, &self.held, &self.local, r, &peer) {
             self.events.push_back(Event::Replicate {
                 key: t.key,
                 to: t.to,
@@ -1230,34 +746,6 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             Err(StoreError::Stale { held }) => Err(RemoteError::StaleRecord { held }),
             Err(StoreError::Full) => Err(RemoteError::StoreFull),
         }
-    }
-
-    // ---- housekeeping -------------------------------------------------------------------------
-
-    fn run_jobs(&mut self, now: Timestamp) {
-        if now < self.next_jobs {
-            return;
-        }
-        self.next_jobs = now + JOBS_INTERVAL;
-        self.store.remove_expired(now);
-        if let Some(interval) = self.config.refresh_interval {
-            self.refresh_older_than(now, interval);
-        }
-    }
-
-    fn refresh_older_than(&mut self, now: Timestamp, interval: Duration) -> usize {
-        let mut started = 0;
-        for bucket in self.table.stale_buckets(now, interval) {
-            let target = self.local.random_in_bucket(bucket, &mut self.rng);
-            if self
-                .start(now, Kind::Refresh, target, Vec::new(), true)
-                .is_err()
-            {
-                break;
-            }
-            started += 1;
-        }
-        started
     }
 }
 

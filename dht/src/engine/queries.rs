@@ -1,0 +1,351 @@
+//! The lookup machinery every query kind shares: starting a query, sending what its lookup
+//! wants, taking answers, the store phase of puts and announcements, and finishing with the
+//! kind's result.
+
+use super::*;
+
+impl<A: Address, S: RecordStore<A>> Dht<A, S> {
+    pub(super) fn start(
+        &mut self,
+        now: Timestamp,
+        kind: Kind<A>,
+        target: Key,
+        seeds: Vec<Contact<A>>,
+        internal: bool,
+    ) -> Result<QueryId, QueryError> {
+        if self.queries.len() >= self.config.max_queries {
+            return Err(QueryError::Busy {
+                max: self.config.max_queries,
+            });
+        }
+        self.run_jobs(now);
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        let mut candidates = self.table.closest(&target, self.config.k);
+        candidates.extend(seeds);
+        let lookup = Lookup::new(
+            target,
+            self.local,
+            candidates,
+            self.config.k,
+            self.config.alpha,
+            self.config.disjoint_paths,
+        );
+        self.table.mark_refreshed(&target, now);
+        let deadline = now + self.config.query_timeout;
+        self.timers.push(Reverse((deadline, Timer::Query(id))));
+        self.queries.insert(
+            id,
+            Query {
+                kind,
+                lookup,
+                phase: Phase::Lookup,
+                stats: QueryStats {
+                    started: now,
+                    ..QueryStats::default()
+                },
+                deadline,
+                internal,
+            },
+        );
+        self.advance(now, id);
+        Ok(id)
+    }
+
+    /// Sends what the lookup wants sent; moves on when it has ended.
+    pub(super) fn advance(&mut self, now: Timestamp, id: QueryId) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        if !matches!(q.phase, Phase::Lookup) {
+            return;
+        }
+        let body = match &q.kind {
+            Kind::GetRecord { .. } => RequestBody::FindValue {
+                key: *q.lookup.target(),
+            },
+            Kind::Holders { .. } => RequestBody::GetProviders {
+                key: *q.lookup.target(),
+            },
+            // Every dead peer met takes a place in the answers the lookup gets; ask for two more
+            // per failure (up to 2k) so the k closest *live* peers still fit (the 300-engine test
+            // with a third of the peers dead finds all of them only with this).
+            _ => RequestBody::FindNode {
+                target: *q.lookup.target(),
+                count: (self.config.k + 2 * q.stats.failures as usize).min(2 * self.config.k)
+                    as u16,
+            },
+        };
+        let requests = q.lookup.next_requests();
+        q.stats.requests += requests.len() as u32;
+        let finished = requests.is_empty() && q.lookup.is_finished();
+        for (path, to) in requests {
+            self.send(now, to, body.clone(), Purpose::Lookup { query: id, path });
+        }
+        if finished {
+            self.on_lookup_done(now, id);
+        }
+    }
+
+    pub(super) fn on_lookup_response(
+        &mut self,
+        now: Timestamp,
+        id: QueryId,
+        path: PathId,
+        from: Contact<A>,
+        response: Response<A>,
+    ) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        let target = *q.lookup.target();
+        let closer = match (&mut q.kind, response.body) {
+            (
+                Kind::Bootstrap
+                | Kind::Refresh
+                | Kind::FindNode
+                | Kind::PutRecord { .. }
+                | Kind::Announce
+                | Kind::Place,
+                ResponseBody::Nodes { closer },
+            ) => Some(closer),
+            (Kind::GetRecord { best, answers }, ResponseBody::Value { record, closer }) => {
+                if let Some(record) = record {
+                    let valid = record.key() == target && record.verify(now).is_ok();
+                    if !valid {
+                        // A forged or mismatched record: the peer lied.
+                        self.scores.on_failure(&from.id, MISBEHAVIOUR_WEIGHT, now);
+                        q.stats.failures += 1;
+                        q.lookup.on_failure(path, &from.id);
+                        self.advance(now, id);
+                        return;
+                    }
+                    *answers += 1;
+                    if best.as_ref().is_none_or(|b| record.sequence > b.sequence) {
+                        *best = Some(record);
+                    }
+                }
+                Some(closer)
+            }
+            (
+                Kind::Holders {
+                    holders,
+                    verified,
+                    referrers,
+                    ..
+                },
+                ResponseBody::Providers {
+                    holds,
+                    providers,
+                    closer,
+                },
+            ) => {
+                if holds {
+                    holders.push(from.clone());
+                    verified.insert(from.id);
+                }
+                let mut named = false;
+                for p in providers.into_iter().take(self.config.k) {
+                    if p.id != self.local && p.addr.matches_id(&p.id) {
+                        named |= !verified.contains(&p.id);
+                        holders.push(p);
+                    }
+                }
+                if named {
+                    referrers.insert(from.id);
+                }
+                holders.sort_by_key(|c| c.id);
+                holders.dedup_by_key(|c| c.id);
+                Some(closer)
+            }
+            _ => None, // an error, or an answer to another question
+        };
+        match closer {
+            Some(closer) => {
+                q.stats.successes += 1;
+                q.lookup.on_success(path, &from.id, closer);
+            }
+            None => {
+                q.stats.failures += 1;
+                q.lookup.on_failure(path, &from.id);
+            }
+        }
+        let done_early = match &q.kind {
+            Kind::GetRecord { answers, .. } => *answers >= self.config.record_quorum.max(1),
+            // Enough live holders: those that answered that they hold it, plus at most one
+            // claim per responder about others.
+            Kind::Holders {
+                verified,
+                referrers,
+                want,
+                ..
+            } => verified.len() + referrers.difference(verified).count() >= *want,
+            _ => false,
+        };
+        if done_early {
+            self.finish(now, id, false);
+        } else {
+            self.advance(now, id);
+        }
+    }
+
+    pub(super) fn on_lookup_done(&mut self, now: Timestamp, id: QueryId) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        let body = match &q.kind {
+            Kind::PutRecord { record } => RequestBody::PutRecord {
+                record: record.clone(),
+            },
+            Kind::Announce => RequestBody::AddProvider {
+                key: *q.lookup.target(),
+            },
+            Kind::Bootstrap => {
+                self.finish(now, id, false);
+                self.refresh_older_than(now, Duration::ZERO);
+                return;
+            }
+            _ => {
+                self.finish(now, id, false);
+                return;
+            }
+        };
+        let (peers, _) = q.lookup.closest_succeeded(self.config.k);
+        q.phase = Phase::Store {
+            waiting: peers.len(),
+            stored: 0,
+            failed: 0,
+        };
+        q.stats.requests += peers.len() as u32;
+        if peers.is_empty() {
+            self.finish(now, id, false);
+            return;
+        }
+        for to in peers {
+            self.send(now, to, body.clone(), Purpose::Store { query: id });
+        }
+    }
+
+    pub(super) fn on_store_outcome(&mut self, now: Timestamp, id: QueryId, ok: bool) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        let Phase::Store {
+            waiting,
+            stored,
+            failed,
+        } = &mut q.phase
+        else {
+            return;
+        };
+        *waiting = waiting.saturating_sub(1);
+        if ok {
+            *stored += 1;
+            q.stats.successes += 1;
+        } else {
+            *failed += 1;
+            q.stats.failures += 1;
+        }
+        if *waiting == 0 {
+            self.finish(now, id, false);
+        }
+    }
+
+    pub(super) fn finish(&mut self, now: Timestamp, id: QueryId, timed_out: bool) {
+        let Some(q) = self.queries.remove(&id) else {
+            return;
+        };
+        let k = self.config.k;
+        let target = *q.lookup.target();
+        let (closest, hops) = q.lookup.closest_succeeded(k);
+        let mut stats = q.stats;
+        stats.hops = hops;
+        stats.duration = now.saturating_duration_since(stats.started);
+        stats.timed_out = timed_out;
+        let (stored, failed) = match q.phase {
+            Phase::Store {
+                stored,
+                failed,
+                waiting,
+            } => (stored, failed + waiting),
+            Phase::Lookup => (0, 0),
+        };
+        let result = match q.kind {
+            Kind::Refresh => return,
+            Kind::Bootstrap => QueryResult::Bootstrap { closest },
+            Kind::FindNode => QueryResult::FindNode { target, closest },
+            Kind::GetRecord { best, answers } => QueryResult::GetRecord {
+                key: target,
+                record: best,
+                answers,
+            },
+            Kind::PutRecord { .. } => QueryResult::PutRecord {
+                key: target,
+                stored,
+                failed,
+            },
+            Kind::Announce => QueryResult::Announce {
+                key: target,
+                stored,
+                failed,
+            },
+            Kind::Holders {
+                mut holders,
+                verified,
+                fetch: Some((fetch, index)),
+                ..
+            } => {
+                self.rank(&mut holders);
+                self.with_fetches(now, |fetches, rtt, out| {
+                    fetches.on_holders(now, (fetch, index), holders, verified, rtt, out)
+                });
+                return;
+            }
+            Kind::Holders { holders, .. } => QueryResult::Holders {
+                key: target,
+                holders,
+                closest,
+            },
+            Kind::Place => {
+                let (peers, local) =
+                    placement::placement(closest, &self.local, &target, self.config.replication);
+                QueryResult::Placement {
+                    key: target,
+                    peers,
+                    local,
+                }
+            }
+        };
+        if !q.internal {
+            self.events
+                .push_back(Event::QueryFinished { id, result, stats });
+        }
+    }
+
+    pub(super) fn send(
+        &mut self,
+        now: Timestamp,
+        to: Contact<A>,
+        body: RequestBody,
+        purpose: Purpose,
+    ) {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        let deadline = now + self.scores.timeout(&to.id, &self.config.timeouts);
+        self.timers.push(Reverse((deadline, Timer::Request(id))));
+        self.pending.insert(
+            id,
+            Pending {
+                to: to.clone(),
+                sent: now,
+                deadline,
+                purpose,
+            },
+        );
+        self.transmits.push_back(Transmit {
+            id,
+            to,
+            request: Request::new(body),
+        });
+    }
+}
