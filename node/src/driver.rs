@@ -114,11 +114,11 @@ type Reply<T> = oneshot::Sender<T>;
 pub(crate) enum Command {
     Bootstrap {
         seeds: Vec<PeerAddr>,
-        reply: Reply<Result<usize, String>>,
+        reply: Reply<Result<usize, QueryError>>,
     },
     Place {
         key: Key,
-        reply: Reply<Result<Placement, String>>,
+        reply: Reply<Result<Placement, QueryError>>,
     },
     /// Starts an engine fetch; its chunks arrive on the receiver (see [`FetchItem`]).
     Fetch {
@@ -162,11 +162,11 @@ pub(crate) enum Command {
     },
     PutRecord {
         record: SignedRecord,
-        reply: Reply<Result<usize, String>>,
+        reply: Reply<Result<usize, QueryError>>,
     },
     GetRecord {
         key: Key,
-        reply: Reply<Result<Option<SignedRecord>, String>>,
+        reply: Reply<Result<Option<SignedRecord>, QueryError>>,
     },
     /// Which of `keys` this node keeps as a replica (one of the `replication` closest).
     Responsible {
@@ -186,10 +186,10 @@ pub(crate) enum Command {
 
 /// A query waiting for its engine event.
 enum Waiter {
-    Bootstrap(Reply<Result<usize, String>>),
-    Place(Reply<Result<Placement, String>>),
-    PutRecord(Reply<Result<usize, String>>),
-    GetRecord(Reply<Result<Option<SignedRecord>, String>>),
+    Bootstrap(Reply<Result<usize, QueryError>>),
+    Place(Reply<Result<Placement, QueryError>>),
+    PutRecord(Reply<Result<usize, QueryError>>),
+    GetRecord(Reply<Result<Option<SignedRecord>, QueryError>>),
     Background,
 }
 
@@ -498,15 +498,15 @@ impl Driver {
     fn await_query<T>(
         &mut self,
         started: Result<QueryId, cairn_dht::QueryError>,
-        reply: Reply<Result<T, String>>,
-        waiter: fn(Reply<Result<T, String>>) -> Waiter,
+        reply: Reply<Result<T, QueryError>>,
+        waiter: fn(Reply<Result<T, QueryError>>) -> Waiter,
     ) {
         match started {
             Ok(id) => {
                 self.waiters.insert(id, waiter(reply));
             }
             Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
+                let _ = reply.send(Err(e));
             }
         }
     }

@@ -134,8 +134,8 @@ pub enum PutError {
 #[derive(Debug, thiserror::Error)]
 pub enum NameError {
     /// The engine refused the command (invalid record, stale sequence, too busy).
-    #[error("{0}")]
-    Rejected(String),
+    #[error(transparent)]
+    Rejected(#[from] cairn_dht::QueryError),
     /// The text is not a name.
     #[error("{0}")]
     Malformed(String),
