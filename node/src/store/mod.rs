@@ -587,17 +587,13 @@ impl Store {
                 for id in ids {
                     let existing = table.get(id.as_bytes())?.map(|g| g.value());
                     let Some(old) = existing else { continue };
-                    let new = (old.0, replica, old.2, old.3);
-                    match (evictable(old), evictable(new)) {
-                        (true, false) => {
-                            lru.remove((old.3, *id.as_bytes()))?;
-                        }
-                        (false, true) => {
-                            lru.insert((new.3, *id.as_bytes()), ())?;
-                        }
-                        _ => {}
-                    }
-                    table.insert(id.as_bytes(), new)?;
+                    rewrite(
+                        &mut table,
+                        &mut lru,
+                        id,
+                        old,
+                        (old.0, replica, old.2, old.3),
+                    )?;
                 }
             }
             txn.commit()?;
@@ -849,17 +845,7 @@ impl Store {
                 match existing {
                     None => false,
                     Some(old) => {
-                        let new = f(old);
-                        match (evictable(old), evictable(new)) {
-                            (true, false) => {
-                                lru.remove((old.3, *id.as_bytes()))?;
-                            }
-                            (false, true) => {
-                                lru.insert((new.3, *id.as_bytes()), ())?;
-                            }
-                            _ => {}
-                        }
-                        table.insert(id.as_bytes(), new)?;
+                        rewrite(&mut table, &mut lru, id, old, f(old))?;
                         true
                     }
                 }
@@ -894,6 +880,28 @@ fn human(bytes: u64, scale: u64) -> String {
         Some((size, unit)) => format!("{:.1} {unit}", bytes as f64 / *size as f64),
         None => format!("{bytes} B"),
     }
+}
+
+/// Replaces a chunk's index entry `old` with `new`, moving it into or out of the LRU order as
+/// it becomes evictable or stops being so.
+fn rewrite(
+    table: &mut redb::Table<[u8; 32], (u32, bool, u64, u64)>,
+    lru: &mut redb::Table<(u64, [u8; 32]), ()>,
+    id: &Key,
+    old: (u32, bool, u64, u64),
+    new: (u32, bool, u64, u64),
+) -> Result<(), StoreError> {
+    match (evictable(old), evictable(new)) {
+        (true, false) => {
+            lru.remove((old.3, *id.as_bytes()))?;
+        }
+        (false, true) => {
+            lru.insert((new.3, *id.as_bytes()), ())?;
+        }
+        _ => {}
+    }
+    table.insert(id.as_bytes(), new)?;
+    Ok(())
 }
 
 fn with_reason(
