@@ -28,8 +28,10 @@
 
 mod adversary;
 mod churn;
+mod content;
 mod directory;
 mod network;
+mod objects;
 mod queue;
 mod report;
 mod scenario;

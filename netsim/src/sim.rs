@@ -18,6 +18,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::adversary::{self, Adversaries};
+use crate::content::{ContentStore, Link};
 use crate::directory::KeyIndex;
 use crate::network::{Geography, Region};
 use crate::queue::EventQueue;
@@ -44,10 +45,14 @@ pub(crate) struct Node {
     pub(crate) engine: Option<Box<Dht<u32>>>,
     /// The instant of the timer event queued for this node, if any.
     timer_at: Option<Timestamp>,
+    /// Its access link.
+    pub(crate) link: Link,
+    /// The chunks it stores.
+    pub(crate) store: ContentStore,
 }
 
 /// What the queue holds.
-enum Action {
+pub(crate) enum Action {
     /// A request arrives at `to`.
     Request {
         from: u32,
@@ -83,6 +88,12 @@ enum Action {
     Cut,
     /// The partition heals.
     Heal,
+    /// Object number `index` is published (content workload).
+    PublishObject { index: usize },
+    /// A placed copy of `chunk` arrives at `to`.
+    Copy { to: u32, chunk: Key, size: u32 },
+    /// Get number `index` starts.
+    Get { index: usize },
 }
 
 /// What a finished engine query belonged to.
@@ -91,6 +102,11 @@ pub(crate) enum Tracked {
     Join,
     Lookup(usize),
     Publish(usize),
+    /// Placement of chunk `chunk` of object `object`.
+    Place {
+        object: usize,
+        chunk: usize,
+    },
 }
 
 /// Counters over the whole run.
@@ -127,6 +143,9 @@ pub(crate) struct Simulator {
     net_rng: ChaCha8Rng,
     churn_rng: ChaCha8Rng,
     pub(crate) work_rng: ChaCha8Rng,
+    /// Draws every node's link; its own stream, so that the content model changes no other
+    /// draw.
+    link_rng: ChaCha8Rng,
     /// Honest population that churn keeps up.
     population: usize,
     pub(crate) counters: Counters,
@@ -168,6 +187,7 @@ impl Simulator {
             net_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0e7_0000),
             churn_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xc4_0000),
             work_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x3007_0000),
+            link_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0011_4c00),
             population: honest_count,
             counters: Counters::default(),
             pending_joins: 0,
@@ -228,6 +248,8 @@ impl Simulator {
             ready: false,
             engine,
             timer_at: None,
+            link: Link::draw(&mut self.link_rng),
+            store: ContentStore::default(),
         });
         self.all.insert(id, slot);
         if adversary {
@@ -371,6 +393,9 @@ impl Simulator {
                 self.work.across_at_heal = Some(self.routing_across());
                 self.partitioned = false;
             }
+            Action::PublishObject { index } => self.publish_object(index),
+            Action::Copy { to, chunk, size } => self.on_copy(to, chunk, size),
+            Action::Get { index } => self.start_get(index),
         }
     }
 
@@ -486,6 +511,11 @@ impl Simulator {
                 request: t.request,
             },
         );
+    }
+
+    /// Schedules `action` at `at`.
+    pub(crate) fn push(&mut self, at: Timestamp, action: Action) {
+        self.queue.push(at, action);
     }
 
     /// Schedules a workload action.
@@ -635,7 +665,7 @@ impl Simulator {
         Contact::new(n.id, n.addr)
     }
 
-    fn slot_of(&self, addr: u32) -> Option<u32> {
+    pub(crate) fn slot_of(&self, addr: u32) -> Option<u32> {
         if addr >> 24 == 0 {
             ((addr as usize) < self.nodes.len()).then_some(addr)
         } else {
@@ -677,7 +707,7 @@ impl Simulator {
         self.scenario.loss > 0.0 && self.net_rng.random::<f64>() < self.scenario.loss
     }
 
-    fn delay(&mut self, from: u32, to: u32) -> Duration {
+    pub(crate) fn delay(&mut self, from: u32, to: u32) -> Duration {
         let (a, b) = (&self.nodes[from as usize], &self.nodes[to as usize]);
         let rtt = self.geo.rtt(from, a.region, to, b.region);
         self.geo.one_way(rtt, &mut self.net_rng)
