@@ -52,6 +52,8 @@ pub struct Config {
     /// Peers whose round trip and reliability are remembered (routing-table entries and peers
     /// met in lookups); the stalest beyond this are forgotten. Default 8192.
     pub max_tracked_peers: usize,
+    /// Fetch limits and timers (see [`crate::FetchConfig`]).
+    pub fetch: crate::FetchConfig,
     /// Seed of the engine's RNG (bucket refresh targets). Same inputs + same seed = same outputs.
     pub seed: u64,
 }
@@ -118,6 +120,7 @@ impl Default for Config {
             max_queries: 256,
             probe_after: Duration::from_secs(60),
             max_tracked_peers: 8192,
+            fetch: crate::FetchConfig::default(),
             seed: 0,
         }
     }

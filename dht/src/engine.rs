@@ -7,6 +7,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::fetch::{Action, ChunkOutcome, FetchError, FetchId, Fetches};
 use crate::message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
 use crate::peers::{PeerScore, RateLimiter, Scores};
 use crate::query::{Lookup, PathId};
@@ -23,6 +24,12 @@ const JOBS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Weight of a misbehaviour (bad bytes, a lie) against a peer, in failed requests.
 const MISBEHAVIOUR_WEIGHT: u32 = 5;
+
+/// The measured round trip of a peer, or `unmeasured` for one never measured: what the fetch
+/// planner ranks holders by.
+fn rtt_of(scores: &Scores, unmeasured: Duration) -> impl Fn(&Key) -> Duration + '_ {
+    move |k| scores.rtt(k).unwrap_or(unmeasured)
+}
 
 /// Identifies an outbound request; the caller hands it back with the response or failure.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -82,6 +89,25 @@ pub enum Event<A> {
         /// Whether this peer may drop its responsibility afterwards.
         release: bool,
     },
+    /// A fetch asks for a chunk: request `chunk` from `from`, verify it, and report the outcome
+    /// with [`Dht::handle_chunk`] (the engine times the request out itself).
+    FetchChunk {
+        /// The fetch.
+        fetch: FetchId,
+        /// The chunk's place in the fetch, to give back.
+        index: u64,
+        /// The chunk id.
+        chunk: Key,
+        /// The holder to ask.
+        from: Contact<A>,
+    },
+    /// A fetch gave up: a chunk could not be had from any holder found.
+    FetchFailed {
+        /// The fetch.
+        fetch: FetchId,
+        /// Which chunk, and what was tried.
+        error: FetchError,
+    },
     /// A peer stored a signed record with us.
     RecordStored {
         /// The record key.
@@ -116,6 +142,7 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     rng: ChaCha8Rng,
     /// Chunks this peer stores, ordered so that repair decisions come out in a fixed order.
     held: BTreeSet<Key>,
+    fetches: Fetches<A>,
     queries: BTreeMap<QueryId, Query<A>>,
     pending: HashMap<RequestId, Pending<A>>,
     timers: BinaryHeap<Reverse<(Timestamp, Timer)>>,
@@ -130,6 +157,7 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
 enum Timer {
     Request(RequestId),
     Query(QueryId),
+    Fetch(FetchId, u64),
 }
 
 #[derive(Debug)]
@@ -173,7 +201,14 @@ enum Kind<A> {
     Announce,
     Holders {
         holders: Vec<Contact<A>>,
+        /// Responders that said they hold it: live, and answerable for the claim.
+        verified: BTreeSet<Key>,
+        /// Responders that named other providers: each counts once toward `want`, however
+        /// many it named (one liar cannot end a lookup with a list of dead or fake holders).
+        referrers: BTreeSet<Key>,
         want: usize,
+        /// The fetch chunk this lookup finds holders for (no event: the fetch goes on).
+        fetch: Option<(FetchId, u64)>,
     },
     Place,
 }
@@ -218,6 +253,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             limiter: RateLimiter::new(config.rate.clone()),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             held: BTreeSet::new(),
+            fetches: Fetches::new(config.fetch.clone()),
             queries: BTreeMap::new(),
             pending: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -377,6 +413,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                         self.finish(now, id, true);
                     }
                 }
+                Timer::Fetch(fetch, index) => {
+                    self.with_fetches(now, |fetches, rtt, out| {
+                        fetches.on_wake(now, fetch, index, rtt, out)
+                    });
+                }
             }
         }
         self.run_jobs(now);
@@ -426,6 +467,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             let live = match timer {
                 Timer::Request(id) => self.pending.contains_key(id),
                 Timer::Query(id) => self.queries.contains_key(id),
+                Timer::Fetch(..) => true,
             };
             if live {
                 break;
@@ -507,12 +549,152 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// Finds peers that hold the content under `key` (replicas and announced providers). Stops
     /// early once `replication` holders are known, so a lookup can end at a nearby cache.
     pub fn find_holders(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
-        let want = self.config.replication.max(1);
-        let kind = Kind::Holders {
+        self.start(now, self.holders_kind(None), key, Vec::new(), false)
+    }
+
+    fn holders_kind(&self, fetch: Option<(FetchId, u64)>) -> Kind<A> {
+        Kind::Holders {
             holders: Vec::new(),
-            want,
+            verified: BTreeSet::new(),
+            referrers: BTreeSet::new(),
+            want: self.config.replication.max(1),
+            fetch,
+        }
+    }
+
+    /// Starts fetching content, to which chunks are then added with [`Dht::add_chunks`]; see
+    /// the `fetch` module for what the engine decides. With a `root`, this peer announces
+    /// itself as a provider of it when a fetch that received every chunk ends.
+    pub fn start_fetch(&mut self, root: Option<Key>) -> Result<FetchId, QueryError> {
+        self.fetches.start(root).ok_or(QueryError::Busy {
+            max: self.config.fetch.max_fetches,
+        })
+    }
+
+    /// Adds chunks to a fetch, in the order the caller will use them; returns the index of the
+    /// first (indices count from 0 in the order added), or `None` for an unknown fetch.
+    pub fn add_chunks(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        chunks: impl IntoIterator<Item = Key>,
+    ) -> Option<u64> {
+        self.run_jobs(now);
+        self.with_fetches(now, |fetches, rtt, out| {
+            fetches.add(now, fetch, chunks, rtt, out)
+        })
+    }
+
+    /// The outcome of an [`Event::FetchChunk`] request to `from`.
+    pub fn handle_chunk(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        index: u64,
+        from: &Key,
+        outcome: ChunkOutcome,
+    ) {
+        self.run_jobs(now);
+        self.with_fetches(now, |fetches, rtt, out| {
+            fetches.on_chunk(now, (fetch, index), from, outcome, rtt, out)
+        });
+    }
+
+    /// The caller has used chunk `index` of `fetch` (written it out, in order): it leaves the
+    /// fetch's window, making room for the next request.
+    pub fn release_chunk(&mut self, now: Timestamp, fetch: FetchId, index: u64) {
+        self.with_fetches(now, |fetches, rtt, out| {
+            fetches.release(now, fetch, index, rtt, out)
+        });
+    }
+
+    /// Ends a fetch, finished or abandoned; one that received every chunk announces its root.
+    pub fn end_fetch(&mut self, now: Timestamp, fetch: FetchId) {
+        let mut out = Vec::new();
+        self.fetches.end(fetch, &mut out);
+        self.apply_fetch(now, out);
+    }
+
+    /// Fetches in progress.
+    pub fn fetches_in_progress(&self) -> usize {
+        self.fetches.len()
+    }
+
+    /// Runs `f` on the fetches with the round-trip ranking, then carries out what they decided.
+    fn with_fetches<T>(
+        &mut self,
+        now: Timestamp,
+        f: impl FnOnce(&mut Fetches<A>, &dyn Fn(&Key) -> Duration, &mut Vec<Action<A>>) -> T,
+    ) -> T {
+        let mut out = Vec::new();
+        let result = {
+            let rtt = rtt_of(&self.scores, self.config.timeouts.initial);
+            f(&mut self.fetches, &rtt, &mut out)
         };
-        self.start(now, kind, key, Vec::new(), false)
+        self.apply_fetch(now, out);
+        result
+    }
+
+    /// Carries out what the fetches decided.
+    fn apply_fetch(&mut self, now: Timestamp, actions: Vec<Action<A>>) {
+        let mut queue = std::collections::VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::FindHolders { fetch, index, key } => {
+                    let kind = self.holders_kind(Some((fetch, index)));
+                    if self.start(now, kind, key, Vec::new(), true).is_err() {
+                        // Too many queries: as if the lookup found nobody (a later one retries).
+                        let mut out = Vec::new();
+                        {
+                            let rtt = rtt_of(&self.scores, self.config.timeouts.initial);
+                            self.fetches.on_holders(
+                                now,
+                                (fetch, index),
+                                Vec::new(),
+                                BTreeSet::new(),
+                                &rtt,
+                                &mut out,
+                            );
+                        }
+                        queue.extend(out);
+                    }
+                }
+                Action::Request {
+                    fetch,
+                    index,
+                    chunk,
+                    from,
+                    deadline,
+                } => {
+                    self.timers
+                        .push(Reverse((deadline, Timer::Fetch(fetch, index))));
+                    self.events.push_back(Event::FetchChunk {
+                        fetch,
+                        index,
+                        chunk,
+                        from,
+                    });
+                }
+                Action::Wake { at, fetch, index } => {
+                    self.timers.push(Reverse((at, Timer::Fetch(fetch, index))));
+                }
+                Action::Failed { fetch, error } => {
+                    self.events.push_back(Event::FetchFailed { fetch, error });
+                }
+                Action::Outcome { peer, ok, lied } => {
+                    if ok {
+                        self.scores.on_success(&peer, now);
+                    } else if lied {
+                        self.report_misbehaviour(now, &peer);
+                    } else {
+                        self.scores.on_failure(&peer, 1, now);
+                    }
+                }
+                Action::Announce { root } => {
+                    let _ = self.start(now, Kind::Announce, root, Vec::new(), true);
+                }
+            }
+        }
     }
 
     /// Decides where the chunk under `key` should be stored: the `replication` closest live
@@ -746,7 +928,12 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 Some(closer)
             }
             (
-                Kind::Holders { holders, .. },
+                Kind::Holders {
+                    holders,
+                    verified,
+                    referrers,
+                    ..
+                },
                 ResponseBody::Providers {
                     holds,
                     providers,
@@ -755,11 +942,17 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             ) => {
                 if holds {
                     holders.push(from.clone());
+                    verified.insert(from.id);
                 }
+                let mut named = false;
                 for p in providers.into_iter().take(self.config.k) {
                     if p.id != self.local && p.addr.matches_id(&p.id) {
+                        named |= !verified.contains(&p.id);
                         holders.push(p);
                     }
+                }
+                if named {
+                    referrers.insert(from.id);
                 }
                 holders.sort_by_key(|c| c.id);
                 holders.dedup_by_key(|c| c.id);
@@ -779,7 +972,14 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         }
         let done_early = match &q.kind {
             Kind::GetRecord { answers, .. } => *answers >= self.config.record_quorum.max(1),
-            Kind::Holders { holders, want } => holders.len() >= *want,
+            // Enough live holders: those that answered that they hold it, plus at most one
+            // claim per responder about others.
+            Kind::Holders {
+                verified,
+                referrers,
+                want,
+                ..
+            } => verified.len() + referrers.difference(verified).count() >= *want,
             _ => false,
         };
         if done_early {
@@ -889,6 +1089,18 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 stored,
                 failed,
             },
+            Kind::Holders {
+                mut holders,
+                verified,
+                fetch: Some((fetch, index)),
+                ..
+            } => {
+                self.rank(&mut holders);
+                self.with_fetches(now, |fetches, rtt, out| {
+                    fetches.on_holders(now, (fetch, index), holders, verified, rtt, out)
+                });
+                return;
+            }
             Kind::Holders { holders, .. } => QueryResult::Holders {
                 key: target,
                 holders,

@@ -16,6 +16,9 @@
 //! - chunk placement: [`Dht::place`] decides which peers hold a chunk, [`Dht::find_holders`]
 //!   finds them, [`Dht::rank`] orders them for fetching, and [`Event::Replicate`] moves copies
 //!   to new closest peers as peers join and leave.
+//! - fetching: [`Dht::start_fetch`] and its events decide, for content the caller reads, which
+//!   holder to ask for each chunk, how many at once, when to retry, fail over or give up (the
+//!   `fetch` module).
 //! - inbound limits: a request budget per peer, bounded answers, bounded state everywhere.
 //!
 //! # Example
@@ -45,6 +48,7 @@
 
 mod config;
 mod engine;
+mod fetch;
 mod key;
 mod message;
 mod peer;
@@ -58,6 +62,7 @@ mod time;
 
 pub use config::{Config, RateLimit, StoreLimits, TimeoutConfig};
 pub use engine::{Dht, Event, RequestId, Transmit};
+pub use fetch::{ChunkOutcome, FetchConfig, FetchError, FetchId};
 pub use key::{Distance, KEY_BITS, Key};
 pub use message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
 pub use peer::{Address, Contact};

@@ -306,6 +306,8 @@ impl Driver {
                 }
                 Event::RecordStored { key, .. } => debug!(%key, "stored a record for a peer"),
                 Event::Replicate { key, to, release } => self.replicate(key, to.addr, release),
+                // The node does not start engine fetches yet: its gets still plan in get.rs.
+                Event::FetchChunk { .. } | Event::FetchFailed { .. } => {}
             }
         }
     }

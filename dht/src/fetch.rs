@@ -1,0 +1,725 @@
+//! Fetching content: which holder to ask for each chunk, how many requests at once, when to look
+//! for holders again, retry, fail over, or give up.
+//!
+//! The caller (the node, or netsim) reads manifests, hands the chunk ids it needs to a fetch in
+//! file order ([`Dht::add_chunks`](crate::Dht::add_chunks)), moves and verifies the bytes that
+//! [`Event::FetchChunk`](crate::Event::FetchChunk) asks for, reports each outcome
+//! ([`Dht::handle_chunk`](crate::Dht::handle_chunk)) and releases chunks in order as it uses them
+//! ([`Dht::release_chunk`](crate::Dht::release_chunk)). Everything else is decided here:
+//!
+//! - **Holder lookups ahead of the download.** A holder lookup starts for every chunk within
+//!   [`FetchConfig::lookahead`] of the first unreleased one, so on a high-latency network a large
+//!   get is not one lookup per chunk in series.
+//! - **Several holders at once.** At most [`FetchConfig::window`] chunks are requested or held
+//!   unreleased at a time (the caller's memory bound); each request goes to the untried holder of
+//!   that chunk with the lowest expected wait, `(requests in flight to it + 1) × its round trip`,
+//!   so a fast holder gets more of the window than a slow one.
+//! - **Failover and retry on the engine's own timers.** A request that fails, times out
+//!   ([`FetchConfig::chunk_timeout`] plus the holder's round trip), finds no chunk, or brings bytes
+//!   that fail verification moves on to the chunk's next holder; when none is left, the holders
+//!   are looked up again after a backoff, at most [`FetchConfig::lookups`] lookups per chunk.
+//! - **Penalties.** A holder that answered a lookup that it holds the chunk and then does not
+//!   serve it counts as lying, like one whose bytes fail verification; plain failures count as
+//!   failed transfers. Both lower its rank for every later fetch.
+//! - **Giving up**, with a [`FetchError`] naming the chunk, the holders tried and the lookups made.
+//! - **Announcing**: a fetch of content with a root that received every chunk announces this peer
+//!   as a provider of the root when it ends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::{Contact, Key, Timestamp};
+
+/// Identifies a fetch; events about it carry it back.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct FetchId(pub(crate) u64);
+
+impl FetchId {
+    /// The raw number, unique within one engine.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// What came of a chunk request the engine asked for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ChunkOutcome {
+    /// The bytes arrived and hash to the chunk id.
+    Ok,
+    /// The peer answered that it does not have the chunk.
+    NotFound,
+    /// The request failed: no connection, a broken stream, a refusal, a timeout of the caller's.
+    Failed,
+    /// Bytes arrived that do not hash to the chunk id.
+    Corrupt,
+}
+
+/// Why a fetch gave up.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[error(
+    "chunk {chunk:x} is held by no reachable peer (tried {holders_tried} holders in {lookups} lookups); try again later"
+)]
+pub struct FetchError {
+    /// The chunk that could not be had.
+    pub chunk: Key,
+    /// Holders asked for it.
+    pub holders_tried: usize,
+    /// Holder lookups made for it.
+    pub lookups: u32,
+}
+
+/// Limits and timers of fetches (part of [`crate::Config`]).
+#[derive(Clone, Debug)]
+pub struct FetchConfig {
+    /// Chunks requested or received but not yet released, per fetch: the caller's memory bound
+    /// (window × the largest chunk). Default 8.
+    pub window: usize,
+    /// How far past the first unreleased chunk holder lookups run ahead. Default 16.
+    pub lookahead: usize,
+    /// A chunk request with no outcome after this plus the holder's round trip counts as failed.
+    /// Default 10 s (a 1 MiB chunk over a 1 Mbit/s uplink).
+    pub chunk_timeout: Duration,
+    /// Holder lookups per chunk before the fetch gives up. Default 3.
+    pub lookups: u32,
+    /// Wait before looking up a chunk's holders again; doubled each time. Default 250 ms.
+    pub backoff: Duration,
+    /// Fetches at once; more are refused with [`crate::QueryError::Busy`]. Default 64.
+    pub max_fetches: usize,
+    /// Chunks one fetch holds at once (added and not released). Default 65,536.
+    pub max_chunks: usize,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            window: 8,
+            lookahead: 16,
+            chunk_timeout: Duration::from_secs(10),
+            lookups: 3,
+            backoff: Duration::from_millis(250),
+            max_fetches: 64,
+            max_chunks: 1 << 16,
+        }
+    }
+}
+
+/// What the engine must do for the fetches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Action<A> {
+    /// Start a holder lookup for chunk `index` of `fetch`.
+    FindHolders {
+        fetch: FetchId,
+        index: u64,
+        key: Key,
+    },
+    /// Ask `from` for the chunk (an [`crate::Event::FetchChunk`]) and wake at `deadline`.
+    Request {
+        fetch: FetchId,
+        index: u64,
+        chunk: Key,
+        from: Contact<A>,
+        deadline: Timestamp,
+    },
+    /// Call [`Fetches::on_wake`] for this chunk at `at`.
+    Wake {
+        at: Timestamp,
+        fetch: FetchId,
+        index: u64,
+    },
+    /// The fetch gave up.
+    Failed { fetch: FetchId, error: FetchError },
+    /// A transfer with `peer` went well or not; `lied` if it claimed the chunk or sent garbage.
+    Outcome { peer: Key, ok: bool, lied: bool },
+    /// Announce this peer as a provider of `root`.
+    Announce { root: Key },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Needs a holder lookup.
+    New,
+    /// A holder lookup is running.
+    Looking,
+    /// Has untried holders, waits for room in the window.
+    Ready,
+    /// Requested from `from`, which has until `deadline`.
+    Requesting { from: Key, deadline: Timestamp },
+    /// Waits until `until` before looking up holders again.
+    Backoff { until: Timestamp },
+    /// The bytes are with the caller, not yet released.
+    Done,
+}
+
+#[derive(Debug)]
+struct Chunk<A> {
+    key: Key,
+    state: State,
+    /// Holders not tried yet, best first.
+    holders: Vec<Contact<A>>,
+    /// Holders asked already.
+    tried: BTreeSet<Key>,
+    /// Holders that said, answering a lookup, that they hold it.
+    claimed: BTreeSet<Key>,
+    lookups: u32,
+}
+
+#[derive(Debug)]
+struct Fetch<A> {
+    root: Option<Key>,
+    /// Chunks added and not released, by index.
+    chunks: BTreeMap<u64, Chunk<A>>,
+    next_index: u64,
+    failed: bool,
+}
+
+/// Every fetch of one engine.
+#[derive(Debug)]
+pub(crate) struct Fetches<A> {
+    config: FetchConfig,
+    fetches: BTreeMap<FetchId, Fetch<A>>,
+    next: u64,
+}
+
+impl<A: Clone> Fetches<A> {
+    pub(crate) fn new(config: FetchConfig) -> Self {
+        Self {
+            config,
+            fetches: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// A new fetch, or `None` if `max_fetches` are running.
+    pub(crate) fn start(&mut self, root: Option<Key>) -> Option<FetchId> {
+        if self.fetches.len() >= self.config.max_fetches.max(1) {
+            return None;
+        }
+        let id = FetchId(self.next);
+        self.next += 1;
+        self.fetches.insert(
+            id,
+            Fetch {
+                root,
+                chunks: BTreeMap::new(),
+                next_index: 0,
+                failed: false,
+            },
+        );
+        Some(id)
+    }
+
+    /// Adds chunks in order; returns the index of the first, or `None` if the fetch is unknown
+    /// or would hold more than `max_chunks`.
+    pub(crate) fn add(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        chunks: impl IntoIterator<Item = Key>,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) -> Option<u64> {
+        let max = self.config.max_chunks;
+        let f = self.fetches.get_mut(&fetch)?;
+        let first = f.next_index;
+        for key in chunks {
+            if f.chunks.len() >= max {
+                break;
+            }
+            f.chunks.insert(
+                f.next_index,
+                Chunk {
+                    key,
+                    state: State::New,
+                    holders: Vec::new(),
+                    tried: BTreeSet::new(),
+                    claimed: BTreeSet::new(),
+                    lookups: 0,
+                },
+            );
+            f.next_index += 1;
+        }
+        self.drive(now, fetch, rtt, out);
+        Some(first)
+    }
+
+    /// A holder lookup for chunk `index` ended with `holders` (ranked best first); `claimed` are
+    /// those that said themselves that they hold it.
+    pub(crate) fn on_holders(
+        &mut self,
+        now: Timestamp,
+        (fetch, index): (FetchId, u64),
+        holders: Vec<Contact<A>>,
+        claimed: BTreeSet<Key>,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let Some(c) = self.chunk_mut(fetch, index) else {
+            return;
+        };
+        if c.state != State::Looking {
+            return;
+        }
+        c.claimed.extend(claimed);
+        c.holders = holders
+            .into_iter()
+            .filter(|h| !c.tried.contains(&h.id))
+            .collect();
+        c.state = State::Ready;
+        if c.holders.is_empty() {
+            self.next_holder(now, fetch, index, out);
+        }
+        self.drive(now, fetch, rtt, out);
+    }
+
+    /// The outcome of the request for chunk `index` (from whichever holder it went to).
+    pub(crate) fn on_chunk(
+        &mut self,
+        now: Timestamp,
+        (fetch, index): (FetchId, u64),
+        from: &Key,
+        outcome: ChunkOutcome,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let Some(c) = self.chunk_mut(fetch, index) else {
+            return;
+        };
+        let lied = match outcome {
+            ChunkOutcome::Ok => false,
+            ChunkOutcome::NotFound => c.claimed.contains(from),
+            ChunkOutcome::Corrupt => true,
+            ChunkOutcome::Failed => false,
+        };
+        out.push(Action::Outcome {
+            peer: *from,
+            ok: outcome == ChunkOutcome::Ok,
+            lied,
+        });
+        let current = matches!(c.state, State::Requesting { from: f, .. } if f == *from);
+        match outcome {
+            // Good bytes are good whenever they come (even after a timeout moved on).
+            ChunkOutcome::Ok if c.state != State::Done => c.state = State::Done,
+            ChunkOutcome::Ok => {}
+            _ if current => {
+                c.state = State::Ready;
+                self.next_holder(now, fetch, index, out);
+            }
+            _ => {}
+        }
+        self.drive(now, fetch, rtt, out);
+    }
+
+    /// A timer this module asked for came.
+    pub(crate) fn on_wake(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        index: u64,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let Some(c) = self.chunk_mut(fetch, index) else {
+            return;
+        };
+        match c.state {
+            State::Requesting { from, deadline } if deadline <= now => {
+                out.push(Action::Outcome {
+                    peer: from,
+                    ok: false,
+                    lied: false,
+                });
+                c.state = State::Ready;
+                self.next_holder(now, fetch, index, out);
+            }
+            State::Backoff { until } if until <= now => c.state = State::New,
+            _ => return,
+        }
+        self.drive(now, fetch, rtt, out);
+    }
+
+    /// The caller used chunk `index`: it leaves the window.
+    pub(crate) fn release(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        index: u64,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let Some(f) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
+        if f.chunks.get(&index).is_some_and(|c| c.state == State::Done) {
+            f.chunks.remove(&index);
+        }
+        self.drive(now, fetch, rtt, out);
+    }
+
+    /// Ends a fetch; one that got every chunk announces its root.
+    pub(crate) fn end(&mut self, fetch: FetchId, out: &mut Vec<Action<A>>) {
+        let Some(f) = self.fetches.remove(&fetch) else {
+            return;
+        };
+        let complete = !f.failed && f.chunks.values().all(|c| c.state == State::Done);
+        if let (true, Some(root)) = (complete, f.root) {
+            out.push(Action::Announce { root });
+        }
+    }
+
+    /// Fetches running.
+    pub(crate) fn len(&self) -> usize {
+        self.fetches.len()
+    }
+
+    fn chunk_mut(&mut self, fetch: FetchId, index: u64) -> Option<&mut Chunk<A>> {
+        let f = self.fetches.get_mut(&fetch)?;
+        if f.failed {
+            return None;
+        }
+        f.chunks.get_mut(&index)
+    }
+
+    /// After a holder failed (state `Ready`): leaves it `Ready` if an untried holder is left,
+    /// else backs off for another lookup, else gives the whole fetch up.
+    fn next_holder(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        index: u64,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let (lookups, backoff) = (self.config.lookups.max(1), self.config.backoff);
+        let Some(f) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
+        let Some(c) = f.chunks.get_mut(&index) else {
+            return;
+        };
+        if !c.holders.is_empty() {
+            return;
+        }
+        if c.lookups < lookups {
+            let until = now + backoff * (1u32 << (c.lookups.saturating_sub(1)).min(16));
+            c.state = State::Backoff { until };
+            out.push(Action::Wake {
+                at: until,
+                fetch,
+                index,
+            });
+            return;
+        }
+        let error = FetchError {
+            chunk: c.key,
+            holders_tried: c.tried.len(),
+            lookups: c.lookups,
+        };
+        f.failed = true;
+        out.push(Action::Failed { fetch, error });
+    }
+
+    /// Starts the lookups and requests that fit.
+    fn drive(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let (window, lookahead) = (self.config.window.max(1), self.config.lookahead.max(1));
+        let timeout = self.config.chunk_timeout;
+        let Some(f) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
+        if f.failed {
+            return;
+        }
+        // Requests in flight per holder, for spreading the window.
+        let mut inflight: BTreeMap<Key, u32> = BTreeMap::new();
+        let mut used = 0;
+        for c in f.chunks.values() {
+            match c.state {
+                State::Requesting { from, .. } => {
+                    *inflight.entry(from).or_default() += 1;
+                    used += 1;
+                }
+                State::Done => used += 1,
+                _ => {}
+            }
+        }
+        for (&index, c) in f.chunks.iter_mut().take(lookahead) {
+            match c.state {
+                State::New => {
+                    c.state = State::Looking;
+                    c.lookups += 1;
+                    out.push(Action::FindHolders {
+                        fetch,
+                        index,
+                        key: c.key,
+                    });
+                }
+                State::Ready if used < window && !c.holders.is_empty() => {
+                    // The lowest expected wait; ties go to the better-ranked holder.
+                    let pick = (0..c.holders.len())
+                        .min_by_key(|&i| {
+                            let id = c.holders[i].id;
+                            let waiting = inflight.get(&id).copied().unwrap_or(0) + 1;
+                            (rtt(&id).saturating_mul(waiting), i)
+                        })
+                        .unwrap_or(0);
+                    let from = c.holders.remove(pick);
+                    let id = from.id;
+                    c.tried.insert(id);
+                    let deadline = now + timeout + rtt(&id);
+                    c.state = State::Requesting { from: id, deadline };
+                    *inflight.entry(id).or_default() += 1;
+                    used += 1;
+                    out.push(Action::Request {
+                        fetch,
+                        index,
+                        chunk: c.key,
+                        from,
+                        deadline,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp::EPOCH;
+
+    fn key(n: u32) -> Key {
+        Key::for_peer(&n.to_be_bytes())
+    }
+
+    fn holder(n: u32) -> Contact<u32> {
+        Contact::new(key(1000 + n), n)
+    }
+
+    /// Holder `n` has a round trip of `n` × 10 ms.
+    fn rtt(k: &Key) -> Duration {
+        (1..100)
+            .find(|n| holder(*n).id == *k)
+            .map_or(Duration::from_secs(1), |n| {
+                Duration::from_millis(10 * n as u64)
+            })
+    }
+
+    fn requests(out: &[Action<u32>]) -> Vec<(u64, u32)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Request { index, from, .. } => Some((*index, from.addr)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn lookups(out: &[Action<u32>]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::FindHolders { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A fetch of `n` chunks; every lookup answered with `holders`.
+    fn fetch_with(n: u32, holders: &[u32]) -> (Fetches<u32>, FetchId, Vec<Action<u32>>) {
+        let mut f = Fetches::new(FetchConfig::default());
+        let id = f.start(Some(key(0))).unwrap();
+        let mut out = Vec::new();
+        f.add(T0, id, (1..=n).map(key), &rtt, &mut out);
+        let mut all = Vec::new();
+        for index in lookups(&out) {
+            let hs = holders.iter().map(|h| holder(*h)).collect();
+            let claimed = holders.iter().map(|h| holder(*h).id).collect();
+            f.on_holders(T0, (id, index), hs, claimed, &rtt, &mut all);
+        }
+        all.extend(out);
+        (f, id, all)
+    }
+
+    #[test]
+    fn looks_ahead_and_keeps_the_window() {
+        let (mut f, id, out) = fetch_with(40, &[1, 2, 3]);
+        let looked = lookups(&out);
+        assert_eq!(looked, (0..16).collect::<Vec<_>>(), "lookups run 16 ahead");
+        let asked = requests(&out);
+        assert_eq!(asked.len(), 8, "8 requests at once");
+        // Completing without releasing frees nothing; releasing in order does.
+        let mut more = Vec::new();
+        for (index, from) in &asked {
+            f.on_chunk(
+                T0,
+                (id, *index),
+                &holder(*from).id,
+                ChunkOutcome::Ok,
+                &rtt,
+                &mut more,
+            );
+        }
+        assert!(
+            requests(&more).is_empty(),
+            "done but unreleased chunks hold the window"
+        );
+        f.release(T0, id, 0, &rtt, &mut more);
+        assert_eq!(requests(&more).len(), 1);
+        assert_eq!(
+            lookups(&more),
+            vec![16],
+            "the lookahead moves with the window"
+        );
+    }
+
+    #[test]
+    fn faster_holders_get_more_of_the_window() {
+        let (_, _, out) = fetch_with(16, &[1, 2]);
+        let asked = requests(&out);
+        let fast = asked.iter().filter(|(_, h)| *h == 1).count();
+        let slow = asked.iter().filter(|(_, h)| *h == 2).count();
+        assert_eq!(fast + slow, 8);
+        assert!(fast > slow, "10 ms holder {fast} vs 20 ms holder {slow}");
+        assert!(slow > 0, "the window is spread, not all on one holder");
+    }
+
+    #[test]
+    fn a_holder_that_claimed_and_does_not_serve_is_a_liar_and_the_next_is_asked() {
+        let (mut f, id, out) = fetch_with(1, &[1, 2]);
+        assert_eq!(requests(&out), vec![(0, 1)]);
+        let mut more = Vec::new();
+        f.on_chunk(
+            T0,
+            (id, 0),
+            &holder(1).id,
+            ChunkOutcome::NotFound,
+            &rtt,
+            &mut more,
+        );
+        assert!(more.contains(&Action::Outcome {
+            peer: holder(1).id,
+            ok: false,
+            lied: true
+        }));
+        assert_eq!(requests(&more), vec![(0, 2)]);
+        // A plain failure is no lie.
+        let mut more = Vec::new();
+        f.on_chunk(
+            T0,
+            (id, 0),
+            &holder(2).id,
+            ChunkOutcome::Failed,
+            &rtt,
+            &mut more,
+        );
+        assert!(more.contains(&Action::Outcome {
+            peer: holder(2).id,
+            ok: false,
+            lied: false
+        }));
+    }
+
+    #[test]
+    fn a_silent_holder_times_out_and_good_bytes_count_whenever_they_come() {
+        let (mut f, id, out) = fetch_with(1, &[1, 2]);
+        let deadline = out
+            .iter()
+            .find_map(|a| match a {
+                Action::Request { deadline, .. } => Some(*deadline),
+                _ => None,
+            })
+            .unwrap();
+        let mut more = Vec::new();
+        f.on_wake(deadline, id, 0, &rtt, &mut more);
+        assert_eq!(requests(&more), vec![(0, 2)], "fails over at the deadline");
+        // The first holder's late answer still completes the chunk.
+        let mut more = Vec::new();
+        f.on_chunk(
+            deadline,
+            (id, 0),
+            &holder(1).id,
+            ChunkOutcome::Ok,
+            &rtt,
+            &mut more,
+        );
+        f.release(deadline, id, 0, &rtt, &mut more);
+        f.end(id, &mut more);
+        assert!(more.contains(&Action::Announce { root: key(0) }));
+    }
+
+    #[test]
+    fn gives_up_after_its_lookups_naming_the_chunk() {
+        let mut f: Fetches<u32> = Fetches::new(FetchConfig::default());
+        let id = f.start(None).unwrap();
+        let mut out = Vec::new();
+        f.add(T0, id, [key(7)], &rtt, &mut out);
+        let mut now = T0;
+        let mut failed = None;
+        for round in 1..=3u32 {
+            assert_eq!(lookups(&out), vec![0], "lookup {round}");
+            out.clear();
+            f.on_holders(
+                now,
+                (id, 0),
+                vec![holder(round)],
+                BTreeSet::new(),
+                &rtt,
+                &mut out,
+            );
+            assert_eq!(requests(&out), vec![(0, round)]);
+            out.clear();
+            f.on_chunk(
+                now,
+                (id, 0),
+                &holder(round).id,
+                ChunkOutcome::Corrupt,
+                &rtt,
+                &mut out,
+            );
+            if let Some(Action::Failed { error, .. }) =
+                out.iter().find(|a| matches!(a, Action::Failed { .. }))
+            {
+                failed = Some(error.clone());
+                break;
+            }
+            let at = out
+                .iter()
+                .find_map(|a| match a {
+                    Action::Wake { at, .. } => Some(*at),
+                    _ => None,
+                })
+                .expect("backs off before looking again");
+            assert!(at > now);
+            now = at;
+            out.clear();
+            f.on_wake(now, id, 0, &rtt, &mut out);
+        }
+        let error = failed.expect("gives up after 3 lookups");
+        assert_eq!(
+            error,
+            FetchError {
+                chunk: key(7),
+                holders_tried: 3,
+                lookups: 3
+            }
+        );
+        assert!(error.to_string().contains(&format!("{:x}", key(7))));
+        let mut more = Vec::new();
+        f.end(id, &mut more);
+        assert!(more.is_empty(), "a failed fetch announces nothing");
+    }
+
+    #[test]
+    fn fetches_are_bounded() {
+        let mut f: Fetches<u32> = Fetches::new(FetchConfig {
+            max_fetches: 2,
+            ..FetchConfig::default()
+        });
+        assert!(f.start(None).is_some() && f.start(None).is_some());
+        assert!(f.start(None).is_none());
+    }
+}
