@@ -19,11 +19,12 @@
 //!   the get ends when the last is released or on `Event::FetchFailed`. A getter that finished
 //!   caches the chunks (the CDN case, bounded by the cache LRU) and `hold`s them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use cairn_dht::{Key, QueryResult, Timestamp};
+use cairn_dht::{ChunkOutcome, Contact, FetchError, FetchId, Key, QueryResult, Timestamp};
 
+use crate::adversary;
 use crate::content::{self, Object, Popularity, Source};
 use crate::scenario::Scenario;
 use crate::sim::{Action, Simulator, Tracked};
@@ -52,6 +53,8 @@ pub(crate) struct ContentBook {
     /// and by cached ones.
     pub(crate) bytes_origin: u64,
     pub(crate) bytes_cache: u64,
+    /// Gets in progress, by getter and the getter's fetch id.
+    pub(crate) active: HashMap<(u32, FetchId), usize>,
     /// Use counter for the caches' LRU order.
     tick: u64,
 }
@@ -89,6 +92,8 @@ pub(crate) struct GetRun {
     pub(crate) received: Vec<bool>,
     /// Chunks released to the engine (all below this index).
     pub(crate) released: usize,
+    /// Why the engine gave up, if it did.
+    pub(crate) error: Option<FetchError>,
 }
 
 impl ContentBook {
@@ -279,8 +284,162 @@ impl Simulator {
         run.getter = Some(getter);
         let bytes = self.work.content.objects[object].bytes;
         run.downlink_bound = self.nodes[getter as usize].link.down_time(bytes);
-        // TODO(issue 9): start the fetch through the engine's fetch state machine once
-        // `Dht::start_fetch` is on main; until then a get is counted as refused.
-        run.refused = true;
+        let chunks = self.work.content.objects[object].chunks.clone();
+        run.received = vec![false; chunks.len()];
+        let now = self.now;
+        let Some(engine) = self.nodes[getter as usize].engine.as_mut() else {
+            return;
+        };
+        // No root: there are no manifests in the model, so there is nothing to announce.
+        let Ok(fetch) = engine.start_fetch(None) else {
+            self.work.content.gets[index].refused = true;
+            return;
+        };
+        self.work.content.active.insert((getter, fetch), index);
+        if engine.add_chunks(now, fetch, chunks).is_none() {
+            // More chunks than a fetch takes: the get cannot be made.
+            engine.end_fetch(now, fetch);
+            self.work.content.active.remove(&(getter, fetch));
+            self.work.content.gets[index].refused = true;
+        }
+        self.flush(getter);
+    }
+
+    /// The getter's engine asks `from` for `chunk`: model the request. An honest holder online
+    /// that has the chunk sends it over the two links; one without it answers "not found" a round
+    /// trip later; a fake holder answers "not found" or sends garbage at link speed (half of
+    /// them each, [`adversary::fake_holder_corrupts`]). A peer that is offline, or an address
+    /// nobody has, never answers: the engine's own chunk timeout moves on, as a node's would
+    /// when a dial hangs (the model has no "connection refused").
+    pub(crate) fn on_fetch_chunk(
+        &mut self,
+        getter: u32,
+        fetch: FetchId,
+        index: u64,
+        chunk: Key,
+        from: Contact<u32>,
+    ) {
+        let Some(&get) = self.work.content.active.get(&(getter, fetch)) else {
+            return;
+        };
+        let now = self.now;
+        let run = &mut self.work.content.gets[get];
+        run.first_holder.get_or_insert(now);
+        run.holders.insert(from.id);
+        let object = run.object;
+        let Some(holder) = self.slot_of(from.addr) else {
+            return;
+        };
+        let node = &self.nodes[holder as usize];
+        if !node.online || node.id != from.id || self.cut(holder, getter) {
+            return;
+        }
+        let size = {
+            let o = &self.work.content.objects[object];
+            usize::try_from(index).map_or(0, |i| o.chunk_size(i))
+        };
+        let (at, outcome, origin) = if node.adversary {
+            if adversary::fake_holder_corrupts(self.scenario.seed, holder) {
+                let at = self.transfer(holder, getter, u64::from(size));
+                (at, ChunkOutcome::Corrupt, false)
+            } else {
+                let at = self.now + self.delay(getter, holder) + self.delay(holder, getter);
+                (at, ChunkOutcome::NotFound, false)
+            }
+        } else {
+            let tick = self.work.content.tick();
+            match self.nodes[holder as usize].store.serve(&chunk, tick) {
+                Some(source) => {
+                    let at = self.transfer(holder, getter, u64::from(size));
+                    (at, ChunkOutcome::Ok, source.is_origin())
+                }
+                None => {
+                    let at = self.now + self.delay(getter, holder) + self.delay(holder, getter);
+                    (at, ChunkOutcome::NotFound, false)
+                }
+            }
+        };
+        self.push(
+            at,
+            Action::ChunkDone {
+                getter,
+                fetch,
+                index,
+                from: from.id,
+                outcome,
+                size,
+                origin,
+            },
+        );
+    }
+
+    /// A chunk request's outcome reaches the getter: tell its engine, release what is now
+    /// contiguous, and end the get once every chunk is released.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_chunk_done(
+        &mut self,
+        getter: u32,
+        fetch: FetchId,
+        index: u64,
+        from: Key,
+        outcome: ChunkOutcome,
+        size: u32,
+        origin: bool,
+    ) {
+        let Some(&get) = self.work.content.active.get(&(getter, fetch)) else {
+            return; // the get ended (failed) before this arrived
+        };
+        let now = self.now;
+        let Some(engine) = self.nodes[getter as usize].engine.as_mut() else {
+            return; // the getter left
+        };
+        engine.handle_chunk(now, fetch, index, &from, outcome);
+        let book = &mut self.work.content;
+        let run = &mut book.gets[get];
+        let i = usize::try_from(index).unwrap_or(usize::MAX);
+        if outcome == ChunkOutcome::Ok && run.received.get(i) == Some(&false) {
+            // The engine takes good bytes whenever they come, even from a request it had
+            // already timed out; so does the get.
+            run.received[i] = true;
+            run.first_byte.get_or_insert(now);
+            if origin {
+                book.bytes_origin += u64::from(size);
+            } else {
+                book.bytes_cache += u64::from(size);
+            }
+            // Bounded by the chunk count.
+            while run.released < run.received.len() && run.received[run.released] {
+                engine.release_chunk(now, fetch, run.released as u64);
+                run.released += 1;
+            }
+            if run.released == run.received.len() {
+                engine.end_fetch(now, fetch);
+                run.end = Some(now);
+                run.success = true;
+                book.active.remove(&(getter, fetch));
+                let object = run.object;
+                for c in 0..book.objects[object].chunks.len() {
+                    let key = self.work.content.objects[object].chunks[c];
+                    let size = self.work.content.objects[object].chunk_size(c);
+                    self.keep(getter, key, size, Source::Cached);
+                }
+            }
+        }
+        self.flush(getter);
+    }
+
+    /// The getter's engine gave up on a get.
+    pub(crate) fn on_fetch_failed(&mut self, getter: u32, fetch: FetchId, error: FetchError) {
+        let Some(get) = self.work.content.active.remove(&(getter, fetch)) else {
+            return;
+        };
+        let now = self.now;
+        let run = &mut self.work.content.gets[get];
+        run.end = Some(now);
+        run.error = Some(error);
+        if let Some(engine) = self.nodes[getter as usize].engine.as_mut() {
+            engine.end_fetch(now, fetch);
+        }
+        // No flush: this runs inside the getter's flush, which goes on draining.
     }
 }

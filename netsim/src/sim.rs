@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use cairn_dht::{
-    Config, Contact, Dht, Event, Key, QueryId, Request, RequestBody, RequestId, Response,
-    TimeoutConfig, Timestamp, Transmit,
+    ChunkOutcome, Config, Contact, Dht, Event, FetchId, Key, QueryId, Request, RequestBody,
+    RequestId, Response, TimeoutConfig, Timestamp, Transmit,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +31,10 @@ const JOIN_SPACING: Duration = Duration::from_millis(20);
 /// A hard cap on events, far above any run the command line allows, so a bug cannot spin
 /// forever.
 const MAX_EVENTS: u64 = 20_000_000_000;
+
+/// Rounds of draining one engine's outputs in a flush; far above the two or three that handling
+/// an event can set off.
+const MAX_FLUSH_ROUNDS: usize = 64;
 
 /// One node slot. Slots are never reused: a node that leaves keeps its slot, offline.
 pub(crate) struct Node {
@@ -94,6 +98,16 @@ pub(crate) enum Action {
     Copy { to: u32, chunk: Key, size: u32 },
     /// Get number `index` starts.
     Get { index: usize },
+    /// The outcome of a chunk request reaches `getter` (see `objects.rs`).
+    ChunkDone {
+        getter: u32,
+        fetch: FetchId,
+        index: u64,
+        from: Key,
+        outcome: ChunkOutcome,
+        size: u32,
+        origin: bool,
+    },
 }
 
 /// What a finished engine query belonged to.
@@ -396,6 +410,15 @@ impl Simulator {
             Action::PublishObject { index } => self.publish_object(index),
             Action::Copy { to, chunk, size } => self.on_copy(to, chunk, size),
             Action::Get { index } => self.start_get(index),
+            Action::ChunkDone {
+                getter,
+                fetch,
+                index,
+                from,
+                outcome,
+                size,
+                origin,
+            } => self.on_chunk_done(getter, fetch, index, from, outcome, size, origin),
         }
     }
 
@@ -452,28 +475,47 @@ impl Simulator {
         );
     }
 
-    /// Drains a node's outputs after an input.
+    /// Drains a node's outputs after an input. Handling an event can feed the engine again
+    /// (a fetch that failed is ended), so drain until a round brings nothing out.
     pub(crate) fn flush(&mut self, slot: u32) {
-        loop {
-            let Some(engine) = self.nodes[slot as usize].engine.as_mut() else {
-                return;
-            };
-            let Some(t) = engine.poll_transmit() else {
+        for _ in 0..MAX_FLUSH_ROUNDS {
+            let mut quiet = true;
+            loop {
+                let Some(engine) = self.nodes[slot as usize].engine.as_mut() else {
+                    return;
+                };
+                let Some(t) = engine.poll_transmit() else {
+                    break;
+                };
+                quiet = false;
+                self.send(slot, t);
+            }
+            loop {
+                let Some(engine) = self.nodes[slot as usize].engine.as_mut() else {
+                    return;
+                };
+                let Some(event) = engine.poll_event() else {
+                    break;
+                };
+                quiet = false;
+                match event {
+                    Event::QueryFinished { id, result, stats } => {
+                        if let Some(what) = self.tracked.remove(&(slot, id)) {
+                            self.on_finished(slot, what, result, stats);
+                        }
+                    }
+                    Event::FetchChunk {
+                        fetch,
+                        index,
+                        chunk,
+                        from,
+                    } => self.on_fetch_chunk(slot, fetch, index, chunk, from),
+                    Event::FetchFailed { fetch, error } => self.on_fetch_failed(slot, fetch, error),
+                    _ => {}
+                }
+            }
+            if quiet {
                 break;
-            };
-            self.send(slot, t);
-        }
-        loop {
-            let Some(engine) = self.nodes[slot as usize].engine.as_mut() else {
-                return;
-            };
-            let Some(event) = engine.poll_event() else {
-                break;
-            };
-            if let Event::QueryFinished { id, result, stats } = event
-                && let Some(what) = self.tracked.remove(&(slot, id))
-            {
-                self.on_finished(slot, what, result, stats);
             }
         }
         let now = self.now;
