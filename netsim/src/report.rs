@@ -347,7 +347,12 @@ impl Report {
         row(
             "adversaries",
             match self.adversary_kind {
-                Some(kind) => format!("{:.1} % {kind:?}", self.adversaries * 100.0).to_lowercase(),
+                Some(kind) => {
+                    // The command line's name for it (`fake-holder`).
+                    let name = clap::ValueEnum::to_possible_value(&kind)
+                        .map_or_else(|| format!("{kind:?}"), |v| v.get_name().to_string());
+                    format!("{:.1} % {name}", self.adversaries * 100.0)
+                }
                 None => "none".into(),
             },
         );
