@@ -212,6 +212,24 @@ impl ContentStore {
         Some(copy.source)
     }
 
+    /// The size of `key`, if this node has it.
+    pub(crate) fn size(&self, key: &Key) -> Option<u32> {
+        self.chunks.get(key).map(|c| c.size)
+    }
+
+    /// A placed copy that is no longer among the closest becomes cache (evictable); returns
+    /// what its arrival in the cache evicted. Published copies stay: the publisher pinned them.
+    pub(crate) fn demote(&mut self, key: &Key, tick: u64) -> Vec<Key> {
+        match self.chunks.get(key) {
+            Some(c) if c.source == Source::Placed => {
+                let size = c.size;
+                self.chunks.remove(key);
+                self.insert(*key, size, Source::Cached, tick)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether this node has `key`.
     pub(crate) fn contains(&self, key: &Key) -> bool {
         self.chunks.contains_key(key)
@@ -339,9 +357,13 @@ mod tests {
         let evicted = store.insert(key(cap + 1), size, Source::Cached, cap + 2);
         assert_eq!(evicted, vec![key(2)]);
         assert!(store.contains(&key(0)) && store.contains(&key(1)));
-        // A cached copy that placement then chooses stops being evictable.
+        // A cached copy that placement then chooses stops being evictable, and back.
         store.insert(key(3), size, Source::Placed, cap + 3);
         assert_eq!(store.serve(&key(3), cap + 4), Some(Source::Placed));
+        // It left room in the cache when it was placed, so its return evicts nothing.
+        assert!(store.demote(&key(3), cap + 5).is_empty());
+        assert_eq!(store.serve(&key(3), cap + 6), Some(Source::Cached));
+        assert!(store.demote(&key(1), cap + 7).is_empty());
     }
 
     #[test]

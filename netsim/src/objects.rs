@@ -49,6 +49,8 @@ pub(crate) struct ContentBook {
     /// Copies placed peers accepted, and refused (offline, adversary, not responsible).
     pub(crate) replicas_stored: u64,
     pub(crate) replicas_refused: u64,
+    /// Copies moved to a new closest peer on an engine's `Event::Replicate`, and accepted.
+    pub(crate) replicas_moved: u64,
     /// Chunk bytes served to finished chunk requests, by origin (publisher or placed) copies
     /// and by cached ones.
     pub(crate) bytes_origin: u64,
@@ -216,6 +218,7 @@ impl Simulator {
                         to,
                         chunk: key,
                         size,
+                        moved: None,
                     },
                 );
             }
@@ -223,19 +226,59 @@ impl Simulator {
         self.place_more(object);
     }
 
-    /// A placed copy arrived at `to`.
-    pub(crate) fn on_copy(&mut self, to: u32, chunk: Key, size: u32) {
+    /// A copy arrived at `to`: it keeps it if its engine says it is responsible (the rule the
+    /// node applies to an offered replica). A moved copy whose sender released it turns the
+    /// sender's copy into cache.
+    pub(crate) fn on_copy(&mut self, to: u32, chunk: Key, size: u32, moved: Option<(u32, bool)>) {
         self.work.content.copies_in_flight -= 1;
         let responsible = self.nodes[to as usize]
             .engine
             .as_ref()
             .is_some_and(|e| e.is_responsible(&chunk));
-        if self.nodes[to as usize].online && responsible {
-            self.keep(to, chunk, size, Source::Placed);
-            self.work.content.replicas_stored += 1;
-        } else {
+        if !(self.nodes[to as usize].online && responsible) {
             self.work.content.replicas_refused += 1;
+            return;
         }
+        self.keep(to, chunk, size, Source::Placed);
+        match moved {
+            None => self.work.content.replicas_stored += 1,
+            Some((from, release)) => {
+                self.work.content.replicas_moved += 1;
+                if release {
+                    let tick = self.work.content.tick();
+                    let node = &mut self.nodes[from as usize];
+                    let evicted = node.store.demote(&chunk, tick);
+                    if let Some(engine) = node.engine.as_mut() {
+                        for old in &evicted {
+                            engine.release(old);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `slot`'s engine wants a copy of `key` on `to` (a peer joined or left the closest set):
+    /// send it, if this node still has it.
+    pub(crate) fn on_replicate(&mut self, slot: u32, key: Key, to: Contact<u32>, release: bool) {
+        let Some(size) = self.nodes[slot as usize].store.size(&key) else {
+            return;
+        };
+        let Some(dest) = self.slot_of(to.addr) else {
+            self.work.content.replicas_refused += 1;
+            return;
+        };
+        let at = self.transfer(slot, dest, u64::from(size));
+        self.work.content.copies_in_flight += 1;
+        self.push(
+            at,
+            Action::Copy {
+                to: dest,
+                chunk: key,
+                size,
+                moved: Some((slot, release)),
+            },
+        );
     }
 
     /// Stores a chunk on `slot` and tells its engine, releasing what the cache evicted.

@@ -115,8 +115,10 @@ pub struct Report {
     pub zipf: Option<f64>,
     /// Mean copies per chunk that placed peers accepted (the publisher's own not counted).
     pub replicas_per_chunk_mean: Option<f64>,
-    /// Placed copies refused: the peer was gone, an adversary, or not responsible.
+    /// Placed or moved copies refused: the peer was gone, an adversary, or not responsible.
     pub replicas_refused: Option<u64>,
+    /// Copies the engines moved to new closest peers (`Event::Replicate`) that were accepted.
+    pub replicas_moved: Option<u64>,
     /// Gets in the workload.
     pub gets: Option<usize>,
     /// Gets that ended: every chunk received, or the engine gave up.
@@ -125,6 +127,12 @@ pub struct Report {
     pub gets_refused: Option<usize>,
     /// Gets whose getter went offline before they ended (left out of the success rate).
     pub gets_abandoned: Option<usize>,
+    /// Gets the engine gave up on (`Event::FetchFailed`).
+    pub gets_failed: Option<usize>,
+    /// Mean holders tried for the chunk a failed get gave up on.
+    pub get_failure_holders_tried_mean: Option<f64>,
+    /// The first failed get's error, as the engine words it.
+    pub get_failure_first: Option<String>,
     /// Share of gets (started, getter still online) that received every chunk.
     pub get_success_rate: Option<f64>,
     /// Median time from a get's start to its first chunk received, in ms.
@@ -288,10 +296,14 @@ impl Report {
             zipf: c.map(|_| s.zipf),
             replicas_per_chunk_mean: c.and_then(|c| c.replicas_per_chunk_mean),
             replicas_refused: c.map(|c| c.replicas_refused),
+            replicas_moved: c.map(|c| c.replicas_moved),
             gets: c.map(|_| s.gets),
             gets_finished: c.map(|c| c.finished),
             gets_refused: c.map(|c| c.refused),
             gets_abandoned: c.map(|c| c.abandoned),
+            gets_failed: c.map(|c| c.failed),
+            get_failure_holders_tried_mean: c.and_then(|c| c.failure_holders_tried_mean),
+            get_failure_first: c.and_then(|c| c.failure_first.clone()),
             get_success_rate: c.and_then(|c| c.success_rate),
             get_first_byte_ms_p50: c.and_then(|c| percentile(&c.first_byte, 50.0).map(|d| ms(*d))),
             get_first_byte_ms_p95: c.and_then(|c| percentile(&c.first_byte, 95.0).map(|d| ms(*d))),
@@ -428,24 +440,35 @@ impl Report {
             row(
                 "objects",
                 format!(
-                    "{objects} of {:.1} MiB ({} chunks each), {:.2} placed copies per chunk, {} refused",
+                    "{objects} of {:.1} MiB ({} chunks each), {:.2} placed copies per chunk, {} moved, {} refused",
                     mib(bytes),
                     self.chunks_per_object.unwrap_or(0),
                     self.replicas_per_chunk_mean.unwrap_or(0.0),
+                    self.replicas_moved.unwrap_or(0),
                     self.replicas_refused.unwrap_or(0),
                 ),
             );
             row(
                 "gets",
                 format!(
-                    "{gets} (zipf {}), {} ended, {} refused, {} abandoned",
+                    "{gets} (zipf {}), {} ended ({} given up), {} refused, {} abandoned",
                     self.zipf.unwrap_or(0.0),
                     self.gets_finished.unwrap_or(0),
+                    self.gets_failed.unwrap_or(0),
                     self.gets_refused.unwrap_or(0),
                     self.gets_abandoned.unwrap_or(0)
                 ),
             );
             row("get success rate", pct(self.get_success_rate));
+            if let Some(first) = &self.get_failure_first {
+                row(
+                    "first give-up",
+                    format!(
+                        "{first} (mean holders tried {})",
+                        opt(self.get_failure_holders_tried_mean, "")
+                    ),
+                );
+            }
             row(
                 "first byte p50 / p95",
                 format!(
@@ -518,9 +541,13 @@ struct ContentFigures {
     chunks_per_object: usize,
     replicas_per_chunk_mean: Option<f64>,
     replicas_refused: u64,
+    replicas_moved: u64,
     finished: usize,
     refused: usize,
     abandoned: usize,
+    failed: usize,
+    failure_holders_tried_mean: Option<f64>,
+    failure_first: Option<String>,
     success_rate: Option<f64>,
     /// Sorted, like every list of durations here.
     first_byte: Vec<Duration>,
@@ -565,18 +592,24 @@ impl ContentFigures {
         let n = gets.len().div_ceil(10);
         let holders: Vec<f64> = ok.iter().map(|g| g.holders.len() as f64).collect();
         let served = book.bytes_origin + book.bytes_cache;
+        let errors: Vec<_> = gets.iter().filter_map(|g| g.error.as_ref()).collect();
+        let tried: Vec<f64> = errors.iter().map(|e| e.holders_tried as f64).collect();
         Self {
             objects: book.objects.len(),
             chunks_per_object: book.objects.first().map_or(0, |o| o.chunks.len()),
             replicas_per_chunk_mean: (chunks > 0)
                 .then(|| round(book.replicas_stored as f64 / chunks as f64)),
             replicas_refused: book.replicas_refused,
+            replicas_moved: book.replicas_moved,
             finished: gets.iter().filter(|g| g.end.is_some()).count(),
             refused: gets
                 .iter()
                 .filter(|g| g.getter.is_none() || g.refused)
                 .count(),
             abandoned: gets.iter().filter(|g| abandoned(g)).count(),
+            failed: errors.len(),
+            failure_holders_tried_mean: mean(&tried).map(round),
+            failure_first: errors.first().map(|e| e.to_string()),
             success_rate: rate(judged.iter().map(|g| g.success)),
             first_byte: sorted(
                 judged

@@ -94,8 +94,14 @@ pub(crate) enum Action {
     Heal,
     /// Object number `index` is published (content workload).
     PublishObject { index: usize },
-    /// A placed copy of `chunk` arrives at `to`.
-    Copy { to: u32, chunk: Key, size: u32 },
+    /// A copy of `chunk` arrives at `to`: placed by its publisher, or moved by `from`'s
+    /// engine (`Event::Replicate`), which gives up its own responsibility if `release`.
+    Copy {
+        to: u32,
+        chunk: Key,
+        size: u32,
+        moved: Option<(u32, bool)>,
+    },
     /// Get number `index` starts.
     Get { index: usize },
     /// The outcome of a chunk request reaches `getter` (see `objects.rs`).
@@ -408,7 +414,12 @@ impl Simulator {
                 self.partitioned = false;
             }
             Action::PublishObject { index } => self.publish_object(index),
-            Action::Copy { to, chunk, size } => self.on_copy(to, chunk, size),
+            Action::Copy {
+                to,
+                chunk,
+                size,
+                moved,
+            } => self.on_copy(to, chunk, size, moved),
             Action::Get { index } => self.start_get(index),
             Action::ChunkDone {
                 getter,
@@ -511,6 +522,9 @@ impl Simulator {
                         from,
                     } => self.on_fetch_chunk(slot, fetch, index, chunk, from),
                     Event::FetchFailed { fetch, error } => self.on_fetch_failed(slot, fetch, error),
+                    Event::Replicate { key, to, release } => {
+                        self.on_replicate(slot, key, to, release)
+                    }
                     _ => {}
                 }
             }

@@ -363,7 +363,7 @@ fn content() -> Scenario {
 /// every chunk through the engine's fetch state machine.
 ///
 /// Measured (seed 7): 4.97 placed copies per chunk (the publisher is sometimes one of the
-/// five), 50 of 50 gets, first byte p50 292 ms (about 2 median round trips: a holder lookup,
+/// five), 50 of 50 gets, first byte p50 289 ms (about 2 median round trips: a holder lookup,
 /// then the request), get p50 0.67 s against 0.07 s for the getter's downlink alone (the
 /// holders' 10–50 Mbit/s home uplinks and one round trip per chunk request bound it, not the
 /// getter), 7.7 distinct holders per get.
@@ -395,7 +395,7 @@ fn stable_network_every_get_succeeds() {
 
 /// 20 % of the nodes claim to hold every chunk, then refuse it or send garbage.
 ///
-/// Measured (seed 7): 100 % of gets succeed (11.3 distinct holders asked per get, against 7.7
+/// Measured (seed 7): 100 % of gets succeed (11.4 distinct holders asked per get, against 7.7
 /// without them: the claims cost a request each before the engine moves on).
 #[test]
 fn fake_holders_do_not_stop_gets() {
