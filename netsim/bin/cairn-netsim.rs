@@ -84,6 +84,9 @@ struct Args {
     /// Content workload: Zipf exponent of object popularity (0: uniform).
     #[arg(long, value_name = "S", default_value_t = 0.0)]
     zipf: f64,
+    /// Content workload: the engine's fetch window per get, in chunks (default: the engine's).
+    #[arg(long, value_name = "CHUNKS")]
+    fetch_window: Option<usize>,
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -194,6 +197,9 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
             args.objects
         ));
     }
+    if args.fetch_window.is_some_and(|w| w == 0 || w > 4096) {
+        return Err("--fetch-window must be between 1 and 4096".into());
+    }
     let churn = match args.churn_mean_session {
         Some(mean) => {
             let mean_session = secs("churn-mean-session", mean)?;
@@ -232,6 +238,7 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         object_bytes: (args.object_mib * 1024.0 * 1024.0).round() as u64,
         gets: args.gets,
         zipf: args.zipf,
+        fetch_window: args.fetch_window,
     })
 }
 

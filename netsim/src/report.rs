@@ -113,6 +113,8 @@ pub struct Report {
     pub chunks_per_object: Option<usize>,
     /// Content workload: Zipf exponent of popularity (0: uniform).
     pub zipf: Option<f64>,
+    /// Content workload: the engine's fetch window, in chunks.
+    pub fetch_window: Option<usize>,
     /// Mean copies per chunk that placed peers accepted (the publisher's own not counted).
     pub replicas_per_chunk_mean: Option<f64>,
     /// Placed or moved copies refused: the peer was gone, an adversary, or not responsible.
@@ -294,6 +296,10 @@ impl Report {
             object_bytes: c.map(|_| s.object_bytes),
             chunks_per_object: c.map(|c| c.chunks_per_object),
             zipf: c.map(|_| s.zipf),
+            fetch_window: c.map(|_| {
+                s.fetch_window
+                    .unwrap_or(cairn_dht::FetchConfig::default().window)
+            }),
             replicas_per_chunk_mean: c.and_then(|c| c.replicas_per_chunk_mean),
             replicas_refused: c.map(|c| c.replicas_refused),
             replicas_moved: c.map(|c| c.replicas_moved),
@@ -451,8 +457,9 @@ impl Report {
             row(
                 "gets",
                 format!(
-                    "{gets} (zipf {}), {} ended ({} given up), {} refused, {} abandoned",
+                    "{gets} (zipf {}, window {}), {} ended ({} given up), {} refused, {} abandoned",
                     self.zipf.unwrap_or(0.0),
+                    self.fetch_window.unwrap_or(0),
                     self.gets_finished.unwrap_or(0),
                     self.gets_failed.unwrap_or(0),
                     self.gets_refused.unwrap_or(0),

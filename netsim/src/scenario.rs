@@ -56,6 +56,9 @@ pub struct Scenario {
     /// Zipf exponent of object popularity: object `r` (from 1) is asked for with weight
     /// `1 / r^zipf`; 0 makes every object equally likely.
     pub zipf: f64,
+    /// The engine's fetch window (`FetchConfig::window`: chunks requested or received and not
+    /// yet released, per get); `None` keeps the engine's default.
+    pub fetch_window: Option<usize>,
 }
 
 /// How adversaries answer requests. They run no engine: the simulator answers for them.
@@ -133,6 +136,7 @@ impl Default for Scenario {
             object_bytes: 16 << 20,
             gets: 1000,
             zipf: 0.0,
+            fetch_window: None,
         }
     }
 }

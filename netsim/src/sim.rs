@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use cairn_dht::{
-    ChunkOutcome, Config, Contact, Dht, Event, FetchId, Key, QueryId, Request, RequestBody,
-    RequestId, Response, TimeoutConfig, Timestamp, Transmit,
+    ChunkOutcome, Config, Contact, Dht, Event, FetchConfig, FetchId, Key, QueryId, Request,
+    RequestBody, RequestId, Response, TimeoutConfig, Timestamp, Transmit,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -255,6 +255,13 @@ impl Simulator {
                     ..TimeoutConfig::default()
                 },
                 seed: crate::network::mix(self.scenario.seed ^ u64::from(slot)),
+                fetch: FetchConfig {
+                    window: self
+                        .scenario
+                        .fetch_window
+                        .unwrap_or(FetchConfig::default().window),
+                    ..FetchConfig::default()
+                },
                 ..Config::default()
             };
             Box::new(Dht::new(id, config))
