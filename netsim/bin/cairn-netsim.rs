@@ -87,6 +87,10 @@ struct Args {
     /// Content workload: the engine's fetch window per get, in chunks (default: the engine's).
     #[arg(long, value_name = "CHUNKS")]
     fetch_window: Option<usize>,
+    /// Content workload: how many chunks past the first unreleased one the engine looks up
+    /// holders for (default: the engine's).
+    #[arg(long, value_name = "CHUNKS")]
+    fetch_lookahead: Option<usize>,
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -197,8 +201,9 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
             args.objects
         ));
     }
-    if args.fetch_window.is_some_and(|w| w == 0 || w > 4096) {
-        return Err("--fetch-window must be between 1 and 4096".into());
+    let out_of_range = |v: Option<usize>| v.is_some_and(|w| w == 0 || w > 4096);
+    if out_of_range(args.fetch_window) || out_of_range(args.fetch_lookahead) {
+        return Err("--fetch-window and --fetch-lookahead must be between 1 and 4096".into());
     }
     let churn = match args.churn_mean_session {
         Some(mean) => {
@@ -239,6 +244,7 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         gets: args.gets,
         zipf: args.zipf,
         fetch_window: args.fetch_window,
+        fetch_lookahead: args.fetch_lookahead,
     })
 }
 

@@ -115,6 +115,8 @@ pub struct Report {
     pub zipf: Option<f64>,
     /// Content workload: the engine's fetch window, in chunks.
     pub fetch_window: Option<usize>,
+    /// Content workload: the engine's fetch lookahead, in chunks.
+    pub fetch_lookahead: Option<usize>,
     /// Mean copies per chunk that placed peers accepted (the publisher's own not counted).
     pub replicas_per_chunk_mean: Option<f64>,
     /// Placed or moved copies refused: the peer was gone, an adversary, or not responsible.
@@ -300,6 +302,10 @@ impl Report {
                 s.fetch_window
                     .unwrap_or(cairn_dht::FetchConfig::default().window)
             }),
+            fetch_lookahead: c.map(|_| {
+                s.fetch_lookahead
+                    .unwrap_or(cairn_dht::FetchConfig::default().lookahead)
+            }),
             replicas_per_chunk_mean: c.and_then(|c| c.replicas_per_chunk_mean),
             replicas_refused: c.map(|c| c.replicas_refused),
             replicas_moved: c.map(|c| c.replicas_moved),
@@ -457,9 +463,10 @@ impl Report {
             row(
                 "gets",
                 format!(
-                    "{gets} (zipf {}, window {}), {} ended ({} given up), {} refused, {} abandoned",
+                    "{gets} (zipf {}, window {}, lookahead {}), {} ended ({} given up), {} refused, {} abandoned",
                     self.zipf.unwrap_or(0.0),
                     self.fetch_window.unwrap_or(0),
+                    self.fetch_lookahead.unwrap_or(0),
                     self.gets_finished.unwrap_or(0),
                     self.gets_failed.unwrap_or(0),
                     self.gets_refused.unwrap_or(0),

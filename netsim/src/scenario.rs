@@ -59,6 +59,9 @@ pub struct Scenario {
     /// The engine's fetch window (`FetchConfig::window`: chunks requested or received and not
     /// yet released, per get); `None` keeps the engine's default.
     pub fetch_window: Option<usize>,
+    /// The engine's fetch lookahead (`FetchConfig::lookahead`: how far past the first
+    /// unreleased chunk holder lookups run); `None` keeps the engine's default.
+    pub fetch_lookahead: Option<usize>,
 }
 
 /// How adversaries answer requests. They run no engine: the simulator answers for them.
@@ -137,6 +140,7 @@ impl Default for Scenario {
             gets: 1000,
             zipf: 0.0,
             fetch_window: None,
+            fetch_lookahead: None,
         }
     }
 }

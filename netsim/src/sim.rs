@@ -260,6 +260,10 @@ impl Simulator {
                         .scenario
                         .fetch_window
                         .unwrap_or(FetchConfig::default().window),
+                    lookahead: self
+                        .scenario
+                        .fetch_lookahead
+                        .unwrap_or(FetchConfig::default().lookahead),
                     ..FetchConfig::default()
                 },
                 ..Config::default()
