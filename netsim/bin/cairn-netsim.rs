@@ -68,9 +68,29 @@ struct Args {
     /// How the starting nodes come to know each other.
     #[arg(long, value_enum, default_value_t = JoinMode::Warm)]
     join: JoinMode,
-    /// What the lookups ask (default: records for forge and sybil adversaries, nodes otherwise).
+    /// What the workload does (default: records for forge and sybil adversaries, content for
+    /// fake holders, node lookups otherwise).
     #[arg(long, value_enum)]
     workload: Option<Workload>,
+    /// Content workload: objects to put.
+    #[arg(long, default_value_t = 100)]
+    objects: usize,
+    /// Content workload: size of each object in MiB (cut into 256 KiB chunks).
+    #[arg(long, value_name = "MIB", default_value_t = 16.0)]
+    object_mib: f64,
+    /// Content workload: gets, spread evenly over the workload's duration.
+    #[arg(long, default_value_t = 1000)]
+    gets: usize,
+    /// Content workload: Zipf exponent of object popularity (0: uniform).
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    zipf: f64,
+    /// Content workload: the engine's fetch window per get, in chunks (default: the engine's).
+    #[arg(long, value_name = "CHUNKS")]
+    fetch_window: Option<usize>,
+    /// Content workload: how many chunks past the first unreleased one the engine looks up
+    /// holders for (default: the engine's).
+    #[arg(long, value_name = "CHUNKS")]
+    fetch_lookahead: Option<usize>,
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -163,6 +183,28 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
             args.weibull_shape
         ));
     }
+    if !(args.object_mib > 0.0 && args.object_mib <= 65536.0) {
+        return Err(format!(
+            "--object-mib must be above 0 and at most 65536, got {}",
+            args.object_mib
+        ));
+    }
+    if !(0.0..=10.0).contains(&args.zipf) {
+        return Err(format!(
+            "--zipf must be between 0 and 10, got {}",
+            args.zipf
+        ));
+    }
+    if args.objects == 0 || args.objects > 1_000_000 {
+        return Err(format!(
+            "--objects must be between 1 and 1000000, got {}",
+            args.objects
+        ));
+    }
+    let out_of_range = |v: Option<usize>| v.is_some_and(|w| w == 0 || w > 4096);
+    if out_of_range(args.fetch_window) || out_of_range(args.fetch_lookahead) {
+        return Err("--fetch-window and --fetch-lookahead must be between 1 and 4096".into());
+    }
     let churn = match args.churn_mean_session {
         Some(mean) => {
             let mean_session = secs("churn-mean-session", mean)?;
@@ -197,6 +239,12 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         duration: secs("duration", args.duration)?,
         join: args.join,
         workload: args.workload,
+        objects: args.objects,
+        object_bytes: (args.object_mib * 1024.0 * 1024.0).round() as u64,
+        gets: args.gets,
+        zipf: args.zipf,
+        fetch_window: args.fetch_window,
+        fetch_lookahead: args.fetch_lookahead,
     })
 }
 

@@ -64,6 +64,7 @@ impl Adversaries {
             AdversaryKind::Misroute => self.misroute(me, &request.body, dir, k),
             AdversaryKind::Forge => self.forge(me, &request.body, dir, k),
             AdversaryKind::Sybil => self.sybil(me, &request.body, dir, k),
+            AdversaryKind::FakeHolder => fake_holder(me, &request.body, dir, k),
         };
         Some(Response::new(body))
     }
@@ -146,6 +147,26 @@ impl Adversaries {
         };
         steer(body, k, answer)
     }
+}
+
+/// A fake holder routes honestly (to stay in routing tables and be asked) and claims every
+/// chunk, naming itself as a provider too, so that a holder lookup that trusted claims would
+/// stop at it. What it does when asked for the bytes is [`fake_holder_corrupts`].
+fn fake_holder(me: u32, body: &RequestBody, dir: &Directory<'_>, k: usize) -> ResponseBody<u32> {
+    match body {
+        RequestBody::GetProviders { key } => ResponseBody::Providers {
+            holds: true,
+            providers: vec![(dir.contact)(me)],
+            closer: honest_closest(key, k, me, dir),
+        },
+        _ => steer(body, k, |key, n| honest_closest(key, n, me, dir)),
+    }
+}
+
+/// Whether fake holder `slot` answers a chunk request with garbage (true) or with "not found"
+/// (false): half and half, by a hash of the seed and the slot, so it is fixed for the run.
+pub(crate) fn fake_holder_corrupts(seed: u64, slot: u32) -> bool {
+    mix(seed ^ 0xfa4e_0000 ^ u64::from(slot)) & 1 == 1
 }
 
 /// The Sybil id number `i` around `target`: the first [`SYBIL_PREFIX_BITS`] bits of the target,

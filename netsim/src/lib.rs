@@ -12,7 +12,13 @@
 //! - **partitions**: the Americas cut off from the rest for a period, then healed;
 //! - **adversaries**: a fraction of nodes that the simulator answers for, maliciously: dropping
 //!   every request, misrouting, forging records, or a Sybil cluster around one key
-//!   (`adversary.rs`).
+//!   (`adversary.rs`), or claiming to hold every chunk and then refusing it or sending
+//!   garbage;
+//! - **content**: every node has a store of chunk ids and an access link (home links of tens of
+//!   Mbit/s up and hundreds down, a tenth of the nodes in datacenters at 1 Gbit/s); a chunk
+//!   transfer takes a round trip plus its size over the two ends' links, queued behind the
+//!   transfers already on them (`content.rs`). The content workload puts objects through the
+//!   engine's `place` and gets them through its fetch state machine (`objects.rs`).
 //!
 //! Everything random comes from [`Scenario::seed`], and events at the same instant run in the
 //! order they were scheduled: the same scenario gives the same [`Report`], byte for byte.
@@ -28,8 +34,10 @@
 
 mod adversary;
 mod churn;
+mod content;
 mod directory;
 mod network;
+mod objects;
 mod queue;
 mod report;
 mod scenario;

@@ -12,6 +12,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Serialize, Serializer};
 
+use cairn_dht::Timestamp;
+
+use crate::objects::GetRun;
 use crate::sim::Simulator;
 use crate::workload::Phase;
 use crate::{AdversaryKind, Churn, JoinMode, Workload};
@@ -102,6 +105,62 @@ pub struct Report {
     pub requests_per_node_hour: f64,
     /// Requests and responses lost (loss, partition, offline or missing peers).
     pub messages_lost: u64,
+    /// Content workload: objects put.
+    pub objects: Option<usize>,
+    /// Content workload: bytes per object.
+    pub object_bytes: Option<u64>,
+    /// Content workload: chunks per object (256 KiB each, the last shorter).
+    pub chunks_per_object: Option<usize>,
+    /// Content workload: Zipf exponent of popularity (0: uniform).
+    pub zipf: Option<f64>,
+    /// Content workload: the engine's fetch window, in chunks.
+    pub fetch_window: Option<usize>,
+    /// Content workload: the engine's fetch lookahead, in chunks.
+    pub fetch_lookahead: Option<usize>,
+    /// Mean copies per chunk that placed peers accepted (the publisher's own not counted).
+    pub replicas_per_chunk_mean: Option<f64>,
+    /// Placed or moved copies refused: the peer was gone, an adversary, or not responsible.
+    pub replicas_refused: Option<u64>,
+    /// Copies the engines moved to new closest peers (`Event::Replicate`) that were accepted.
+    pub replicas_moved: Option<u64>,
+    /// Gets in the workload.
+    pub gets: Option<usize>,
+    /// Gets that ended: every chunk received, or the engine gave up.
+    pub gets_finished: Option<usize>,
+    /// Gets the engine refused to start (too many fetches), or that were not started.
+    pub gets_refused: Option<usize>,
+    /// Gets whose getter went offline before they ended (left out of the success rate).
+    pub gets_abandoned: Option<usize>,
+    /// Gets the engine gave up on (`Event::FetchFailed`).
+    pub gets_failed: Option<usize>,
+    /// Mean holders tried for the chunk a failed get gave up on.
+    pub get_failure_holders_tried_mean: Option<f64>,
+    /// The first failed get's error, as the engine words it.
+    pub get_failure_first: Option<String>,
+    /// Share of gets (started, getter still online) that received every chunk.
+    pub get_success_rate: Option<f64>,
+    /// Median time from a get's start to its first chunk received, in ms.
+    pub get_first_byte_ms_p50: Option<f64>,
+    /// 95th percentile of the same.
+    pub get_first_byte_ms_p95: Option<f64>,
+    /// Median time of a successful get, start to last chunk, in seconds.
+    pub get_seconds_p50: Option<f64>,
+    /// 95th percentile of the same.
+    pub get_seconds_p95: Option<f64>,
+    /// Median over the gets of what the getter's downlink alone would need for the object.
+    pub get_downlink_bound_seconds_p50: Option<f64>,
+    /// Mean distinct holders a successful get asked for chunks.
+    pub get_holders_used_mean: Option<f64>,
+    /// Median time from a get's start to the engine's first chunk request (its first holder
+    /// found), in ms.
+    pub time_to_first_holder_ms_p50: Option<f64>,
+    /// Share of chunk bytes delivered to gets by origin copies (the publisher's and the placed
+    /// peers') rather than by caches of earlier getters.
+    pub origin_served_fraction: Option<f64>,
+    /// Median get time, in seconds, of the first tenth of gets (by start) that succeeded.
+    pub get_seconds_p50_first_tenth: Option<f64>,
+    /// The same for the last tenth: with Zipf popularity, what caches did for late getters.
+    pub get_seconds_p50_last_tenth: Option<f64>,
     /// Events the simulator ran.
     pub events: u64,
     /// Virtual time at the end, in seconds.
@@ -187,9 +246,15 @@ impl Report {
         let sim_seconds = sim.now.as_micros() as f64 / 1e6;
         let node_hours = (s.nodes - s.adversary_count()) as f64 * sim_seconds / 3600.0;
         let adversaries = s.adversary_count() as f64 / s.nodes.max(1) as f64;
+        let c = (s.workload() == Workload::Content).then(|| ContentFigures::new(sim));
+        let c = c.as_ref();
         Self {
             nodes: s.nodes,
-            lookups: s.lookups,
+            lookups: if s.workload() == Workload::Content {
+                0
+            } else {
+                s.lookups
+            },
             seed: s.seed,
             workload: s.workload(),
             join: s.join,
@@ -229,6 +294,41 @@ impl Report {
             requests_ping_after_ping: sim.counters.ping_after_ping,
             requests_per_node_hour: round(sim.counters.requests as f64 / node_hours.max(1e-9)),
             messages_lost: sim.counters.lost,
+            objects: c.map(|c| c.objects),
+            object_bytes: c.map(|_| s.object_bytes),
+            chunks_per_object: c.map(|c| c.chunks_per_object),
+            zipf: c.map(|_| s.zipf),
+            fetch_window: c.map(|_| {
+                s.fetch_window
+                    .unwrap_or(cairn_dht::FetchConfig::default().window)
+            }),
+            fetch_lookahead: c.map(|_| {
+                s.fetch_lookahead
+                    .unwrap_or(cairn_dht::FetchConfig::default().lookahead)
+            }),
+            replicas_per_chunk_mean: c.and_then(|c| c.replicas_per_chunk_mean),
+            replicas_refused: c.map(|c| c.replicas_refused),
+            replicas_moved: c.map(|c| c.replicas_moved),
+            gets: c.map(|_| s.gets),
+            gets_finished: c.map(|c| c.finished),
+            gets_refused: c.map(|c| c.refused),
+            gets_abandoned: c.map(|c| c.abandoned),
+            gets_failed: c.map(|c| c.failed),
+            get_failure_holders_tried_mean: c.and_then(|c| c.failure_holders_tried_mean),
+            get_failure_first: c.and_then(|c| c.failure_first.clone()),
+            get_success_rate: c.and_then(|c| c.success_rate),
+            get_first_byte_ms_p50: c.and_then(|c| percentile(&c.first_byte, 50.0).map(|d| ms(*d))),
+            get_first_byte_ms_p95: c.and_then(|c| percentile(&c.first_byte, 95.0).map(|d| ms(*d))),
+            get_seconds_p50: c.and_then(|c| percentile(&c.seconds, 50.0).map(|d| secs(*d))),
+            get_seconds_p95: c.and_then(|c| percentile(&c.seconds, 95.0).map(|d| secs(*d))),
+            get_downlink_bound_seconds_p50: c
+                .and_then(|c| percentile(&c.downlink_bound, 50.0).map(|d| secs(*d))),
+            get_holders_used_mean: c.and_then(|c| c.holders_used_mean),
+            time_to_first_holder_ms_p50: c
+                .and_then(|c| percentile(&c.first_holder, 50.0).map(|d| ms(*d))),
+            origin_served_fraction: c.and_then(|c| c.origin_served_fraction),
+            get_seconds_p50_first_tenth: c.and_then(|c| c.first_tenth),
+            get_seconds_p50_last_tenth: c.and_then(|c| c.last_tenth),
             events: sim.counters.events,
             sim_seconds: round(sim_seconds),
         }
@@ -271,7 +371,12 @@ impl Report {
         row(
             "adversaries",
             match self.adversary_kind {
-                Some(kind) => format!("{:.1} % {kind:?}", self.adversaries * 100.0).to_lowercase(),
+                Some(kind) => {
+                    // The command line's name for it (`fake-holder`).
+                    let name = clap::ValueEnum::to_possible_value(&kind)
+                        .map_or_else(|| format!("{kind:?}"), |v| v.get_name().to_string());
+                    format!("{:.1} % {name}", self.adversaries * 100.0)
+                }
                 None => "none".into(),
             },
         );
@@ -340,6 +445,76 @@ impl Report {
                 ),
             );
         }
+        if let (Some(objects), Some(bytes), Some(gets)) =
+            (self.objects, self.object_bytes, self.gets)
+        {
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            row(
+                "objects",
+                format!(
+                    "{objects} of {:.1} MiB ({} chunks each), {:.2} placed copies per chunk, {} moved, {} refused",
+                    mib(bytes),
+                    self.chunks_per_object.unwrap_or(0),
+                    self.replicas_per_chunk_mean.unwrap_or(0.0),
+                    self.replicas_moved.unwrap_or(0),
+                    self.replicas_refused.unwrap_or(0),
+                ),
+            );
+            row(
+                "gets",
+                format!(
+                    "{gets} (zipf {}, window {}, lookahead {}), {} ended ({} given up), {} refused, {} abandoned",
+                    self.zipf.unwrap_or(0.0),
+                    self.fetch_window.unwrap_or(0),
+                    self.fetch_lookahead.unwrap_or(0),
+                    self.gets_finished.unwrap_or(0),
+                    self.gets_failed.unwrap_or(0),
+                    self.gets_refused.unwrap_or(0),
+                    self.gets_abandoned.unwrap_or(0)
+                ),
+            );
+            row("get success rate", pct(self.get_success_rate));
+            if let Some(first) = &self.get_failure_first {
+                row(
+                    "first give-up",
+                    format!(
+                        "{first} (mean holders tried {})",
+                        opt(self.get_failure_holders_tried_mean, "")
+                    ),
+                );
+            }
+            row(
+                "first byte p50 / p95",
+                format!(
+                    "{} / {}",
+                    opt(self.get_first_byte_ms_p50, " ms"),
+                    opt(self.get_first_byte_ms_p95, " ms")
+                ),
+            );
+            row(
+                "first holder p50",
+                opt(self.time_to_first_holder_ms_p50, " ms"),
+            );
+            row(
+                "get time p50 / p95",
+                format!(
+                    "{} / {} (downlink alone p50 {})",
+                    opt(self.get_seconds_p50, " s"),
+                    opt(self.get_seconds_p95, " s"),
+                    opt(self.get_downlink_bound_seconds_p50, " s")
+                ),
+            );
+            row(
+                "get p50, first / last 10 %",
+                format!(
+                    "{} / {}",
+                    opt(self.get_seconds_p50_first_tenth, " s"),
+                    opt(self.get_seconds_p50_last_tenth, " s")
+                ),
+            );
+            row("holders used per get", opt(self.get_holders_used_mean, ""));
+            row("bytes served by origin", pct(self.origin_served_fraction));
+        }
         if self.churn.is_some() {
             row(
                 "churn events",
@@ -371,6 +546,105 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.table())
+    }
+}
+
+/// The content workload's figures, gathered from its gets.
+struct ContentFigures {
+    objects: usize,
+    chunks_per_object: usize,
+    replicas_per_chunk_mean: Option<f64>,
+    replicas_refused: u64,
+    replicas_moved: u64,
+    finished: usize,
+    refused: usize,
+    abandoned: usize,
+    failed: usize,
+    failure_holders_tried_mean: Option<f64>,
+    failure_first: Option<String>,
+    success_rate: Option<f64>,
+    /// Sorted, like every list of durations here.
+    first_byte: Vec<Duration>,
+    first_holder: Vec<Duration>,
+    seconds: Vec<Duration>,
+    downlink_bound: Vec<Duration>,
+    holders_used_mean: Option<f64>,
+    origin_served_fraction: Option<f64>,
+    first_tenth: Option<f64>,
+    last_tenth: Option<f64>,
+}
+
+impl ContentFigures {
+    fn new(sim: &Simulator) -> Self {
+        let book = &sim.work.content;
+        let gets = &book.gets;
+        let chunks: usize = book.objects.iter().map(|o| o.chunks.len()).sum();
+        let started = |g: &&GetRun| g.getter.is_some() && !g.refused;
+        // A get whose getter left before it ended cannot be judged.
+        let abandoned = |g: &GetRun| {
+            started(&g)
+                && g.end.is_none()
+                && g.getter.is_some_and(|s| !sim.nodes[s as usize].online)
+        };
+        let judged: Vec<&GetRun> = gets
+            .iter()
+            .filter(started)
+            .filter(|g| !abandoned(g))
+            .collect();
+        let since =
+            |t: Option<Timestamp>, g: &GetRun| t.map(|t| t.saturating_duration_since(g.start));
+        let sorted = |mut v: Vec<Duration>| {
+            v.sort_unstable();
+            v
+        };
+        let ok: Vec<&GetRun> = judged.iter().copied().filter(|g| g.success).collect();
+        let seconds_of = |g: &GetRun| since(g.end, g).unwrap_or_default();
+        let tenth = |part: &[GetRun]| {
+            let v = sorted(part.iter().filter(|g| g.success).map(seconds_of).collect());
+            percentile(&v, 50.0).map(|d| secs(*d))
+        };
+        let n = gets.len().div_ceil(10);
+        let holders: Vec<f64> = ok.iter().map(|g| g.holders.len() as f64).collect();
+        let served = book.bytes_origin + book.bytes_cache;
+        let errors: Vec<_> = gets.iter().filter_map(|g| g.error.as_ref()).collect();
+        let tried: Vec<f64> = errors.iter().map(|e| e.holders_tried as f64).collect();
+        Self {
+            objects: book.objects.len(),
+            chunks_per_object: book.objects.first().map_or(0, |o| o.chunks.len()),
+            replicas_per_chunk_mean: (chunks > 0)
+                .then(|| round(book.replicas_stored as f64 / chunks as f64)),
+            replicas_refused: book.replicas_refused,
+            replicas_moved: book.replicas_moved,
+            finished: gets.iter().filter(|g| g.end.is_some()).count(),
+            refused: gets
+                .iter()
+                .filter(|g| g.getter.is_none() || g.refused)
+                .count(),
+            abandoned: gets.iter().filter(|g| abandoned(g)).count(),
+            failed: errors.len(),
+            failure_holders_tried_mean: mean(&tried).map(round),
+            failure_first: errors.first().map(|e| e.to_string()),
+            success_rate: rate(judged.iter().map(|g| g.success)),
+            first_byte: sorted(
+                judged
+                    .iter()
+                    .filter_map(|g| since(g.first_byte, g))
+                    .collect(),
+            ),
+            first_holder: sorted(
+                judged
+                    .iter()
+                    .filter_map(|g| since(g.first_holder, g))
+                    .collect(),
+            ),
+            seconds: sorted(ok.iter().map(|g| seconds_of(g)).collect()),
+            downlink_bound: sorted(judged.iter().map(|g| g.downlink_bound).collect()),
+            holders_used_mean: mean(&holders).map(round),
+            origin_served_fraction: (served > 0)
+                .then(|| round(book.bytes_origin as f64 / served as f64)),
+            first_tenth: tenth(&gets[..n.min(gets.len())]),
+            last_tenth: tenth(&gets[gets.len().saturating_sub(n)..]),
+        }
     }
 }
 
@@ -414,6 +688,10 @@ fn rate(outcomes: impl Iterator<Item = bool>) -> Option<f64> {
 
 fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+fn secs(d: Duration) -> f64 {
+    round(d.as_secs_f64())
 }
 
 fn ms(d: Duration) -> f64 {

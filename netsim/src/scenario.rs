@@ -46,6 +46,22 @@ pub struct Scenario {
     /// What the lookups ask; `None` picks [`Workload::Record`] for the `forge` and `sybil`
     /// adversaries (whose attacks are on records) and [`Workload::Node`] otherwise.
     pub workload: Option<Workload>,
+    /// Objects the content workload publishes ([`Workload::Content`]).
+    pub objects: usize,
+    /// Size of each object, in bytes; it is cut into 256 KiB chunks (the node's average
+    /// content-defined chunk size), the last one shorter.
+    pub object_bytes: u64,
+    /// Gets of the content workload, spread evenly over `duration`.
+    pub gets: usize,
+    /// Zipf exponent of object popularity: object `r` (from 1) is asked for with weight
+    /// `1 / r^zipf`; 0 makes every object equally likely.
+    pub zipf: f64,
+    /// The engine's fetch window (`FetchConfig::window`: chunks requested or received and not
+    /// yet released, per get); `None` keeps the engine's default.
+    pub fetch_window: Option<usize>,
+    /// The engine's fetch lookahead (`FetchConfig::lookahead`: how far past the first
+    /// unreleased chunk holder lookups run); `None` keeps the engine's default.
+    pub fetch_lookahead: Option<usize>,
 }
 
 /// How adversaries answer requests. They run no engine: the simulator answers for them.
@@ -65,6 +81,11 @@ pub enum AdversaryKind {
     /// few /24 networks (254 ids per /24). For keys near the target they answer only with each
     /// other and return no record; elsewhere they route honestly to stay in routing tables.
     Sybil,
+    /// Routes honestly, but claims to hold every chunk: answers `GetProviders` with
+    /// `holds: true` and lists itself as a provider. Asked for the chunk, half of them (by
+    /// slot, seeded) answer that they do not have it, the other half send bytes that do not
+    /// match its hash.
+    FakeHolder,
 }
 
 /// How the starting network is formed.
@@ -90,6 +111,10 @@ pub enum Workload {
     /// Records are published first (`put_record`), then each lookup is a `get_record` of one of
     /// them; success is reading the genuine value.
     Record,
+    /// Objects are cut into chunks and placed first (`place`, then a transfer to each placed
+    /// peer), then random nodes get them through the engine's fetch state machine over
+    /// modelled links; success is receiving every chunk (see `content.rs`).
+    Content,
 }
 
 impl Default for Scenario {
@@ -110,6 +135,12 @@ impl Default for Scenario {
             duration: Duration::from_secs(600),
             join: JoinMode::Warm,
             workload: None,
+            objects: 100,
+            object_bytes: 16 << 20,
+            gets: 1000,
+            zipf: 0.0,
+            fetch_window: None,
+            fetch_lookahead: None,
         }
     }
 }
@@ -121,6 +152,7 @@ impl Scenario {
             AdversaryKind::Forge | AdversaryKind::Sybil if self.adversary_count() > 0 => {
                 Workload::Record
             }
+            AdversaryKind::FakeHolder if self.adversary_count() > 0 => Workload::Content,
             _ => Workload::Node,
         })
     }

@@ -11,13 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use cairn_dht::{
-    Config, Contact, Dht, Event, Key, QueryId, Request, RequestBody, RequestId, Response,
-    TimeoutConfig, Timestamp, Transmit,
+    ChunkOutcome, Config, Contact, Dht, Event, FetchConfig, FetchId, Key, QueryId, Request,
+    RequestBody, RequestId, Response, TimeoutConfig, Timestamp, Transmit,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::adversary::{self, Adversaries};
+use crate::content::{ContentStore, Link};
 use crate::directory::KeyIndex;
 use crate::network::{Geography, Region};
 use crate::queue::EventQueue;
@@ -30,6 +31,10 @@ const JOIN_SPACING: Duration = Duration::from_millis(20);
 /// A hard cap on events, far above any run the command line allows, so a bug cannot spin
 /// forever.
 const MAX_EVENTS: u64 = 20_000_000_000;
+
+/// Rounds of draining one engine's outputs in a flush; far above the two or three that handling
+/// an event can set off.
+const MAX_FLUSH_ROUNDS: usize = 64;
 
 /// One node slot. Slots are never reused: a node that leaves keeps its slot, offline.
 pub(crate) struct Node {
@@ -44,10 +49,14 @@ pub(crate) struct Node {
     pub(crate) engine: Option<Box<Dht<u32>>>,
     /// The instant of the timer event queued for this node, if any.
     timer_at: Option<Timestamp>,
+    /// Its access link.
+    pub(crate) link: Link,
+    /// The chunks it stores.
+    pub(crate) store: ContentStore,
 }
 
 /// What the queue holds.
-enum Action {
+pub(crate) enum Action {
     /// A request arrives at `to`.
     Request {
         from: u32,
@@ -83,6 +92,28 @@ enum Action {
     Cut,
     /// The partition heals.
     Heal,
+    /// Object number `index` is published (content workload).
+    PublishObject { index: usize },
+    /// A copy of `chunk` arrives at `to`: placed by its publisher, or moved by `from`'s
+    /// engine (`Event::Replicate`), which gives up its own responsibility if `release`.
+    Copy {
+        to: u32,
+        chunk: Key,
+        size: u32,
+        moved: Option<(u32, bool)>,
+    },
+    /// Get number `index` starts.
+    Get { index: usize },
+    /// The outcome of a chunk request reaches `getter` (see `objects.rs`).
+    ChunkDone {
+        getter: u32,
+        fetch: FetchId,
+        index: u64,
+        from: Key,
+        outcome: ChunkOutcome,
+        size: u32,
+        origin: bool,
+    },
 }
 
 /// What a finished engine query belonged to.
@@ -91,6 +122,11 @@ pub(crate) enum Tracked {
     Join,
     Lookup(usize),
     Publish(usize),
+    /// Placement of chunk `chunk` of object `object`.
+    Place {
+        object: usize,
+        chunk: usize,
+    },
 }
 
 /// Counters over the whole run.
@@ -127,6 +163,9 @@ pub(crate) struct Simulator {
     net_rng: ChaCha8Rng,
     churn_rng: ChaCha8Rng,
     pub(crate) work_rng: ChaCha8Rng,
+    /// Draws every node's link; its own stream, so that the content model changes no other
+    /// draw.
+    link_rng: ChaCha8Rng,
     /// Honest population that churn keeps up.
     population: usize,
     pub(crate) counters: Counters,
@@ -168,6 +207,7 @@ impl Simulator {
             net_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0e7_0000),
             churn_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xc4_0000),
             work_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x3007_0000),
+            link_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0011_4c00),
             population: honest_count,
             counters: Counters::default(),
             pending_joins: 0,
@@ -215,6 +255,17 @@ impl Simulator {
                     ..TimeoutConfig::default()
                 },
                 seed: crate::network::mix(self.scenario.seed ^ u64::from(slot)),
+                fetch: FetchConfig {
+                    window: self
+                        .scenario
+                        .fetch_window
+                        .unwrap_or(FetchConfig::default().window),
+                    lookahead: self
+                        .scenario
+                        .fetch_lookahead
+                        .unwrap_or(FetchConfig::default().lookahead),
+                    ..FetchConfig::default()
+                },
                 ..Config::default()
             };
             Box::new(Dht::new(id, config))
@@ -228,6 +279,8 @@ impl Simulator {
             ready: false,
             engine,
             timer_at: None,
+            link: Link::draw(&mut self.link_rng),
+            store: ContentStore::default(),
         });
         self.all.insert(id, slot);
         if adversary {
@@ -371,6 +424,23 @@ impl Simulator {
                 self.work.across_at_heal = Some(self.routing_across());
                 self.partitioned = false;
             }
+            Action::PublishObject { index } => self.publish_object(index),
+            Action::Copy {
+                to,
+                chunk,
+                size,
+                moved,
+            } => self.on_copy(to, chunk, size, moved),
+            Action::Get { index } => self.start_get(index),
+            Action::ChunkDone {
+                getter,
+                fetch,
+                index,
+                from,
+                outcome,
+                size,
+                origin,
+            } => self.on_chunk_done(getter, fetch, index, from, outcome, size, origin),
         }
     }
 
@@ -427,28 +497,50 @@ impl Simulator {
         );
     }
 
-    /// Drains a node's outputs after an input.
+    /// Drains a node's outputs after an input. Handling an event can feed the engine again
+    /// (a fetch that failed is ended), so drain until a round brings nothing out.
     pub(crate) fn flush(&mut self, slot: u32) {
-        loop {
-            let Some(engine) = self.nodes[slot as usize].engine.as_mut() else {
-                return;
-            };
-            let Some(t) = engine.poll_transmit() else {
+        for _ in 0..MAX_FLUSH_ROUNDS {
+            let mut quiet = true;
+            loop {
+                let Some(engine) = self.nodes[slot as usize].engine.as_mut() else {
+                    return;
+                };
+                let Some(t) = engine.poll_transmit() else {
+                    break;
+                };
+                quiet = false;
+                self.send(slot, t);
+            }
+            loop {
+                let Some(engine) = self.nodes[slot as usize].engine.as_mut() else {
+                    return;
+                };
+                let Some(event) = engine.poll_event() else {
+                    break;
+                };
+                quiet = false;
+                match event {
+                    Event::QueryFinished { id, result, stats } => {
+                        if let Some(what) = self.tracked.remove(&(slot, id)) {
+                            self.on_finished(slot, what, result, stats);
+                        }
+                    }
+                    Event::FetchChunk {
+                        fetch,
+                        index,
+                        chunk,
+                        from,
+                    } => self.on_fetch_chunk(slot, fetch, index, chunk, from),
+                    Event::FetchFailed { fetch, error } => self.on_fetch_failed(slot, fetch, error),
+                    Event::Replicate { key, to, release } => {
+                        self.on_replicate(slot, key, to, release)
+                    }
+                    _ => {}
+                }
+            }
+            if quiet {
                 break;
-            };
-            self.send(slot, t);
-        }
-        loop {
-            let Some(engine) = self.nodes[slot as usize].engine.as_mut() else {
-                return;
-            };
-            let Some(event) = engine.poll_event() else {
-                break;
-            };
-            if let Event::QueryFinished { id, result, stats } = event
-                && let Some(what) = self.tracked.remove(&(slot, id))
-            {
-                self.on_finished(slot, what, result, stats);
             }
         }
         let now = self.now;
@@ -486,6 +578,11 @@ impl Simulator {
                 request: t.request,
             },
         );
+    }
+
+    /// Schedules `action` at `at`.
+    pub(crate) fn push(&mut self, at: Timestamp, action: Action) {
+        self.queue.push(at, action);
     }
 
     /// Schedules a workload action.
@@ -635,7 +732,7 @@ impl Simulator {
         Contact::new(n.id, n.addr)
     }
 
-    fn slot_of(&self, addr: u32) -> Option<u32> {
+    pub(crate) fn slot_of(&self, addr: u32) -> Option<u32> {
         if addr >> 24 == 0 {
             ((addr as usize) < self.nodes.len()).then_some(addr)
         } else {
@@ -677,7 +774,7 @@ impl Simulator {
         self.scenario.loss > 0.0 && self.net_rng.random::<f64>() < self.scenario.loss
     }
 
-    fn delay(&mut self, from: u32, to: u32) -> Duration {
+    pub(crate) fn delay(&mut self, from: u32, to: u32) -> Duration {
         let (a, b) = (&self.nodes[from as usize], &self.nodes[to as usize]);
         let rtt = self.geo.rtt(from, a.region, to, b.region);
         self.geo.one_way(rtt, &mut self.net_rng)

@@ -7,7 +7,8 @@ use std::time::Duration;
 use cairn_dht::{Key, QueryResult, QueryStats, SignedRecord, Timestamp};
 use rand::RngExt;
 
-use crate::sim::{Simulator, Tracked};
+use crate::objects::{ContentBook, GetRun, PUBLISH_SPACING as OBJECT_SPACING};
+use crate::sim::{Action, Simulator, Tracked};
 use crate::{AdversaryKind, JoinMode, Report, Scenario, Workload};
 
 /// Records live this long: longer than any run, inside the engine's 7-day limit.
@@ -19,6 +20,14 @@ const PUBLISH_SPACING: Duration = Duration::from_millis(100);
 /// After the workload's last lookup starts, wait this long for stragglers: the engine's
 /// `query_timeout` (60 s) and a margin.
 const DRAIN: Duration = Duration::from_secs(70);
+
+/// The content workload waits at most this long after the last object is published for its
+/// placements and copies to finish.
+const PUBLISH_WAIT: Duration = Duration::from_secs(600);
+
+/// After the last get starts, wait this long for stragglers: a get that keeps failing over
+/// takes a few of the engine's 10 s chunk timeouts per chunk.
+const GET_DRAIN: Duration = Duration::from_secs(300);
 
 /// Runs `scenario` to the end and reports its figures.
 pub fn run(scenario: &Scenario) -> Report {
@@ -43,10 +52,33 @@ pub fn run(scenario: &Scenario) -> Report {
         sim.run_until(limit, |s| s.work.puts.iter().all(Option::is_some));
     }
 
+    let content = scenario.workload() == Workload::Content;
+    if content {
+        let objects = sim.work.content.objects.len();
+        let start = sim.now;
+        for i in 0..objects {
+            sim.push(
+                start + OBJECT_SPACING * i as u32,
+                Action::PublishObject { index: i },
+            );
+        }
+        let limit = start + OBJECT_SPACING * objects as u32 + PUBLISH_WAIT;
+        sim.run_until(limit, |s| s.work.content.published());
+    }
+
     let t0 = sim.now;
     let length = scenario.workload_duration();
     sim.work.start = t0;
-    let lookups = scenario.lookups;
+    let (lookups, gets) = match content {
+        true => (0, scenario.gets),
+        false => (scenario.lookups, 0),
+    };
+    for i in 0..gets {
+        // Evenly spaced like the lookups.
+        let offset = length.mul_f64((2 * i + 1) as f64 / (2 * gets) as f64);
+        sim.work.content.gets.push(GetRun::default());
+        sim.push(t0 + offset, Action::Get { index: i });
+    }
     for i in 0..lookups {
         // Evenly spaced, each in the middle of its share of the workload.
         let offset = length.mul_f64((2 * i + 1) as f64 / (2 * lookups) as f64);
@@ -60,7 +92,10 @@ pub fn run(scenario: &Scenario) -> Report {
     }
     sim.start_churn();
     sim.run_until(t0 + length, |_| false);
-    sim.run_until(t0 + length + DRAIN, |s| s.work.unfinished() == 0);
+    let drain = if content { GET_DRAIN } else { DRAIN };
+    sim.run_until(t0 + length + drain, |s| {
+        s.work.unfinished() == 0 && s.work.content.unfinished() == 0
+    });
     Report::new(&sim)
 }
 
@@ -118,6 +153,8 @@ pub(crate) struct Workbook {
     /// started and when it healed.
     pub(crate) across_at_cut: Option<f64>,
     pub(crate) across_at_heal: Option<f64>,
+    /// The content workload's objects and gets.
+    pub(crate) content: ContentBook,
     finished: usize,
     started: usize,
 }
@@ -125,7 +162,7 @@ pub(crate) struct Workbook {
 impl Workbook {
     pub(crate) fn new(scenario: &Scenario) -> Self {
         let count = match scenario.workload() {
-            Workload::Node => 0,
+            Workload::Node | Workload::Content => 0,
             Workload::Record if scenario.adversary_kind == AdversaryKind::Sybil => 1,
             Workload::Record => (scenario.lookups / 10).clamp(1, 100),
         };
@@ -139,9 +176,14 @@ impl Workbook {
                 SignedRecord::sign(&secret, value, 1, Timestamp::EPOCH + RECORD_TTL)
             })
             .collect();
+        let content = match scenario.workload() {
+            Workload::Content => ContentBook::new(scenario),
+            _ => ContentBook::default(),
+        };
         Self {
             records,
             puts: vec![None; count],
+            content,
             ..Self::default()
         }
     }
@@ -206,6 +248,7 @@ impl Simulator {
                     .map(|(id, _)| id)
                     .collect();
             }
+            Workload::Content => return,
             Workload::Record => {
                 let record = if self.scenario.adversary_kind == AdversaryKind::Sybil {
                     0
@@ -245,6 +288,7 @@ impl Simulator {
     ) {
         match what {
             Tracked::Join => self.on_joined(slot),
+            Tracked::Place { object, chunk } => self.on_placed(slot, object, chunk, result),
             Tracked::Publish(index) => {
                 let stored = match result {
                     QueryResult::PutRecord { stored, .. } => stored,
@@ -292,7 +336,7 @@ impl Simulator {
         self.random_honest(|_| true, Some(origin))
     }
 
-    fn random_honest(
+    pub(crate) fn random_honest(
         &mut self,
         keep: impl Fn(&crate::sim::Node) -> bool,
         except: Option<u32>,

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use cairn_netsim::{AdversaryKind, Churn, Report, Scenario, SessionDistribution, run};
+use cairn_netsim::{AdversaryKind, Churn, Report, Scenario, SessionDistribution, Workload, run};
 
 fn seed() -> u64 {
     std::env::var("CAIRN_TEST_SEED")
@@ -341,4 +341,111 @@ fn the_same_seed_gives_the_same_report() {
     }))
     .expect("json");
     assert_ne!(a, c, "seed {}: the seed changes nothing", s.seed);
+}
+
+// ---- content ----------------------------------------------------------------------------------
+
+/// The content workload at a test's size: 300 nodes, 10 objects of 2 MiB (8 chunks of 256
+/// KiB each, the engine's fetch window), 50 gets over two minutes.
+fn content() -> Scenario {
+    Scenario {
+        nodes: 300,
+        workload: Some(Workload::Content),
+        objects: 10,
+        object_bytes: 2 << 20,
+        gets: 50,
+        duration: Duration::from_secs(120),
+        ..scenario()
+    }
+}
+
+/// A stable network: every chunk is placed on `replication` (5) peers, and every get receives
+/// every chunk through the engine's fetch state machine.
+///
+/// Measured (seed 7): 4.97 placed copies per chunk (the publisher is sometimes one of the
+/// five), 50 of 50 gets, first byte p50 289 ms (about 2 median round trips: a holder lookup,
+/// then the request), get p50 0.67 s against 0.07 s for the getter's downlink alone (the
+/// holders' 10–50 Mbit/s home uplinks and one round trip per chunk request bound it, not the
+/// getter), 7.7 distinct holders per get.
+#[test]
+fn stable_network_every_get_succeeds() {
+    let report = run(&content());
+    check(
+        &report,
+        "placement puts about `replication` copies of each chunk",
+        report.replicas_per_chunk_mean.is_some_and(|r| r >= 4.5),
+    );
+    check(&report, "every get ends", report.gets_finished == Some(50));
+    check(
+        &report,
+        "every get succeeds",
+        report.get_success_rate == Some(1.0),
+    );
+    check(
+        &report,
+        "a get is never faster than the getter's downlink",
+        report.get_seconds_p50 >= report.get_downlink_bound_seconds_p50,
+    );
+    check(
+        &report,
+        "gets spread over several holders",
+        report.get_holders_used_mean.is_some_and(|h| h >= 2.0),
+    );
+}
+
+/// 20 % of the nodes claim to hold every chunk, then refuse it or send garbage.
+///
+/// Measured (seed 7): 100 % of gets succeed (11.4 distinct holders asked per get, against 7.7
+/// without them: the claims cost a request each before the engine moves on).
+#[test]
+fn fake_holders_do_not_stop_gets() {
+    let report = run(&Scenario {
+        adversaries: 0.2,
+        adversary_kind: AdversaryKind::FakeHolder,
+        ..content()
+    });
+    check(
+        &report,
+        "≥ 99 % of gets succeed with 20 % fake holders",
+        report.get_success_rate.is_some_and(|s| s >= 0.99),
+    );
+}
+
+/// Objects larger than the fetch window. The engine's window counts chunks received and not
+/// yet released; a caller releases in order, so once `window` chunks past a slow first one are
+/// received, the first can never be requested and the get stalls (dht/src/fetch.rs, `drive`).
+/// Measured (seed 7, 4 MiB objects): 11 of 50 gets end. Ignored until the engine's window
+/// slides from the first unreleased chunk; with that change all 50 succeed.
+#[test]
+#[ignore = "the fetch window deadlocks on chunks received out of order (engine, issue 9)"]
+fn gets_of_objects_larger_than_the_window_succeed() {
+    let report = run(&Scenario {
+        object_bytes: 4 << 20,
+        ..content()
+    });
+    check(
+        &report,
+        "every get succeeds",
+        report.get_success_rate == Some(1.0),
+    );
+}
+
+/// Same content scenario, same seed: the same report; Zipf popularity changes it.
+#[test]
+fn the_same_seed_gives_the_same_content_report() {
+    let s = Scenario {
+        adversaries: 0.1,
+        adversary_kind: AdversaryKind::FakeHolder,
+        zipf: 1.0,
+        ..content()
+    };
+    let a = serde_json::to_string(&run(&s)).expect("json");
+    let b = serde_json::to_string(&run(&s)).expect("json");
+    assert_eq!(a, b, "seed {}: two runs differ", s.seed);
+    let c = serde_json::to_string(&run(&Scenario {
+        zipf: 0.0,
+        ..s.clone()
+    }))
+    .expect("json");
+    assert_ne!(a, c, "seed {}: popularity changes nothing", s.seed);
 }
