@@ -107,11 +107,13 @@ impl Default for FetchConfig {
 /// What the engine must do for the fetches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Action<A> {
-    /// Start a holder lookup for chunk `index` of `fetch`.
+    /// Start a holder lookup for chunk `index` of `fetch`; holders in `tried` failed it
+    /// already and do not count toward ending the lookup.
     FindHolders {
         fetch: FetchId,
         index: u64,
         key: Key,
+        tried: BTreeSet<Key>,
     },
     /// Ask `from` for the chunk (an [`crate::Event::FetchChunk`]) and wake at `deadline`.
     Request {
@@ -453,6 +455,7 @@ impl<A: Clone> Fetches<A> {
                         fetch,
                         index,
                         key: c.key,
+                        tried: c.tried.clone(),
                     });
                 }
                 State::Ready if position < window && !c.holders.is_empty() => {

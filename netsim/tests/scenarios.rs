@@ -411,13 +411,11 @@ fn fake_holders_do_not_stop_gets() {
     );
 }
 
-/// Objects larger than the fetch window. The engine's window counts chunks received and not
-/// yet released; a caller releases in order, so once `window` chunks past a slow first one are
-/// received, the first can never be requested and the get stalls (dht/src/fetch.rs, `drive`).
-/// Measured (seed 7, 4 MiB objects): 11 of 50 gets end. Ignored until the engine's window
-/// slides from the first unreleased chunk; with that change all 50 succeed.
+/// Objects larger than the fetch window. When the window counted chunks received and not yet
+/// released, a caller releasing in order deadlocked it once `window` chunks past a slow first
+/// one had come (seed 7, 4 MiB objects: 11 of 50 gets ended); the window now slides from the
+/// first unreleased chunk.
 #[test]
-#[ignore = "the fetch window deadlocks on chunks received out of order (engine, issue 9)"]
 fn gets_of_objects_larger_than_the_window_succeed() {
     let report = run(&Scenario {
         object_bytes: 4 << 20,

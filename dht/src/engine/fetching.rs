@@ -82,8 +82,13 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(action) = queue.pop_front() {
             match action {
-                Action::FindHolders { fetch, index, key } => {
-                    let kind = self.holders_kind(Some((fetch, index)));
+                Action::FindHolders {
+                    fetch,
+                    index,
+                    key,
+                    tried,
+                } => {
+                    let kind = self.holders_kind(Some((fetch, index)), tried);
                     if self.start(now, kind, key, Vec::new(), true).is_err() {
                         // Too many queries: as if the lookup found nobody (a later one retries).
                         let mut out = Vec::new();

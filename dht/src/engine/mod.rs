@@ -213,6 +213,10 @@ enum Kind<A> {
         /// Responders that named other providers: each counts once toward `want`, however
         /// many it named (one liar cannot end a lookup with a list of dead or fake holders).
         referrers: BTreeSet<Key>,
+        /// Holders a fetch tried already: they do not count toward `want`, so a lookup after
+        /// failures goes on past the peers that failed (fake holders on the lookup path would
+        /// otherwise end every lookup by themselves).
+        tried: BTreeSet<Key>,
         want: usize,
         /// The fetch chunk this lookup finds holders for (no event: the fetch goes on).
         fetch: Option<(FetchId, u64)>,
@@ -558,14 +562,16 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// it, plus at most one claim per responder about others — so a lookup can end at a nearby
     /// cache but not on a list of dead or fake holders.
     pub fn find_holders(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
-        self.start(now, self.holders_kind(None), key, Vec::new(), false)
+        let kind = self.holders_kind(None, BTreeSet::new());
+        self.start(now, kind, key, Vec::new(), false)
     }
 
-    fn holders_kind(&self, fetch: Option<(FetchId, u64)>) -> Kind<A> {
+    fn holders_kind(&self, fetch: Option<(FetchId, u64)>, tried: BTreeSet<Key>) -> Kind<A> {
         Kind::Holders {
             holders: Vec::new(),
             verified: BTreeSet::new(),
             referrers: BTreeSet::new(),
+            tried,
             want: self.config.replication.max(1),
             fetch,
         }

@@ -177,9 +177,17 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             Kind::Holders {
                 verified,
                 referrers,
+                tried,
                 want,
                 ..
-            } => verified.len() + referrers.difference(verified).count() >= *want,
+            } => {
+                let fresh = verified.difference(tried).count();
+                let claims = referrers
+                    .iter()
+                    .filter(|r| !verified.contains(r) && !tried.contains(r))
+                    .count();
+                fresh + claims >= *want
+            }
             _ => false,
         };
         if done_early {
