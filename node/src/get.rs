@@ -636,9 +636,9 @@ impl Node {
     }
 }
 
-/// Chunk ids handed to the engine ahead of the output, beyond its own lookahead (cheap: ids
+/// Chunk ids handed to the engine ahead of the output: twice its default lookahead (cheap: ids
 /// only), so that it never waits for this side to read the next manifest.
-const PLAN_AHEAD: usize = 64;
+const PLAN_AHEAD: usize = 128;
 
 /// One engine fetch from the get's side: chunks go in with [`EngineFetch::add`] and come out
 /// verified, by index, with [`EngineFetch::next`].

@@ -566,13 +566,22 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.start(now, kind, key, Vec::new(), false)
     }
 
+    /// A holder lookup. The first for a chunk stops early at `replication` live holders; one
+    /// after failures (some holders `tried`) runs to the end of the lookup, collecting every
+    /// holder among the closest peers, so that the holders that failed (possibly liars that
+    /// answer first) cannot crowd out the honest copies.
     fn holders_kind(&self, fetch: Option<(FetchId, u64)>, tried: BTreeSet<Key>) -> Kind<A> {
+        let want = if tried.is_empty() {
+            self.config.replication.max(1)
+        } else {
+            usize::MAX
+        };
         Kind::Holders {
             holders: Vec::new(),
             verified: BTreeSet::new(),
             referrers: BTreeSet::new(),
             tried,
-            want: self.config.replication.max(1),
+            want,
             fetch,
         }
     }
