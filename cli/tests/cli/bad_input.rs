@@ -38,19 +38,7 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn cairn daemon");
-        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock().unwrap().push_str(&text);
-            }
-        });
+        let stderr = super::collect_stderr(&mut child);
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let ready = timeout(STEP, async {
             while let Ok(Some(line)) = lines.next_line().await {

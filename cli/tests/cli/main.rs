@@ -74,6 +74,28 @@ fn assert_fails(o: &Output, needle: &str) {
     );
 }
 
+/// Collects a child's piped stderr into a string, on a task of its own, so the child never
+/// blocks on a full pipe and a failing test can show what it said.
+fn collect_stderr(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use tokio::io::AsyncReadExt;
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err = child.stderr.take().expect("piped stderr");
+    let sink = text.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = err.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let piece = String::from_utf8_lossy(&buf[..n]).into_owned();
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(&piece);
+        }
+    });
+    text
+}
+
 /// Starts a long-running `cairn` command and waits (bounded) for the stdout line starting with
 /// `ready`.
 async fn start(args: &[&str], ready: &str) -> Child {

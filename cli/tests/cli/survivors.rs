@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cairn_node::Manifest;
 use cairn_tests::random_bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::time::timeout;
 
@@ -400,20 +400,7 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn cairn daemon");
-        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = super::collect_stderr(&mut child);
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let ready = timeout(STEP, async {
             while let Ok(Some(line)) = lines.next_line().await {
