@@ -173,6 +173,8 @@ struct Chunk<A> {
 #[derive(Debug)]
 struct Fetch<A> {
     root: Option<Key>,
+    /// Peers that announced the whole content: every chunk's first holders.
+    providers: Vec<Contact<A>>,
     /// Chunks added and not released, by index.
     chunks: BTreeMap<u64, Chunk<A>>,
     next_index: u64,
@@ -196,8 +198,13 @@ impl<A: Clone> Fetches<A> {
         }
     }
 
-    /// A new fetch, or `None` if `max_fetches` are running.
-    pub(crate) fn start(&mut self, root: Option<Key>) -> Option<FetchId> {
+    /// A new fetch, or `None` if `max_fetches` are running. `root` is announced when the fetch
+    /// ends complete; `providers` are asked first for every chunk.
+    pub(crate) fn start(
+        &mut self,
+        root: Option<Key>,
+        providers: Vec<Contact<A>>,
+    ) -> Option<FetchId> {
         if self.fetches.len() >= self.config.max_fetches.max(1) {
             return None;
         }
@@ -207,6 +214,7 @@ impl<A: Clone> Fetches<A> {
             id,
             Fetch {
                 root,
+                providers,
                 chunks: BTreeMap::new(),
                 next_index: 0,
                 failed: false,
@@ -232,12 +240,18 @@ impl<A: Clone> Fetches<A> {
             if f.chunks.len() >= max {
                 break;
             }
+            // With providers of the whole content, no lookup until they fail this chunk.
+            let state = if f.providers.is_empty() {
+                State::New
+            } else {
+                State::Ready
+            };
             f.chunks.insert(
                 f.next_index,
                 Chunk {
                     key,
-                    state: State::New,
-                    holders: Vec::new(),
+                    state,
+                    holders: f.providers.clone(),
                     tried: BTreeSet::new(),
                     claimed: BTreeSet::new(),
                     lookups: 0,
@@ -313,6 +327,9 @@ impl<A: Clone> Fetches<A> {
             }
             _ => {}
         }
+        if outcome == ChunkOutcome::Failed {
+            self.forget_holder(now, fetch, from, out);
+        }
         self.drive(now, fetch, rtt, out);
     }
 
@@ -386,6 +403,32 @@ impl<A: Clone> Fetches<A> {
         f.chunks.get_mut(&index)
     }
 
+    /// A holder that could not be reached is dropped from every chunk of the fetch that has
+    /// not asked it yet (a dead provider of the whole content would otherwise cost each chunk
+    /// a timeout); chunks left with no holder go on to a lookup.
+    fn forget_holder(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        peer: &Key,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let Some(f) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
+        f.providers.retain(|p| p.id != *peer);
+        let mut stranded = Vec::new();
+        for (&index, c) in f.chunks.iter_mut() {
+            c.holders.retain(|h| h.id != *peer);
+            if c.state == State::Ready && c.holders.is_empty() {
+                stranded.push(index);
+            }
+        }
+        for index in stranded {
+            self.next_holder(now, fetch, index, out);
+        }
+    }
+
     /// After a holder failed (state `Ready`): leaves it `Ready` if an untried holder is left,
     /// else backs off for another lookup, else gives the whole fetch up.
     fn next_holder(
@@ -403,6 +446,11 @@ impl<A: Clone> Fetches<A> {
             return;
         };
         if !c.holders.is_empty() {
+            return;
+        }
+        if c.lookups == 0 {
+            // The content's providers failed it: look this chunk up at once.
+            c.state = State::New;
             return;
         }
         if c.lookups < lookups {
@@ -544,7 +592,7 @@ mod tests {
     /// A fetch of `n` chunks; every lookup answered with `holders`.
     fn fetch_with(n: u32, holders: &[u32]) -> (Fetches<u32>, FetchId, Vec<Action<u32>>) {
         let mut f = Fetches::new(config());
-        let id = f.start(Some(key(0))).unwrap();
+        let id = f.start(Some(key(0)), Vec::new()).unwrap();
         let mut out = Vec::new();
         f.add(T0, id, (1..=n).map(key), &rtt, &mut out);
         let mut all = Vec::new();
@@ -667,7 +715,7 @@ mod tests {
     #[test]
     fn gives_up_after_its_lookups_naming_the_chunk() {
         let mut f: Fetches<u32> = Fetches::new(config());
-        let id = f.start(None).unwrap();
+        let id = f.start(None, Vec::new()).unwrap();
         let mut out = Vec::new();
         f.add(T0, id, [key(7)], &rtt, &mut out);
         let mut now = T0;
@@ -777,12 +825,71 @@ mod tests {
     }
 
     #[test]
+    fn providers_of_the_content_are_asked_first_and_a_chunk_they_fail_is_looked_up() {
+        let mut f = Fetches::new(config());
+        let id = f.start(None, vec![holder(1)]).unwrap();
+        let mut out = Vec::new();
+        f.add(T0, id, (1..=4).map(key), &rtt, &mut out);
+        assert!(
+            lookups(&out).is_empty(),
+            "no lookup while a provider is there"
+        );
+        assert_eq!(requests(&out), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
+        let mut more = Vec::new();
+        f.on_chunk(
+            T0,
+            (id, 2),
+            &holder(1).id,
+            ChunkOutcome::NotFound,
+            &rtt,
+            &mut more,
+        );
+        assert!(
+            more.contains(&Action::Outcome {
+                peer: holder(1).id,
+                ok: false,
+                lied: false
+            }),
+            "a provider of the content did not claim this chunk"
+        );
+        assert_eq!(lookups(&more), vec![2], "looked up at once, no backoff");
+    }
+
+    #[test]
+    fn an_unreachable_provider_is_dropped_for_every_chunk() {
+        let mut f = Fetches::new(config());
+        let id = f.start(None, vec![holder(1)]).unwrap();
+        let mut out = Vec::new();
+        f.add(T0, id, (1..=12).map(key), &rtt, &mut out);
+        assert_eq!(requests(&out).len(), 8);
+        let mut more = Vec::new();
+        f.on_chunk(
+            T0,
+            (id, 0),
+            &holder(1).id,
+            ChunkOutcome::Failed,
+            &rtt,
+            &mut more,
+        );
+        // Chunks 8.. had not asked it yet: they go straight to lookups.
+        let looked = lookups(&more);
+        assert!(
+            looked.contains(&0) && looked.contains(&8) && looked.contains(&11),
+            "{looked:?}"
+        );
+        assert!(
+            requests(&more).iter().all(|(_, h)| *h != 1),
+            "not asked again"
+        );
+    }
+
+    #[test]
     fn fetches_are_bounded() {
         let mut f: Fetches<u32> = Fetches::new(FetchConfig {
             max_fetches: 2,
             ..FetchConfig::default()
         });
-        assert!(f.start(None).is_some() && f.start(None).is_some());
-        assert!(f.start(None).is_none());
+        assert!(f.start(None, Vec::new()).is_some() && f.start(None, Vec::new()).is_some());
+        assert!(f.start(None, Vec::new()).is_none());
     }
 }

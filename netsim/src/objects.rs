@@ -334,7 +334,7 @@ impl Simulator {
             return;
         };
         // No root: there are no manifests in the model, so there is nothing to announce.
-        let Ok(fetch) = engine.start_fetch(None) else {
+        let Ok(fetch) = engine.start_fetch(None, false) else {
             self.work.content.gets[index].refused = true;
             return;
         };

@@ -120,9 +120,11 @@ pub(crate) enum Command {
         key: Key,
         reply: Reply<Result<Placement, QueryError>>,
     },
-    /// Starts an engine fetch; its chunks arrive on the receiver (see [`FetchItem`]).
+    /// Starts an engine fetch of the content under `root`, announced when complete if
+    /// `announce`; its chunks arrive on the receiver (see [`FetchItem`]).
     Fetch {
         root: Option<Key>,
+        announce: bool,
         reply: Reply<Result<(FetchId, mpsc::Receiver<FetchItem>), QueryError>>,
     },
     /// Adds chunks to a fetch; the reply is the index of the first.
@@ -401,11 +403,15 @@ impl Driver {
                 let started = self.engine.place(now, key);
                 self.await_query(started, reply, Waiter::Place);
             }
-            Command::Fetch { root, reply } => {
+            Command::Fetch {
+                root,
+                announce,
+                reply,
+            } => {
                 // Room for the engine's window (chunks in flight or unreleased) twice over, for
                 // late duplicates after a failover.
                 let queue = 2 * self.engine.config().fetch.window.max(1) + 2;
-                let started = self.engine.start_fetch(root).map(|id| {
+                let started = self.engine.start_fetch(root, announce).map(|id| {
                     let (tx, rx) = mpsc::channel(queue);
                     self.fetches.insert(id, tx);
                     (id, rx)

@@ -562,7 +562,7 @@ impl Node {
             leaves_done: false,
             start,
             end,
-            root: announce.then_some(content.key()),
+            announce,
             fetch: None,
             queue: std::collections::VecDeque::new(),
             arrived: std::collections::BTreeMap::new(),
@@ -592,7 +592,7 @@ impl Node {
             }
             None => false,
         };
-        let mut fetch = EngineFetch::start(self, None).await?;
+        let mut fetch = EngineFetch::start(self, None, false).await?;
         fetch.add(vec![id]).await?;
         let bytes = match fetch.next().await {
             Ok((_, bytes)) => bytes,
@@ -674,9 +674,13 @@ impl FetchFailure {
 }
 
 impl EngineFetch {
-    async fn start(node: &Node, root: Option<Key>) -> Result<Self, GetError> {
+    async fn start(node: &Node, root: Option<Key>, announce: bool) -> Result<Self, GetError> {
         let (id, rx) = node
-            .call(|reply| Command::Fetch { root, reply })
+            .call(|reply| Command::Fetch {
+                root,
+                announce,
+                reply,
+            })
             .await?
             .map_err(|e| GetError::Busy(e.to_string()))?;
         Ok(Self {
@@ -752,8 +756,8 @@ struct Planner {
     leaves_done: bool,
     start: u64,
     end: u64,
-    /// Announce this once every chunk came.
-    root: Option<Key>,
+    /// Announce the content once every chunk came.
+    announce: bool,
     fetch: Option<EngineFetch>,
     /// Chunks to output, in order.
     queue: std::collections::VecDeque<(Link, u64, Source)>,
@@ -837,7 +841,8 @@ impl Planner {
             return Ok(0);
         }
         if self.fetch.is_none() {
-            self.fetch = Some(EngineFetch::start(&self.node, self.root).await?);
+            let root = Some(self.content.key());
+            self.fetch = Some(EngineFetch::start(&self.node, root, self.announce).await?);
         }
         let fetch = self.fetch.as_mut().ok_or(GetError::Stopped(NodeStopped))?;
         fetch.add(chunks).await

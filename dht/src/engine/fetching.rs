@@ -4,11 +4,23 @@
 use super::*;
 
 impl<A: Address, S: RecordStore<A>> Dht<A, S> {
-    /// Starts fetching content, to which chunks are then added with [`Dht::add_chunks`]; see
-    /// the `fetch` module for what the engine decides. With a `root`, this peer announces
-    /// itself as a provider of it when a fetch that received every chunk ends.
-    pub fn start_fetch(&mut self, root: Option<Key>) -> Result<FetchId, QueryError> {
-        self.fetches.start(root).ok_or(QueryError::Busy {
+    /// Starts fetching the content under `root` (a file's root manifest, if the caller has
+    /// one), to which chunks are then added with [`Dht::add_chunks`]; see the `fetch` module
+    /// for what the engine decides. Peers that announced `root` (found by the lookup that
+    /// fetched the root manifest) hold all of it, so they are every chunk's first holders, and a
+    /// chunk is looked up on its own only when they fail it. With `announce`, this peer
+    /// announces itself as a provider of `root` when a fetch that received every chunk ends.
+    pub fn start_fetch(
+        &mut self,
+        root: Option<Key>,
+        announce: bool,
+    ) -> Result<FetchId, QueryError> {
+        let providers = root
+            .and_then(|r| self.recent_providers.get(&r))
+            .cloned()
+            .unwrap_or_default();
+        let root = root.filter(|_| announce);
+        self.fetches.start(root, providers).ok_or(QueryError::Busy {
             max: self.config.fetch.max_fetches,
         })
     }

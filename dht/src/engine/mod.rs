@@ -150,6 +150,9 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     /// Chunks this peer stores, ordered so that repair decisions come out in a fixed order.
     held: BTreeSet<Key>,
     fetches: Fetches<A>,
+    /// Who announced the content under recently looked-up keys: a fetch of a file whose root
+    /// manifest was just fetched asks them first for every chunk.
+    recent_providers: RecentProviders<A>,
     queries: BTreeMap<QueryId, Query<A>>,
     pending: HashMap<RequestId, Pending<A>>,
     timers: BinaryHeap<Reverse<(Timestamp, Timer)>>,
@@ -158,6 +161,45 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     next_query: u64,
     next_request: u64,
     next_jobs: Timestamp,
+}
+
+/// Providers found by recent holder lookups, by key; the oldest forgotten beyond a bound.
+#[derive(Debug)]
+struct RecentProviders<A> {
+    by_key: HashMap<Key, Vec<Contact<A>>>,
+    order: VecDeque<Key>,
+}
+
+/// Keys whose providers are remembered.
+const RECENT_PROVIDERS: usize = 1024;
+
+impl<A> Default for RecentProviders<A> {
+    fn default() -> Self {
+        Self {
+            by_key: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<A: Clone> RecentProviders<A> {
+    fn insert(&mut self, key: Key, providers: Vec<Contact<A>>) {
+        if providers.is_empty() {
+            return;
+        }
+        if self.by_key.insert(key, providers).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > RECENT_PROVIDERS {
+            if let Some(old) = self.order.pop_front() {
+                self.by_key.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, key: &Key) -> Option<&Vec<Contact<A>>> {
+        self.by_key.get(key)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -217,6 +259,9 @@ enum Kind<A> {
         /// failures goes on past the peers that failed (fake holders on the lookup path would
         /// otherwise end every lookup by themselves).
         tried: BTreeSet<Key>,
+        /// Holders named by provider records (peers that announced the whole content), as
+        /// opposed to replicas of this one chunk.
+        announced: Vec<Contact<A>>,
         want: usize,
         /// The fetch chunk this lookup finds holders for (no event: the fetch goes on).
         fetch: Option<(FetchId, u64)>,
@@ -265,6 +310,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             held: BTreeSet::new(),
             fetches: Fetches::new(config.fetch.clone()),
+            recent_providers: RecentProviders::default(),
             queries: BTreeMap::new(),
             pending: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -581,6 +627,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             verified: BTreeSet::new(),
             referrers: BTreeSet::new(),
             tried,
+            announced: Vec::new(),
             want,
             fetch,
         }

@@ -132,6 +132,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                     holders,
                     verified,
                     referrers,
+                    announced,
                     ..
                 },
                 ResponseBody::Providers {
@@ -148,6 +149,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 for p in providers.into_iter().take(self.config.k) {
                     if p.id != self.local && p.addr.matches_id(&p.id) {
                         named |= !verified.contains(&p.id);
+                        if !announced.iter().any(|a| a.id == p.id) {
+                            announced.push(p.clone());
+                        }
                         holders.push(p);
                     }
                 }
@@ -300,20 +304,27 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             Kind::Holders {
                 mut holders,
                 verified,
+                announced,
                 fetch: Some((fetch, index)),
                 ..
             } => {
+                self.recent_providers.insert(target, announced);
                 self.rank(&mut holders);
                 self.with_fetches(now, |fetches, rtt, out| {
                     fetches.on_holders(now, (fetch, index), holders, verified, rtt, out)
                 });
                 return;
             }
-            Kind::Holders { holders, .. } => QueryResult::Holders {
-                key: target,
-                holders,
-                closest,
-            },
+            Kind::Holders {
+                holders, announced, ..
+            } => {
+                self.recent_providers.insert(target, announced);
+                QueryResult::Holders {
+                    key: target,
+                    holders,
+                    closest,
+                }
+            }
             Kind::Place => {
                 let (peers, local) =
                     placement::placement(closest, &self.local, &target, self.config.replication);
