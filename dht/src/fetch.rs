@@ -53,6 +53,9 @@ pub enum ChunkOutcome {
     Failed,
     /// Bytes arrived that do not hash to the chunk id.
     Corrupt,
+    /// Good bytes arrived but the caller had no room for them: no one's fault; the chunk is
+    /// asked of the same holder again.
+    Dropped,
 }
 
 /// Why a fetch gave up.
@@ -153,6 +156,8 @@ enum State {
     Requesting { from: Key, deadline: Timestamp },
     /// Waits until `until` before looking up holders again.
     Backoff { until: Timestamp },
+    /// Waits until `until` before asking its next holder (the caller had no room for it).
+    Paused { until: Timestamp },
     /// The bytes are with the caller, not yet released.
     Done,
 }
@@ -167,6 +172,8 @@ struct Chunk<A> {
     tried: BTreeSet<Key>,
     /// Holders that said, answering a lookup, that they hold it.
     claimed: BTreeSet<Key>,
+    /// The holder of the request in flight.
+    asked: Option<Contact<A>>,
     lookups: u32,
 }
 
@@ -254,6 +261,7 @@ impl<A: Clone> Fetches<A> {
                     holders: f.providers.clone(),
                     tried: BTreeSet::new(),
                     claimed: BTreeSet::new(),
+                    asked: None,
                     lookups: 0,
                 },
             );
@@ -302,14 +310,32 @@ impl<A: Clone> Fetches<A> {
         rtt: &dyn Fn(&Key) -> Duration,
         out: &mut Vec<Action<A>>,
     ) {
+        let backoff = self.config.backoff;
         let Some(c) = self.chunk_mut(fetch, index) else {
             return;
         };
+        if outcome == ChunkOutcome::Dropped {
+            if matches!(c.state, State::Requesting { from: f, .. } if f == *from)
+                && let Some(asked) = c.asked.take()
+            {
+                c.tried.remove(from);
+                c.holders.insert(0, asked);
+                let until = now + backoff;
+                c.state = State::Paused { until };
+                out.push(Action::Wake {
+                    at: until,
+                    fetch,
+                    index,
+                });
+            }
+            self.drive(now, fetch, rtt, out);
+            return;
+        }
         let lied = match outcome {
             ChunkOutcome::Ok => false,
             ChunkOutcome::NotFound => c.claimed.contains(from),
             ChunkOutcome::Corrupt => true,
-            ChunkOutcome::Failed => false,
+            ChunkOutcome::Failed | ChunkOutcome::Dropped => false,
         };
         out.push(Action::Outcome {
             peer: *from,
@@ -356,6 +382,7 @@ impl<A: Clone> Fetches<A> {
                 self.next_holder(now, fetch, index, out);
             }
             State::Backoff { until } if until <= now => c.state = State::New,
+            State::Paused { until } if until <= now => c.state = State::Ready,
             _ => return,
         }
         self.drive(now, fetch, rtt, out);
@@ -524,6 +551,7 @@ impl<A: Clone> Fetches<A> {
                     c.tried.insert(id);
                     let deadline = now + timeout + rtt(&id);
                     c.state = State::Requesting { from: id, deadline };
+                    c.asked = Some(from.clone());
                     *inflight.entry(id).or_default() += 1;
                     out.push(Action::Request {
                         fetch,
@@ -880,6 +908,39 @@ mod tests {
         assert!(
             requests(&more).iter().all(|(_, h)| *h != 1),
             "not asked again"
+        );
+    }
+
+    #[test]
+    fn a_chunk_the_caller_had_no_room_for_is_asked_again_later_without_blame() {
+        let (mut f, id, out) = fetch_with(1, &[1, 2]);
+        assert_eq!(requests(&out), vec![(0, 1)]);
+        let mut more = Vec::new();
+        f.on_chunk(
+            T0,
+            (id, 0),
+            &holder(1).id,
+            ChunkOutcome::Dropped,
+            &rtt,
+            &mut more,
+        );
+        assert!(
+            !more.iter().any(|a| matches!(a, Action::Outcome { .. })),
+            "no blame"
+        );
+        let at = more
+            .iter()
+            .find_map(|a| match a {
+                Action::Wake { at, .. } => Some(*at),
+                _ => None,
+            })
+            .expect("waits before asking again");
+        let mut more = Vec::new();
+        f.on_wake(at, id, 0, &rtt, &mut more);
+        assert_eq!(
+            requests(&more),
+            vec![(0, 1)],
+            "the same holder, asked again"
         );
     }
 

@@ -660,8 +660,8 @@ impl Driver {
                     .map(|tx| tx.try_send(FetchItem::Chunk { index, bytes }))
                 {
                     Some(Ok(())) => ChunkOutcome::Ok,
-                    // Nowhere to put it (the get is gone or behind): as if it did not come.
-                    _ => ChunkOutcome::Failed,
+                    // No room (the get is behind, or gone): not the holder's fault.
+                    _ => ChunkOutcome::Dropped,
                 }
             }
             Some(ChunkResponse::Data(_)) => {
