@@ -55,8 +55,10 @@ pub(crate) struct ContentBook {
     /// and by cached ones.
     pub(crate) bytes_origin: u64,
     pub(crate) bytes_cache: u64,
-    /// Gets in progress, by getter and the getter's fetch id.
-    pub(crate) active: HashMap<(u32, FetchId), usize>,
+    /// Gets in progress, by getter and the getter's fetch id: the get, and the object's chunk
+    /// index of the fetch's index 0 (a get fetches the object's first chunk, which stands for
+    /// its root manifest, alone, then the rest).
+    pub(crate) active: HashMap<(u32, FetchId), (usize, usize)>,
     /// Use counter for the caches' LRU order.
     tick: u64,
 }
@@ -149,6 +151,13 @@ impl Simulator {
             self.keep(origin, *key, size, Source::Publisher);
         }
         self.work.content.publishes[index].publisher = Some(origin);
+        // The publisher announces the object's root (its first chunk), as a node's put does.
+        let now = self.now;
+        if let (Some(root), Some(engine)) =
+            (chunks.first(), self.nodes[origin as usize].engine.as_mut())
+        {
+            let _ = engine.announce(now, *root);
+        }
         self.place_more(index);
     }
 
@@ -333,13 +342,17 @@ impl Simulator {
         let Some(engine) = self.nodes[getter as usize].engine.as_mut() else {
             return;
         };
-        // No root: there are no manifests in the model, so there is nothing to announce.
+        // The first chunk stands for the root manifest: fetched alone, as a node fetches a
+        // root before it knows the rest; its lookup finds who announced the object.
         let Ok(fetch) = engine.start_fetch(None, false) else {
             self.work.content.gets[index].refused = true;
             return;
         };
-        self.work.content.active.insert((getter, fetch), index);
-        if engine.add_chunks(now, fetch, chunks).is_none() {
+        self.work.content.active.insert((getter, fetch), (index, 0));
+        if engine
+            .add_chunks(now, fetch, chunks.into_iter().take(1))
+            .is_none()
+        {
             // More chunks than a fetch takes: the get cannot be made.
             engine.end_fetch(now, fetch);
             self.work.content.active.remove(&(getter, fetch));
@@ -362,9 +375,10 @@ impl Simulator {
         chunk: Key,
         from: Contact<u32>,
     ) {
-        let Some(&get) = self.work.content.active.get(&(getter, fetch)) else {
+        let Some(&(get, offset)) = self.work.content.active.get(&(getter, fetch)) else {
             return;
         };
+        let index = index + offset as u64;
         let now = self.now;
         let run = &mut self.work.content.gets[get];
         run.first_holder.get_or_insert(now);
@@ -407,7 +421,7 @@ impl Simulator {
             Action::ChunkDone {
                 getter,
                 fetch,
-                index,
+                index: index - offset as u64,
                 from: from.id,
                 outcome,
                 size,
@@ -429,7 +443,7 @@ impl Simulator {
         size: u32,
         origin: bool,
     ) {
-        let Some(&get) = self.work.content.active.get(&(getter, fetch)) else {
+        let Some(&(get, offset)) = self.work.content.active.get(&(getter, fetch)) else {
             return; // the get ended (failed) before this arrived
         };
         let now = self.now;
@@ -439,7 +453,7 @@ impl Simulator {
         engine.handle_chunk(now, fetch, index, &from, outcome);
         let book = &mut self.work.content;
         let run = &mut book.gets[get];
-        let i = usize::try_from(index).unwrap_or(usize::MAX);
+        let i = usize::try_from(index).map_or(usize::MAX, |i| i + offset);
         if outcome == ChunkOutcome::Ok && run.received.get(i) == Some(&false) {
             // The engine takes good bytes whenever they come, even from a request it had
             // already timed out; so does the get.
@@ -452,10 +466,28 @@ impl Simulator {
             }
             // Bounded by the chunk count.
             while run.released < run.received.len() && run.received[run.released] {
-                engine.release_chunk(now, fetch, run.released as u64);
+                engine.release_chunk(now, fetch, (run.released - offset) as u64);
                 run.released += 1;
             }
-            if run.released == run.received.len() {
+            if offset == 0 && run.released == 1 && run.received.len() > 1 {
+                // The root came: fetch the rest as a file of that root (its announcers first),
+                // announcing it once complete.
+                engine.end_fetch(now, fetch);
+                book.active.remove(&(getter, fetch));
+                let object = run.object;
+                let root = book.objects[object].chunks[0];
+                let rest: Vec<Key> = book.objects[object].chunks[1..].to_vec();
+                match engine.start_fetch(Some(root), true) {
+                    Ok(next) => {
+                        book.active.insert((getter, next), (get, 1));
+                        engine.add_chunks(now, next, rest);
+                    }
+                    Err(_) => {
+                        run.refused = true;
+                        run.end = Some(now);
+                    }
+                }
+            } else if run.released == run.received.len() {
                 engine.end_fetch(now, fetch);
                 run.end = Some(now);
                 run.success = true;
@@ -473,7 +505,7 @@ impl Simulator {
 
     /// The getter's engine gave up on a get.
     pub(crate) fn on_fetch_failed(&mut self, getter: u32, fetch: FetchId, error: FetchError) {
-        let Some(get) = self.work.content.active.remove(&(getter, fetch)) else {
+        let Some((get, _)) = self.work.content.active.remove(&(getter, fetch)) else {
             return;
         };
         let now = self.now;
