@@ -174,6 +174,8 @@ struct Chunk<A> {
     claimed: BTreeSet<Key>,
     /// The holder of the request in flight.
     asked: Option<Contact<A>>,
+    /// A lookup runs beside the providers it started with.
+    beside: bool,
     lookups: u32,
 }
 
@@ -182,6 +184,8 @@ struct Fetch<A> {
     root: Option<Key>,
     /// Peers that announced the whole content: every chunk's first holders.
     providers: Vec<Contact<A>>,
+    /// Holders that could not be reached: not asked again in this fetch.
+    unreachable: BTreeSet<Key>,
     /// Chunks added and not released, by index.
     chunks: BTreeMap<u64, Chunk<A>>,
     next_index: u64,
@@ -222,6 +226,7 @@ impl<A: Clone> Fetches<A> {
             Fetch {
                 root,
                 providers,
+                unreachable: BTreeSet::new(),
                 chunks: BTreeMap::new(),
                 next_index: 0,
                 failed: false,
@@ -262,6 +267,7 @@ impl<A: Clone> Fetches<A> {
                     tried: BTreeSet::new(),
                     claimed: BTreeSet::new(),
                     asked: None,
+                    beside: false,
                     lookups: 0,
                 },
             );
@@ -282,20 +288,34 @@ impl<A: Clone> Fetches<A> {
         rtt: &dyn Fn(&Key) -> Duration,
         out: &mut Vec<Action<A>>,
     ) {
-        let Some(c) = self.chunk_mut(fetch, index) else {
+        let Some(f) = self.fetches.get_mut(&fetch).filter(|f| !f.failed) else {
             return;
         };
-        if c.state != State::Looking {
+        let unreachable = &f.unreachable;
+        let Some(c) = f.chunks.get_mut(&index) else {
+            return;
+        };
+        let looking = c.state == State::Looking;
+        if !looking && !c.beside {
             return;
         }
+        c.beside = false;
         c.claimed.extend(claimed);
-        c.holders = holders
-            .into_iter()
-            .filter(|h| !c.tried.contains(&h.id))
-            .collect();
-        c.state = State::Ready;
-        if c.holders.is_empty() {
-            self.next_holder(now, fetch, index, out);
+        // Merged with the providers it may have: the window spreads over all of them (a
+        // content's one provider is often a home uplink, slower than five replicas at once).
+        for h in holders {
+            if !c.tried.contains(&h.id)
+                && !unreachable.contains(&h.id)
+                && !c.holders.iter().any(|x| x.id == h.id)
+            {
+                c.holders.push(h);
+            }
+        }
+        if looking {
+            c.state = State::Ready;
+            if c.holders.is_empty() {
+                self.next_holder(now, fetch, index, out);
+            }
         }
         self.drive(now, fetch, rtt, out);
     }
@@ -444,6 +464,7 @@ impl<A: Clone> Fetches<A> {
             return;
         };
         f.providers.retain(|p| p.id != *peer);
+        f.unreachable.insert(*peer);
         let mut stranded = Vec::new();
         for (&index, c) in f.chunks.iter_mut() {
             c.holders.retain(|h| h.id != *peer);
@@ -473,6 +494,12 @@ impl<A: Clone> Fetches<A> {
             return;
         };
         if !c.holders.is_empty() {
+            return;
+        }
+        if c.beside {
+            // Its own lookup is running: wait for it.
+            c.beside = false;
+            c.state = State::Looking;
             return;
         }
         if c.lookups == 0 {
@@ -526,6 +553,21 @@ impl<A: Clone> Fetches<A> {
         // requests: the caller releases in order, so a count would let later chunks fill it
         // while the first waits for holders, and then nothing could move.
         for (position, (&index, c)) in f.chunks.iter_mut().take(lookahead).enumerate() {
+            // Started with the content's providers: its own lookup runs beside them, so that
+            // its replicas share the window too.
+            if c.lookups == 0
+                && !c.beside
+                && matches!(c.state, State::Ready | State::Requesting { .. })
+            {
+                c.beside = true;
+                c.lookups += 1;
+                out.push(Action::FindHolders {
+                    fetch,
+                    index,
+                    key: c.key,
+                    tried: BTreeSet::new(),
+                });
+            }
             match c.state {
                 State::New => {
                     c.state = State::Looking;
@@ -853,16 +895,17 @@ mod tests {
     }
 
     #[test]
-    fn providers_of_the_content_are_asked_first_and_a_chunk_they_fail_is_looked_up() {
+    fn providers_of_the_content_are_asked_at_once_while_each_chunk_is_looked_up_beside() {
         let mut f = Fetches::new(config());
         let id = f.start(None, vec![holder(1)]).unwrap();
         let mut out = Vec::new();
         f.add(T0, id, (1..=4).map(key), &rtt, &mut out);
-        assert!(
-            lookups(&out).is_empty(),
-            "no lookup while a provider is there"
+        assert_eq!(
+            requests(&out),
+            vec![(0, 1), (1, 1), (2, 1), (3, 1)],
+            "no wait"
         );
-        assert_eq!(requests(&out), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
+        assert_eq!(lookups(&out), vec![0, 1, 2, 3], "lookups run beside");
         let mut more = Vec::new();
         f.on_chunk(
             T0,
@@ -880,7 +923,35 @@ mod tests {
             }),
             "a provider of the content did not claim this chunk"
         );
-        assert_eq!(lookups(&more), vec![2], "looked up at once, no backoff");
+        assert!(lookups(&more).is_empty(), "its lookup is already running");
+        let mut more = Vec::new();
+        f.on_holders(
+            T0,
+            (id, 2),
+            vec![holder(2)],
+            BTreeSet::new(),
+            &rtt,
+            &mut more,
+        );
+        assert_eq!(
+            requests(&more),
+            vec![(2, 2)],
+            "the lookup's holder is asked"
+        );
+        // A chunk still being served by the provider gets its lookup's holders beside it.
+        let mut more = Vec::new();
+        f.on_holders(
+            T0,
+            (id, 3),
+            vec![holder(3)],
+            BTreeSet::new(),
+            &rtt,
+            &mut more,
+        );
+        assert!(
+            requests(&more).is_empty(),
+            "one request per chunk at a time"
+        );
     }
 
     #[test]
@@ -899,15 +970,31 @@ mod tests {
             &rtt,
             &mut more,
         );
-        // Chunks 8.. had not asked it yet: they go straight to lookups.
-        let looked = lookups(&more);
-        assert!(
-            looked.contains(&0) && looked.contains(&8) && looked.contains(&11),
-            "{looked:?}"
+        assert!(requests(&more).is_empty(), "nobody else to ask yet");
+        // Its lookup names the provider again, and another holder: only that one is asked.
+        let mut more = Vec::new();
+        f.on_holders(
+            T0,
+            (id, 0),
+            vec![holder(1), holder(2)],
+            BTreeSet::new(),
+            &rtt,
+            &mut more,
+        );
+        assert_eq!(requests(&more), vec![(0, 2)]);
+        // Chunk 8 had not asked the provider yet: it has no holder left until its lookup.
+        let mut more = Vec::new();
+        f.on_holders(
+            T0,
+            (id, 8),
+            vec![holder(1)],
+            BTreeSet::new(),
+            &rtt,
+            &mut more,
         );
         assert!(
-            requests(&more).iter().all(|(_, h)| *h != 1),
-            "not asked again"
+            requests(&more).is_empty(),
+            "the unreachable provider is not asked again"
         );
     }
 
