@@ -172,8 +172,9 @@ struct Chunk<A> {
     tried: BTreeSet<Key>,
     /// Holders that said, answering a lookup, that they hold it.
     claimed: BTreeSet<Key>,
-    /// The holder of the request in flight.
+    /// The holder of the request in flight, and when it was sent.
     asked: Option<Contact<A>>,
+    sent: Timestamp,
     /// A lookup runs beside the providers it started with.
     beside: bool,
     lookups: u32,
@@ -198,7 +199,13 @@ pub(crate) struct Fetches<A> {
     config: FetchConfig,
     fetches: BTreeMap<FetchId, Fetch<A>>,
     next: u64,
+    /// How long a chunk request to each holder took, smoothed (request to bytes): what a
+    /// holder's queue costs, its uplink included, which a round trip alone does not say.
+    service: BTreeMap<Key, Duration>,
 }
+
+/// Holders whose service time is remembered; the rest are forgotten beyond it.
+const SERVICE_TRACKED: usize = 4096;
 
 impl<A: Clone> Fetches<A> {
     pub(crate) fn new(config: FetchConfig) -> Self {
@@ -206,6 +213,7 @@ impl<A: Clone> Fetches<A> {
             config,
             fetches: BTreeMap::new(),
             next: 0,
+            service: BTreeMap::new(),
         }
     }
 
@@ -267,6 +275,7 @@ impl<A: Clone> Fetches<A> {
                     tried: BTreeSet::new(),
                     claimed: BTreeSet::new(),
                     asked: None,
+                    sent: Timestamp::EPOCH,
                     beside: false,
                     lookups: 0,
                 },
@@ -363,6 +372,18 @@ impl<A: Clone> Fetches<A> {
             lied,
         });
         let current = matches!(c.state, State::Requesting { from: f, .. } if f == *from);
+        if outcome == ChunkOutcome::Ok && current {
+            let took = now.saturating_duration_since(c.sent);
+            if self.service.len() >= SERVICE_TRACKED && !self.service.contains_key(from) {
+                self.service.pop_first();
+            }
+            let smoothed = self.service.entry(*from).or_insert(took);
+            // An exponential average, 1/4 new: a holder's uplink changes slowly.
+            *smoothed = (*smoothed * 3 + took) / 4;
+        }
+        let Some(c) = self.chunk_mut(fetch, index) else {
+            return;
+        };
         match outcome {
             // Good bytes are good whenever they come (even after a timeout moved on).
             ChunkOutcome::Ok if c.state != State::Done => c.state = State::Done,
@@ -580,12 +601,16 @@ impl<A: Clone> Fetches<A> {
                     });
                 }
                 State::Ready if position < window && !c.holders.is_empty() => {
-                    // The lowest expected wait; ties go to the better-ranked holder.
+                    // The lowest expected wait: the requests queued at a holder times how long
+                    // one takes there (its measured service time, else its round trip); ties
+                    // go to the better-ranked holder.
+                    let service = &self.service;
                     let pick = (0..c.holders.len())
                         .min_by_key(|&i| {
                             let id = c.holders[i].id;
                             let waiting = inflight.get(&id).copied().unwrap_or(0) + 1;
-                            (rtt(&id).saturating_mul(waiting), i)
+                            let each = service.get(&id).copied().unwrap_or_else(|| rtt(&id));
+                            (each.saturating_mul(waiting), i)
                         })
                         .unwrap_or(0);
                     let from = c.holders.remove(pick);
@@ -594,6 +619,7 @@ impl<A: Clone> Fetches<A> {
                     let deadline = now + timeout + rtt(&id);
                     c.state = State::Requesting { from: id, deadline };
                     c.asked = Some(from.clone());
+                    c.sent = now;
                     *inflight.entry(id).or_default() += 1;
                     out.push(Action::Request {
                         fetch,
