@@ -676,6 +676,35 @@ mod tests {
             .collect()
     }
 
+    /// Lookup `index` of fetch `id` answers `holders` (none claiming); what follows.
+    fn answer(f: &mut Fetches<u32>, id: FetchId, index: u64, holders: &[u32]) -> Vec<Action<u32>> {
+        let mut out = Vec::new();
+        let hs = holders.iter().map(|h| holder(*h)).collect();
+        f.on_holders(T0, (id, index), hs, BTreeSet::new(), &rtt, &mut out);
+        out
+    }
+
+    /// Holder `from` answers chunk `index` of fetch `id` with `outcome` at `now`; what follows.
+    fn outcome(
+        f: &mut Fetches<u32>,
+        now: Timestamp,
+        (id, index): (FetchId, u64),
+        from: u32,
+        outcome: ChunkOutcome,
+    ) -> Vec<Action<u32>> {
+        let mut out = Vec::new();
+        f.on_chunk(now, (id, index), &holder(from).id, outcome, &rtt, &mut out);
+        out
+    }
+
+    /// The first wake-up asked for.
+    fn wake(out: &[Action<u32>]) -> Option<Timestamp> {
+        out.iter().find_map(|a| match a {
+            Action::Wake { at, .. } => Some(*at),
+            _ => None,
+        })
+    }
+
     fn lookups(out: &[Action<u32>]) -> Vec<u64> {
         out.iter()
             .filter_map(|a| match a {
@@ -748,15 +777,7 @@ mod tests {
     fn a_holder_that_claimed_and_does_not_serve_is_a_liar_and_the_next_is_asked() {
         let (mut f, id, out) = fetch_with(1, &[1, 2]);
         assert_eq!(requests(&out), vec![(0, 1)]);
-        let mut more = Vec::new();
-        f.on_chunk(
-            T0,
-            (id, 0),
-            &holder(1).id,
-            ChunkOutcome::NotFound,
-            &rtt,
-            &mut more,
-        );
+        let more = outcome(&mut f, T0, (id, 0), 1, ChunkOutcome::NotFound);
         assert!(more.contains(&Action::Outcome {
             peer: holder(1).id,
             ok: false,
@@ -764,15 +785,7 @@ mod tests {
         }));
         assert_eq!(requests(&more), vec![(0, 2)]);
         // A plain failure is no lie.
-        let mut more = Vec::new();
-        f.on_chunk(
-            T0,
-            (id, 0),
-            &holder(2).id,
-            ChunkOutcome::Failed,
-            &rtt,
-            &mut more,
-        );
+        let more = outcome(&mut f, T0, (id, 0), 2, ChunkOutcome::Failed);
         assert!(more.contains(&Action::Outcome {
             peer: holder(2).id,
             ok: false,
@@ -794,15 +807,7 @@ mod tests {
         f.on_wake(deadline, id, 0, &rtt, &mut more);
         assert_eq!(requests(&more), vec![(0, 2)], "fails over at the deadline");
         // The first holder's late answer still completes the chunk.
-        let mut more = Vec::new();
-        f.on_chunk(
-            deadline,
-            (id, 0),
-            &holder(1).id,
-            ChunkOutcome::Ok,
-            &rtt,
-            &mut more,
-        );
+        let mut more = outcome(&mut f, deadline, (id, 0), 1, ChunkOutcome::Ok);
         f.release(deadline, id, 0, &rtt, &mut more);
         f.end(id, &mut more);
         assert!(more.contains(&Action::Announce { root: key(0) }));
@@ -843,13 +848,7 @@ mod tests {
                 failed = Some(error.clone());
                 break;
             }
-            let at = out
-                .iter()
-                .find_map(|a| match a {
-                    Action::Wake { at, .. } => Some(*at),
-                    _ => None,
-                })
-                .expect("backs off before looking again");
+            let at = wake(&out).expect("backs off before looking again");
             assert!(at > now);
             now = at;
             out.clear();
@@ -876,15 +875,7 @@ mod tests {
         let asked = requests(&out);
         assert_eq!(asked.len(), 8);
         // Chunk 0's only holder fails; 1..8 arrive and wait for 0 to be released first.
-        let mut more = Vec::new();
-        f.on_chunk(
-            T0,
-            (id, 0),
-            &holder(1).id,
-            ChunkOutcome::Failed,
-            &rtt,
-            &mut more,
-        );
+        let mut more = outcome(&mut f, T0, (id, 0), 1, ChunkOutcome::Failed);
         // Whatever else was asked meanwhile arrives too.
         let mut asked: Vec<u64> = (1..8).collect();
         asked.extend(requests(&more).into_iter().map(|(index, _)| index));
@@ -932,15 +923,7 @@ mod tests {
             "no wait"
         );
         assert_eq!(lookups(&out), vec![0, 1, 2, 3], "lookups run beside");
-        let mut more = Vec::new();
-        f.on_chunk(
-            T0,
-            (id, 2),
-            &holder(1).id,
-            ChunkOutcome::NotFound,
-            &rtt,
-            &mut more,
-        );
+        let more = outcome(&mut f, T0, (id, 2), 1, ChunkOutcome::NotFound);
         assert!(
             more.contains(&Action::Outcome {
                 peer: holder(1).id,
@@ -950,30 +933,14 @@ mod tests {
             "a provider of the content did not claim this chunk"
         );
         assert!(lookups(&more).is_empty(), "its lookup is already running");
-        let mut more = Vec::new();
-        f.on_holders(
-            T0,
-            (id, 2),
-            vec![holder(2)],
-            BTreeSet::new(),
-            &rtt,
-            &mut more,
-        );
+        let more = answer(&mut f, id, 2, &[2]);
         assert_eq!(
             requests(&more),
             vec![(2, 2)],
             "the lookup's holder is asked"
         );
         // A chunk still being served by the provider gets its lookup's holders beside it.
-        let mut more = Vec::new();
-        f.on_holders(
-            T0,
-            (id, 3),
-            vec![holder(3)],
-            BTreeSet::new(),
-            &rtt,
-            &mut more,
-        );
+        let more = answer(&mut f, id, 3, &[3]);
         assert!(
             requests(&more).is_empty(),
             "one request per chunk at a time"
@@ -987,37 +954,13 @@ mod tests {
         let mut out = Vec::new();
         f.add(T0, id, (1..=12).map(key), &rtt, &mut out);
         assert_eq!(requests(&out).len(), 8);
-        let mut more = Vec::new();
-        f.on_chunk(
-            T0,
-            (id, 0),
-            &holder(1).id,
-            ChunkOutcome::Failed,
-            &rtt,
-            &mut more,
-        );
+        let more = outcome(&mut f, T0, (id, 0), 1, ChunkOutcome::Failed);
         assert!(requests(&more).is_empty(), "nobody else to ask yet");
         // Its lookup names the provider again, and another holder: only that one is asked.
-        let mut more = Vec::new();
-        f.on_holders(
-            T0,
-            (id, 0),
-            vec![holder(1), holder(2)],
-            BTreeSet::new(),
-            &rtt,
-            &mut more,
-        );
+        let more = answer(&mut f, id, 0, &[1, 2]);
         assert_eq!(requests(&more), vec![(0, 2)]);
         // Chunk 8 had not asked the provider yet: it has no holder left until its lookup.
-        let mut more = Vec::new();
-        f.on_holders(
-            T0,
-            (id, 8),
-            vec![holder(1)],
-            BTreeSet::new(),
-            &rtt,
-            &mut more,
-        );
+        let more = answer(&mut f, id, 8, &[1]);
         assert!(
             requests(&more).is_empty(),
             "the unreachable provider is not asked again"
@@ -1028,26 +971,12 @@ mod tests {
     fn a_chunk_the_caller_had_no_room_for_is_asked_again_later_without_blame() {
         let (mut f, id, out) = fetch_with(1, &[1, 2]);
         assert_eq!(requests(&out), vec![(0, 1)]);
-        let mut more = Vec::new();
-        f.on_chunk(
-            T0,
-            (id, 0),
-            &holder(1).id,
-            ChunkOutcome::Dropped,
-            &rtt,
-            &mut more,
-        );
+        let more = outcome(&mut f, T0, (id, 0), 1, ChunkOutcome::Dropped);
         assert!(
             !more.iter().any(|a| matches!(a, Action::Outcome { .. })),
             "no blame"
         );
-        let at = more
-            .iter()
-            .find_map(|a| match a {
-                Action::Wake { at, .. } => Some(*at),
-                _ => None,
-            })
-            .expect("waits before asking again");
+        let at = wake(&more).expect("waits before asking again");
         let mut more = Vec::new();
         f.on_wake(at, id, 0, &rtt, &mut more);
         assert_eq!(
