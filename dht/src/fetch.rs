@@ -84,6 +84,10 @@ pub struct FetchConfig {
     /// (netsim, 10,000 nodes, 16 MiB objects: median get 3.24 s at window 8 / lookahead 16,
     /// 1.53 s at 16 / 64, 1.23 s at 32 / 64; BENCHMARKS.md).
     pub lookahead: usize,
+    /// Requests in flight per holder lookup of a fetch (the `alpha` of the lookup). Default 6,
+    /// twice the DHT's: a get waits on these lookups, and their requests are small next to the
+    /// chunks they find (netsim, 10,000 nodes, 16 MiB objects: BENCHMARKS.md).
+    pub alpha: usize,
     /// A chunk request with no outcome after this plus the holder's round trip counts as failed.
     /// Default 10 s (a 1 MiB chunk over a 1 Mbit/s uplink).
     pub chunk_timeout: Duration,
@@ -102,6 +106,7 @@ impl Default for FetchConfig {
         Self {
             window: 32,
             lookahead: 64,
+            alpha: 6,
             chunk_timeout: Duration::from_secs(10),
             lookups: 3,
             backoff: Duration::from_millis(250),
@@ -174,14 +179,64 @@ struct Chunk<A> {
     claimed: BTreeSet<Key>,
     /// The holder of the request in flight, and when it was sent.
     asked: Option<Contact<A>>,
-    sent: Timestamp,
+    sent: Sent,
+    /// When the request in flight has been out long enough to ask a second holder too.
+    hedge_at: Timestamp,
+    /// The second request, to another holder, of a chunk that was slow to come.
+    hedge: Option<Hedge<A>>,
     /// A lookup runs beside the providers it started with.
     beside: bool,
     lookups: u32,
 }
 
+/// What a holder's requests took, smoothed (an exponential average, 1/4 new: a holder's uplink
+/// changes slowly).
+#[derive(Clone, Copy, Debug)]
+struct Service {
+    /// Request to bytes of a request sent while no other of this engine's was out to it: a
+    /// round trip plus one chunk over its uplink.
+    alone: Duration,
+    /// Between the bytes of one request and the next, while requests were queued back to back:
+    /// one chunk over its uplink. Until measured, as long as `alone` (no gain assumed from
+    /// queueing a second request).
+    gap: Option<Duration>,
+    /// When its last bytes came.
+    last: Timestamp,
+}
+
+impl Service {
+    /// When a request sent now would be answered, `busy` requests being out to it already.
+    fn expected(&self, busy: u32) -> Duration {
+        self.alone + self.gap.unwrap_or(self.alone).saturating_mul(busy)
+    }
+}
+
+/// Smoothed: 3/4 old, 1/4 new.
+fn smooth(old: Duration, new: Duration) -> Duration {
+    (old * 3 + new) / 4
+}
+
+/// A second request for a chunk whose first was slow (a holder on a slow uplink, or a busy
+/// one): whichever answers first wins, and a failure of either leaves the other.
+#[derive(Debug)]
+struct Hedge<A> {
+    from: Contact<A>,
+    sent: Sent,
+    deadline: Timestamp,
+}
+
+/// A request's send time, and whether another of this engine's was out to the same holder then.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sent {
+    at: Timestamp,
+    queued: bool,
+}
+
 #[derive(Debug)]
 struct Fetch<A> {
+    /// The content's root, whoever announces it being a holder of every chunk.
+    content: Option<Key>,
+    /// The root to announce once complete.
     root: Option<Key>,
     /// Peers that announced the whole content: every chunk's first holders.
     providers: Vec<Contact<A>>,
@@ -199,10 +254,21 @@ pub(crate) struct Fetches<A> {
     config: FetchConfig,
     fetches: BTreeMap<FetchId, Fetch<A>>,
     next: u64,
-    /// How long a chunk request to each holder took, smoothed (request to bytes): what a
-    /// holder's queue costs, its uplink included, which a round trip alone does not say.
-    service: BTreeMap<Key, Duration>,
+    /// How fast each holder served this engine's requests: what its uplink costs, which a
+    /// round trip alone does not say.
+    service: BTreeMap<Key, Service>,
 }
+
+/// A request out for this many times what its holder was expected to take (its service time,
+/// else its round trip) is slow: a chunk at the head of the window, or in the last requests
+/// of a fetch, is then asked of a second, idle holder too.
+const HEDGE_FACTOR: u32 = 2;
+
+/// Requests never count as slow sooner than this (jitter on a fast link is not slowness).
+const HEDGE_FLOOR: Duration = Duration::from_millis(20);
+
+/// The chunks at the head of a fetch (the next to be released) that may be asked twice.
+const HEDGE_HEAD: usize = 4;
 
 /// Holders whose service time is remembered; the rest are forgotten beyond it.
 const SERVICE_TRACKED: usize = 4096;
@@ -221,7 +287,8 @@ impl<A: Clone> Fetches<A> {
     /// ends complete; `providers` are asked first for every chunk.
     pub(crate) fn start(
         &mut self,
-        root: Option<Key>,
+        content: Option<Key>,
+        announce: bool,
         providers: Vec<Contact<A>>,
     ) -> Option<FetchId> {
         if self.fetches.len() >= self.config.max_fetches.max(1) {
@@ -232,7 +299,8 @@ impl<A: Clone> Fetches<A> {
         self.fetches.insert(
             id,
             Fetch {
-                root,
+                content,
+                root: content.filter(|_| announce),
                 providers,
                 unreachable: BTreeSet::new(),
                 chunks: BTreeMap::new(),
@@ -275,7 +343,9 @@ impl<A: Clone> Fetches<A> {
                     tried: BTreeSet::new(),
                     claimed: BTreeSet::new(),
                     asked: None,
-                    sent: Timestamp::EPOCH,
+                    sent: Sent::default(),
+                    hedge_at: Timestamp::EPOCH,
+                    hedge: None,
                     beside: false,
                     lookups: 0,
                 },
@@ -310,16 +380,7 @@ impl<A: Clone> Fetches<A> {
         }
         c.beside = false;
         c.claimed.extend(claimed);
-        // Merged with the providers it may have: the window spreads over all of them (a
-        // content's one provider is often a home uplink, slower than five replicas at once).
-        for h in holders {
-            if !c.tried.contains(&h.id)
-                && !unreachable.contains(&h.id)
-                && !c.holders.iter().any(|x| x.id == h.id)
-            {
-                c.holders.push(h);
-            }
-        }
+        merge(c, holders, unreachable);
         if looking {
             c.state = State::Ready;
             if c.holders.is_empty() {
@@ -327,6 +388,72 @@ impl<A: Clone> Fetches<A> {
             }
         }
         self.drive(now, fetch, rtt, out);
+    }
+
+    /// A holder lookup for chunk `index` still running met `holders` (ranked best first): a
+    /// chunk waiting on the lookup can be requested from them at once, the lookup going on
+    /// beside, and one already being fetched gets more holders to spread over.
+    pub(crate) fn on_holders_found(
+        &mut self,
+        now: Timestamp,
+        (fetch, index): (FetchId, u64),
+        holders: Vec<Contact<A>>,
+        claimed: BTreeSet<Key>,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let Some(f) = self.fetches.get_mut(&fetch).filter(|f| !f.failed) else {
+            return;
+        };
+        let Some(c) = f.chunks.get_mut(&index) else {
+            return;
+        };
+        if c.state == State::Looking {
+            c.state = State::Ready;
+            c.beside = true;
+        } else if !c.beside {
+            return;
+        }
+        c.claimed.extend(claimed);
+        merge(c, holders, &f.unreachable);
+        self.drive(now, fetch, rtt, out);
+    }
+
+    /// A lookup met `providers` announcing `content` (ranked best first): fetches of it that
+    /// did not know them take them as holders of every chunk not yet received.
+    pub(crate) fn on_providers(
+        &mut self,
+        now: Timestamp,
+        content: &Key,
+        providers: Vec<Contact<A>>,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let ids: Vec<FetchId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| !f.failed && f.content.as_ref() == Some(content))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(f) = self.fetches.get_mut(&id) else {
+                continue;
+            };
+            for p in &providers {
+                if f.unreachable.contains(&p.id) || f.providers.iter().any(|x| x.id == p.id) {
+                    continue;
+                }
+                f.providers.push(p.clone());
+                for c in f.chunks.values_mut().filter(|c| c.state != State::Done) {
+                    merge(c, vec![p.clone()], &f.unreachable);
+                    if c.state == State::Looking && !c.holders.is_empty() {
+                        c.state = State::Ready;
+                        c.beside = true;
+                    }
+                }
+            }
+            self.drive(now, id, rtt, out);
+        }
     }
 
     /// The outcome of the request for chunk `index` (from whichever holder it went to).
@@ -343,8 +470,12 @@ impl<A: Clone> Fetches<A> {
         let Some(c) = self.chunk_mut(fetch, index) else {
             return;
         };
+        let hedged = c.hedge.as_ref().is_some_and(|h| h.from.id == *from);
         if outcome == ChunkOutcome::Dropped {
-            if matches!(c.state, State::Requesting { from: f, .. } if f == *from)
+            if hedged && let Some(h) = c.hedge.take() {
+                c.tried.remove(from);
+                c.holders.insert(0, h.from);
+            } else if matches!(c.state, State::Requesting { from: f, .. } if f == *from)
                 && let Some(asked) = c.asked.take()
             {
                 c.tried.remove(from);
@@ -371,24 +502,30 @@ impl<A: Clone> Fetches<A> {
             ok: outcome == ChunkOutcome::Ok,
             lied,
         });
-        let current = matches!(c.state, State::Requesting { from: f, .. } if f == *from);
+        let primary = matches!(c.state, State::Requesting { from: f, .. } if f == *from);
+        let current = primary || hedged;
         if outcome == ChunkOutcome::Ok && current {
-            let took = now.saturating_duration_since(c.sent);
-            if self.service.len() >= SERVICE_TRACKED && !self.service.contains_key(from) {
-                self.service.pop_first();
-            }
-            let smoothed = self.service.entry(*from).or_insert(took);
-            // An exponential average, 1/4 new: a holder's uplink changes slowly.
-            *smoothed = (*smoothed * 3 + took) / 4;
+            let sent = match (&c.hedge, hedged) {
+                (Some(h), true) => h.sent,
+                _ => c.sent,
+            };
+            self.measure(now, from, sent);
         }
         let Some(c) = self.chunk_mut(fetch, index) else {
             return;
         };
         match outcome {
             // Good bytes are good whenever they come (even after a timeout moved on).
-            ChunkOutcome::Ok if c.state != State::Done => c.state = State::Done,
+            ChunkOutcome::Ok if c.state != State::Done => {
+                c.state = State::Done;
+                c.hedge = None;
+            }
             ChunkOutcome::Ok => {}
-            _ if current => {
+            // The second request failed: the first goes on.
+            _ if hedged => c.hedge = None,
+            // The first failed: the second, if any, goes on.
+            _ if primary && c.hedge.is_some() => promote(c),
+            _ if primary => {
                 c.state = State::Ready;
                 self.next_holder(now, fetch, index, out);
             }
@@ -398,6 +535,27 @@ impl<A: Clone> Fetches<A> {
             self.forget_holder(now, fetch, from, out);
         }
         self.drive(now, fetch, rtt, out);
+    }
+
+    /// A request to `from` sent at `sent` brought its bytes now.
+    fn measure(&mut self, now: Timestamp, from: &Key, sent: Sent) {
+        let took = now.saturating_duration_since(sent.at);
+        if self.service.len() >= SERVICE_TRACKED && !self.service.contains_key(from) {
+            self.service.pop_first();
+        }
+        let s = self.service.entry(*from).or_insert(Service {
+            alone: took,
+            gap: None,
+            last: now,
+        });
+        if !sent.queued {
+            s.alone = smooth(s.alone, took);
+        } else if s.last > sent.at {
+            // It waited behind the one that came at `last`.
+            let gap = now.saturating_duration_since(s.last);
+            s.gap = Some(s.gap.map_or(gap, |g| smooth(g, gap)));
+        }
+        s.last = now;
     }
 
     /// A timer this module asked for came.
@@ -419,14 +577,79 @@ impl<A: Clone> Fetches<A> {
                     ok: false,
                     lied: false,
                 });
-                c.state = State::Ready;
-                self.next_holder(now, fetch, index, out);
+                if c.hedge.as_ref().is_some_and(|h| h.deadline > now) {
+                    promote(c);
+                } else {
+                    if let Some(h) = c.hedge.take() {
+                        out.push(Action::Outcome {
+                            peer: h.from.id,
+                            ok: false,
+                            lied: false,
+                        });
+                    }
+                    c.state = State::Ready;
+                    self.next_holder(now, fetch, index, out);
+                }
+            }
+            State::Requesting { .. } if c.hedge.is_none() && c.hedge_at <= now => {
+                self.hedge(now, fetch, index, rtt, out);
+                return;
             }
             State::Backoff { until } if until <= now => c.state = State::New,
             State::Paused { until } if until <= now => c.state = State::Ready,
             _ => return,
         }
         self.drive(now, fetch, rtt, out);
+    }
+
+    /// Asks a second holder for chunk `index`, whose request is slow to come, if the chunk is
+    /// at the head of the window (later chunks wait for it to be released) or nothing else is
+    /// left to fetch, and an idle holder is left: whichever answers first wins.
+    fn hedge(
+        &mut self,
+        now: Timestamp,
+        fetch: FetchId,
+        index: u64,
+        rtt: &dyn Fn(&Key) -> Duration,
+        out: &mut Vec<Action<A>>,
+    ) {
+        let (window, timeout) = (self.config.window.max(1), self.config.chunk_timeout);
+        let Some(f) = self.fetches.get_mut(&fetch) else {
+            return;
+        };
+        let head = f.chunks.range(..index).take(HEDGE_HEAD).count() < HEDGE_HEAD;
+        let endgame = f.chunks.len() <= window
+            && f.chunks
+                .values()
+                .all(|c| matches!(c.state, State::Requesting { .. } | State::Done));
+        if !(head || endgame) {
+            return;
+        }
+        let busy = inflight(f);
+        let Some(c) = f.chunks.get_mut(&index) else {
+            return;
+        };
+        let Some(pick) = c.holders.iter().position(|h| !busy.contains_key(&h.id)) else {
+            return;
+        };
+        let from = c.holders.remove(pick);
+        c.tried.insert(from.id);
+        let deadline = now + timeout + rtt(&from.id);
+        c.hedge = Some(Hedge {
+            from: from.clone(),
+            sent: Sent {
+                at: now,
+                queued: false,
+            },
+            deadline,
+        });
+        out.push(Action::Request {
+            fetch,
+            index,
+            chunk: c.key,
+            from,
+            deadline,
+        });
     }
 
     /// The caller used chunk `index`: it leaves the window.
@@ -564,12 +787,7 @@ impl<A: Clone> Fetches<A> {
             return;
         }
         // Requests in flight per holder, for spreading the window.
-        let mut inflight: BTreeMap<Key, u32> = BTreeMap::new();
-        for c in f.chunks.values() {
-            if let State::Requesting { from, .. } = c.state {
-                *inflight.entry(from).or_default() += 1;
-            }
-        }
+        let mut inflight = inflight(f);
         // The window is the `window` chunks from the first unreleased one, not a count of
         // requests: the caller releases in order, so a count would let later chunks fill it
         // while the first waits for holders, and then nothing could move.
@@ -601,25 +819,40 @@ impl<A: Clone> Fetches<A> {
                     });
                 }
                 State::Ready if position < window && !c.holders.is_empty() => {
-                    // The lowest expected wait: the requests queued at a holder times how long
-                    // one takes there (its measured service time, else its round trip); ties
-                    // go to the better-ranked holder.
+                    // The soonest expected answer, from what each holder's requests took (see
+                    // `Service`; one never asked: its round trip); ties go to the better-ranked
+                    // holder. While the chunk's own lookup runs, it goes only to a holder with
+                    // nothing in flight: a content's lone provider on a home uplink would
+                    // otherwise take the whole window before the lookups find the replicas. The
+                    // chunk waits for the holders its lookup brings, or for the lookup's end.
+                    // (netsim, 10,000 nodes, 16 MiB objects: median get 1.10 s, against 1.19 s
+                    // when a busy holder expected to answer within 4 of its round trips is
+                    // queued behind, 1.36 s within 8; BENCHMARKS.md.)
                     let service = &self.service;
-                    let pick = (0..c.holders.len())
-                        .min_by_key(|&i| {
-                            let id = c.holders[i].id;
-                            let waiting = inflight.get(&id).copied().unwrap_or(0) + 1;
-                            let each = service.get(&id).copied().unwrap_or_else(|| rtt(&id));
-                            (each.saturating_mul(waiting), i)
-                        })
-                        .unwrap_or(0);
+                    let looking = c.beside;
+                    let cost = |i: usize| {
+                        let id = c.holders[i].id;
+                        let busy = inflight.get(&id).copied().unwrap_or(0);
+                        let expected = match service.get(&id) {
+                            Some(s) => s.expected(busy),
+                            None => rtt(&id).saturating_mul(busy + 1),
+                        };
+                        (busy == 0 || !looking).then_some((expected, i, busy > 0))
+                    };
+                    let Some((expected, pick, queued)) =
+                        (0..c.holders.len()).filter_map(cost).min()
+                    else {
+                        continue;
+                    };
                     let from = c.holders.remove(pick);
                     let id = from.id;
                     c.tried.insert(id);
                     let deadline = now + timeout + rtt(&id);
                     c.state = State::Requesting { from: id, deadline };
                     c.asked = Some(from.clone());
-                    c.sent = now;
+                    c.sent = Sent { at: now, queued };
+                    // Slow beyond what was expected of this holder: time to ask another too.
+                    c.hedge_at = now + expected.saturating_mul(HEDGE_FACTOR).max(HEDGE_FLOOR);
                     *inflight.entry(id).or_default() += 1;
                     out.push(Action::Request {
                         fetch,
@@ -628,9 +861,54 @@ impl<A: Clone> Fetches<A> {
                         from,
                         deadline,
                     });
+                    out.push(Action::Wake {
+                        at: c.hedge_at,
+                        fetch,
+                        index,
+                    });
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+/// Requests in flight per holder in a fetch, second requests included.
+fn inflight<A>(f: &Fetch<A>) -> BTreeMap<Key, u32> {
+    let mut busy: BTreeMap<Key, u32> = BTreeMap::new();
+    for c in f.chunks.values() {
+        if let State::Requesting { from, .. } = c.state {
+            *busy.entry(from).or_default() += 1;
+            if let Some(h) = &c.hedge {
+                *busy.entry(h.from.id).or_default() += 1;
+            }
+        }
+    }
+    busy
+}
+
+/// The first request of a chunk failed while a second was out: the second becomes the one.
+fn promote<A>(c: &mut Chunk<A>) {
+    if let Some(h) = c.hedge.take() {
+        c.state = State::Requesting {
+            from: h.from.id,
+            deadline: h.deadline,
+        };
+        c.asked = Some(h.from);
+        c.sent = h.sent;
+    }
+}
+
+/// Adds to a chunk's holders those it has not tried or been given, and that could be reached:
+/// merged with the providers it may have, the window spreads over all of them (a content's one
+/// provider is often a home uplink, slower than five replicas at once).
+fn merge<A>(c: &mut Chunk<A>, holders: Vec<Contact<A>>, unreachable: &BTreeSet<Key>) {
+    for h in holders {
+        if !c.tried.contains(&h.id)
+            && !unreachable.contains(&h.id)
+            && !c.holders.iter().any(|x| x.id == h.id)
+        {
+            c.holders.push(h);
         }
     }
 }
@@ -717,7 +995,7 @@ mod tests {
     /// A fetch of `n` chunks; every lookup answered with `holders`.
     fn fetch_with(n: u32, holders: &[u32]) -> (Fetches<u32>, FetchId, Vec<Action<u32>>) {
         let mut f = Fetches::new(config());
-        let id = f.start(Some(key(0)), Vec::new()).unwrap();
+        let id = f.start(Some(key(0)), true, Vec::new()).unwrap();
         let mut out = Vec::new();
         f.add(T0, id, (1..=n).map(key), &rtt, &mut out);
         let mut all = Vec::new();
@@ -816,7 +1094,7 @@ mod tests {
     #[test]
     fn gives_up_after_its_lookups_naming_the_chunk() {
         let mut f: Fetches<u32> = Fetches::new(config());
-        let id = f.start(None, Vec::new()).unwrap();
+        let id = f.start(None, false, Vec::new()).unwrap();
         let mut out = Vec::new();
         f.add(T0, id, [key(7)], &rtt, &mut out);
         let mut now = T0;
@@ -912,48 +1190,50 @@ mod tests {
     }
 
     #[test]
-    fn providers_of_the_content_are_asked_at_once_while_each_chunk_is_looked_up_beside() {
+    fn a_content_provider_is_asked_at_once_and_the_lookups_beside_it_spread_the_window() {
         let mut f = Fetches::new(config());
-        let id = f.start(None, vec![holder(1)]).unwrap();
+        let id = f.start(None, false, vec![holder(3)]).unwrap();
         let mut out = Vec::new();
         f.add(T0, id, (1..=4).map(key), &rtt, &mut out);
         assert_eq!(
             requests(&out),
-            vec![(0, 1), (1, 1), (2, 1), (3, 1)],
-            "no wait"
+            vec![(0, 3)],
+            "a provider never asked gets one request while the chunks' lookups run"
         );
         assert_eq!(lookups(&out), vec![0, 1, 2, 3], "lookups run beside");
-        let more = outcome(&mut f, T0, (id, 2), 1, ChunkOutcome::NotFound);
+        let more = answer(&mut f, id, 1, &[2]);
+        assert_eq!(
+            requests(&more),
+            vec![(1, 2)],
+            "the lookup's holder is asked"
+        );
+        let more = answer(&mut f, id, 2, &[]);
+        assert_eq!(
+            requests(&more),
+            vec![(2, 3)],
+            "a lookup that found nobody else leaves the chunk to the provider"
+        );
+        let more = outcome(&mut f, T0, (id, 0), 3, ChunkOutcome::NotFound);
         assert!(
             more.contains(&Action::Outcome {
-                peer: holder(1).id,
+                peer: holder(3).id,
                 ok: false,
                 lied: false
             }),
             "a provider of the content did not claim this chunk"
         );
         assert!(lookups(&more).is_empty(), "its lookup is already running");
-        let more = answer(&mut f, id, 2, &[2]);
-        assert_eq!(
-            requests(&more),
-            vec![(2, 2)],
-            "the lookup's holder is asked"
-        );
-        // A chunk still being served by the provider gets its lookup's holders beside it.
-        let more = answer(&mut f, id, 3, &[3]);
-        assert!(
-            requests(&more).is_empty(),
-            "one request per chunk at a time"
-        );
+        let more = answer(&mut f, id, 0, &[1]);
+        assert_eq!(requests(&more), vec![(0, 1)]);
     }
 
     #[test]
     fn an_unreachable_provider_is_dropped_for_every_chunk() {
         let mut f = Fetches::new(config());
-        let id = f.start(None, vec![holder(1)]).unwrap();
+        let id = f.start(None, false, vec![holder(1)]).unwrap();
         let mut out = Vec::new();
         f.add(T0, id, (1..=12).map(key), &rtt, &mut out);
-        assert_eq!(requests(&out).len(), 8);
+        assert_eq!(requests(&out).len(), 1);
         let more = outcome(&mut f, T0, (id, 0), 1, ChunkOutcome::Failed);
         assert!(requests(&more).is_empty(), "nobody else to ask yet");
         // Its lookup names the provider again, and another holder: only that one is asked.
@@ -965,6 +1245,105 @@ mod tests {
             requests(&more).is_empty(),
             "the unreachable provider is not asked again"
         );
+    }
+
+    #[test]
+    fn holders_met_while_a_lookup_runs_are_asked_at_once() {
+        let mut f = Fetches::new(config());
+        let id = f.start(None, false, Vec::new()).unwrap();
+        let mut out = Vec::new();
+        f.add(T0, id, [key(1)], &rtt, &mut out);
+        assert_eq!(lookups(&out), vec![0]);
+        let mut more = Vec::new();
+        f.on_holders_found(
+            T0,
+            (id, 0),
+            vec![holder(2)],
+            BTreeSet::new(),
+            &rtt,
+            &mut more,
+        );
+        assert_eq!(
+            requests(&more),
+            vec![(0, 2)],
+            "no wait for the lookup's end"
+        );
+        let more = answer(&mut f, id, 0, &[2, 3]);
+        assert!(
+            requests(&more).is_empty(),
+            "one request per chunk at a time"
+        );
+        let more = outcome(&mut f, T0, (id, 0), 2, ChunkOutcome::NotFound);
+        assert_eq!(
+            requests(&more),
+            vec![(0, 3)],
+            "the lookup's other holder is next"
+        );
+    }
+
+    #[test]
+    fn providers_found_after_a_fetch_began_hold_every_chunk() {
+        let mut f = Fetches::new(config());
+        let id = f.start(Some(key(0)), false, Vec::new()).unwrap();
+        let mut out = Vec::new();
+        f.add(T0, id, (1..=3).map(key), &rtt, &mut out);
+        assert!(requests(&out).is_empty());
+        let mut more = Vec::new();
+        f.on_providers(T0, &key(9), vec![holder(4)], &rtt, &mut more);
+        assert!(requests(&more).is_empty(), "another content's providers");
+        f.on_providers(T0, &key(0), vec![holder(1)], &rtt, &mut more);
+        assert_eq!(
+            requests(&more),
+            vec![(0, 1)],
+            "asked at once, once while the lookups run"
+        );
+        let more = answer(&mut f, id, 1, &[]);
+        assert_eq!(
+            requests(&more),
+            vec![(1, 1)],
+            "chunk 1 has the provider too"
+        );
+    }
+
+    #[test]
+    fn a_slow_chunk_at_the_head_is_asked_of_a_second_holder_and_the_first_answer_wins() {
+        let (mut f, id, out) = fetch_with(1, &[1, 2, 3]);
+        assert_eq!(requests(&out), vec![(0, 1)]);
+        let at = wake(&out).expect("a wake-up to judge the request slow");
+        assert!(at > T0, "not at once");
+        let mut more = Vec::new();
+        f.on_wake(at, id, 0, &rtt, &mut more);
+        assert_eq!(requests(&more), vec![(0, 2)], "a second holder is asked");
+        // The first fails: the second goes on, nobody else is asked.
+        let more = outcome(&mut f, at, (id, 0), 1, ChunkOutcome::NotFound);
+        assert!(requests(&more).is_empty(), "the second request goes on");
+        let more = outcome(&mut f, at, (id, 0), 2, ChunkOutcome::Ok);
+        assert!(requests(&more).is_empty());
+        let mut more = Vec::new();
+        f.end(id, &mut more);
+        assert!(
+            more.iter().any(|a| matches!(a, Action::Announce { .. })),
+            "the fetch got its chunk"
+        );
+    }
+
+    #[test]
+    fn a_late_answer_to_a_first_request_is_harmless_once_the_second_won() {
+        let (mut f, id, out) = fetch_with(2, &[1, 2, 3]);
+        let at = wake(&out).expect("a wake-up to judge the request slow");
+        let mut more = Vec::new();
+        f.on_wake(at, id, 0, &rtt, &mut more);
+        let hedged: Vec<_> = requests(&more);
+        assert_eq!(hedged.len(), 1, "one second request");
+        let second = hedged[0].1;
+        outcome(&mut f, at, (id, 0), second, ChunkOutcome::Ok);
+        let first = requests(&out).iter().find(|(i, _)| *i == 0).unwrap().1;
+        let more = outcome(&mut f, at, (id, 0), first, ChunkOutcome::Ok);
+        assert!(requests(&more).is_empty());
+        let mut more = Vec::new();
+        f.release(at, id, 0, &rtt, &mut more);
+        let more = outcome(&mut f, at, (id, 0), first, ChunkOutcome::Ok);
+        assert!(more.is_empty(), "a released chunk is gone");
     }
 
     #[test]
@@ -992,7 +1371,10 @@ mod tests {
             max_fetches: 2,
             ..FetchConfig::default()
         });
-        assert!(f.start(None, Vec::new()).is_some() && f.start(None, Vec::new()).is_some());
-        assert!(f.start(None, Vec::new()).is_none());
+        assert!(
+            f.start(None, false, Vec::new()).is_some()
+                && f.start(None, false, Vec::new()).is_some()
+        );
+        assert!(f.start(None, false, Vec::new()).is_none());
     }
 }

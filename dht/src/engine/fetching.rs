@@ -19,10 +19,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             .and_then(|r| self.recent_providers.get(&r))
             .cloned()
             .unwrap_or_default();
-        let root = root.filter(|_| announce);
-        self.fetches.start(root, providers).ok_or(QueryError::Busy {
-            max: self.config.fetch.max_fetches,
-        })
+        self.fetches
+            .start(root, announce, providers)
+            .ok_or(QueryError::Busy {
+                max: self.config.fetch.max_fetches,
+            })
     }
 
     /// Adds chunks to a fetch, in the order the caller will use them; returns the index of the

@@ -1,7 +1,7 @@
 //! The engine: one peer's whole Kademlia state machine. Its parts by concept: the lookup
-//! machinery shared by every query kind (`queries.rs`), fetches of content (`fetching.rs`, over
-//! the planner in `crate::fetch`), periodic work (`jobs.rs`); placement rules are in
-//! `crate::placement`.
+//! machinery shared by every query kind (`queries.rs`; the kinds and the lookup itself are in
+//! `crate::query`), fetches of content (`fetching.rs`, over the planner in `crate::fetch`),
+//! periodic work (`jobs.rs`); placement rules are in `crate::placement`.
 
 mod fetching;
 mod jobs;
@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::fetch::{Action, ChunkOutcome, FetchError, FetchId, Fetches};
 use crate::message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
 use crate::placement;
-use crate::query::{Lookup, PathId};
+use crate::query::{Kind, Lookup, PathId};
 use crate::record::{ProviderRecord, RecordError, RecordStore, StoreError};
 use crate::routing::{InsertOutcome, Removal, RoutingTable, TableConfig};
 use crate::scores::{PeerScore, RateLimiter, Scores};
@@ -233,40 +233,6 @@ struct Query<A> {
     deadline: Timestamp,
     /// Maintenance queries (bucket refresh) finish without an event.
     internal: bool,
-}
-
-#[derive(Debug)]
-enum Kind<A> {
-    Bootstrap,
-    Refresh,
-    FindNode,
-    GetRecord {
-        best: Option<SignedRecord>,
-        answers: usize,
-    },
-    PutRecord {
-        record: SignedRecord,
-    },
-    Announce,
-    Holders {
-        holders: Vec<Contact<A>>,
-        /// Responders that said they hold it: live, and answerable for the claim.
-        verified: BTreeSet<Key>,
-        /// Responders that named other providers: each counts once toward `want`, however
-        /// many it named (one liar cannot end a lookup with a list of dead or fake holders).
-        referrers: BTreeSet<Key>,
-        /// Holders a fetch tried already: they do not count toward `want`, so a lookup after
-        /// failures goes on past the peers that failed (fake holders on the lookup path would
-        /// otherwise end every lookup by themselves).
-        tried: BTreeSet<Key>,
-        /// Holders named by provider records (peers that announced the whole content), as
-        /// opposed to replicas of this one chunk.
-        announced: Vec<Contact<A>>,
-        want: usize,
-        /// The fetch chunk this lookup finds holders for (no event: the fetch goes on).
-        fetch: Option<(FetchId, u64)>,
-    },
-    Place,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -630,6 +596,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             announced: Vec::new(),
             want,
             fetch,
+            streamed: BTreeSet::new(),
         }
     }
 

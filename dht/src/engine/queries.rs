@@ -23,12 +23,17 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.next_query += 1;
         let mut candidates = self.table.closest(&target, self.config.k);
         candidates.extend(seeds);
+        // A fetch's holder lookups run wider: a get waits on them.
+        let alpha = match &kind {
+            Kind::Holders { fetch: Some(_), .. } => self.config.fetch.alpha.max(1),
+            _ => self.config.alpha,
+        };
         let lookup = Lookup::new(
             target,
             self.local,
             candidates,
             self.config.k,
-            self.config.alpha,
+            alpha,
             self.config.disjoint_paths,
         );
         self.table.mark_refreshed(&target, now);
@@ -68,8 +73,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 key: *q.lookup.target(),
             },
             // Every dead peer met takes a place in the answers the lookup gets; ask for two more
-            // per failure (up to 2k) so the k closest *live* peers still fit (the 300-engine test
-            // with a third of the peers dead finds all of them only with this).
+            // per failure (up to 2k) so the k closest *live* peers still fit (the 300-engine
+            // test in netsim/tests/engines.rs with a third of the peers dead finds all of them
+            // only with this).
             _ => RequestBody::FindNode {
                 target: *q.lookup.target(),
                 count: (self.config.k + 2 * q.stats.failures as usize).min(2 * self.config.k)
@@ -99,6 +105,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             return;
         };
         let target = *q.lookup.target();
+        let mut new_providers = Vec::new();
         let closer = match (&mut q.kind, response.body) {
             (
                 Kind::Bootstrap
@@ -151,6 +158,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                         named |= !verified.contains(&p.id);
                         if !announced.iter().any(|a| a.id == p.id) {
                             announced.push(p.clone());
+                            new_providers.push(p.clone());
                         }
                         holders.push(p);
                     }
@@ -174,6 +182,25 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 q.lookup.on_failure(path, &from.id);
             }
         }
+        // A fetch gets each holder as soon as the lookup meets it: the first request need not
+        // wait for the lookup to reach the closest peers, and the lookup goes on beside it.
+        let stream = match &mut q.kind {
+            Kind::Holders {
+                holders,
+                verified,
+                fetch: Some(chunk),
+                streamed,
+                ..
+            } => {
+                let fresh: Vec<Contact<A>> = holders
+                    .iter()
+                    .filter(|h| streamed.insert(h.id))
+                    .cloned()
+                    .collect();
+                (!fresh.is_empty()).then(|| (*chunk, fresh, verified.clone()))
+            }
+            _ => None,
+        };
         let done_early = match &q.kind {
             Kind::GetRecord { answers, .. } => *answers >= self.config.record_quorum.max(1),
             // Enough live holders: those that answered that they hold it, plus at most one
@@ -194,6 +221,23 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             }
             _ => false,
         };
+        if !new_providers.is_empty() {
+            // Remembered as they come: a get may read the root before this lookup ends, and
+            // fetches of this content already running take them as holders of every chunk.
+            if let Kind::Holders { announced, .. } = &q.kind {
+                self.recent_providers.insert(target, announced.clone());
+            }
+            self.rank(&mut new_providers);
+            self.with_fetches(now, |fetches, rtt, out| {
+                fetches.on_providers(now, &target, new_providers, rtt, out)
+            });
+        }
+        if let Some((chunk, mut fresh, verified)) = stream.filter(|_| !done_early) {
+            self.rank(&mut fresh);
+            self.with_fetches(now, |fetches, rtt, out| {
+                fetches.on_holders_found(now, chunk, fresh, verified, rtt, out)
+            });
+        }
         if done_early {
             self.finish(now, id, false);
         } else {

@@ -1,9 +1,11 @@
 //! Lookups and the commands built on them: what a command asked, what it returns.
 
+mod kind;
 mod lookup;
 
 use std::time::Duration;
 
+pub(crate) use kind::Kind;
 pub(crate) use lookup::{Lookup, PathId};
 
 use crate::{Contact, Key, SignedRecord, Timestamp};
