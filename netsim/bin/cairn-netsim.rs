@@ -91,6 +91,10 @@ struct Args {
     /// holders for (default: the engine's).
     #[arg(long, value_name = "CHUNKS")]
     fetch_lookahead: Option<usize>,
+    /// Content workload: requests in flight per holder lookup of a fetch (default: the
+    /// engine's).
+    #[arg(long, value_name = "N")]
+    fetch_alpha: Option<usize>,
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -205,6 +209,9 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
     if out_of_range(args.fetch_window) || out_of_range(args.fetch_lookahead) {
         return Err("--fetch-window and --fetch-lookahead must be between 1 and 4096".into());
     }
+    if args.fetch_alpha.is_some_and(|a| a == 0 || a > 64) {
+        return Err("--fetch-alpha must be between 1 and 64".into());
+    }
     let churn = match args.churn_mean_session {
         Some(mean) => {
             let mean_session = secs("churn-mean-session", mean)?;
@@ -245,6 +252,7 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         zipf: args.zipf,
         fetch_window: args.fetch_window,
         fetch_lookahead: args.fetch_lookahead,
+        fetch_alpha: args.fetch_alpha,
     })
 }
 

@@ -40,6 +40,11 @@ use rand_chacha::ChaCha8Rng;
 /// Size of a chunk: the node's average content-defined chunk (`AVG_CHUNK`, 256 KiB).
 pub(crate) const CHUNK_BYTES: u64 = 256 * 1024;
 
+/// Bytes of a file's root manifest per chunk it lists (`manifest::Link`: id, size and CBOR
+/// framing, about 45 bytes), and its fixed part.
+pub(crate) const LINK_BYTES: u64 = 45;
+pub(crate) const ROOT_HEADER_BYTES: u64 = 16;
+
 /// Cached (fetched, not published or placed) bytes a node keeps at most: 256 MiB. A node's real
 /// default is far larger (10 GiB of chunks in all); at the run sizes of the command line a
 /// small cap is what makes eviction, and so the LRU, part of what is measured.
@@ -236,20 +241,23 @@ impl ContentStore {
     }
 }
 
-/// One object of the content workload.
+/// One object of the content workload: a file, its root manifest first.
 #[derive(Clone, Debug)]
 pub(crate) struct Object {
-    /// Its chunks, in order.
+    /// Its chunks, in order: the root manifest (which lists the others), then the data.
     pub(crate) chunks: Vec<Key>,
-    /// Its size in bytes.
+    /// Its data's size in bytes.
     pub(crate) bytes: u64,
+    /// Its root manifest's size in bytes.
+    pub(crate) root_bytes: u64,
 }
 
 impl Object {
-    /// Object `index` of a run seeded with `seed`, of `bytes` bytes.
+    /// Object `index` of a run seeded with `seed`, of `bytes` bytes of data.
     pub(crate) fn new(seed: u64, index: u64, bytes: u64) -> Self {
         let count = bytes.div_ceil(CHUNK_BYTES).max(1);
-        let chunks = (0..count)
+        // Index 0 is the root manifest, the others data chunk `i - 1`.
+        let chunks = (0..=count)
             .map(|i| {
                 let mut material = [0u8; 24];
                 material[..8].copy_from_slice(&seed.to_be_bytes());
@@ -258,13 +266,25 @@ impl Object {
                 Key::hash(&material)
             })
             .collect();
-        Self { chunks, bytes }
+        Self {
+            chunks,
+            bytes,
+            root_bytes: ROOT_HEADER_BYTES + LINK_BYTES * count,
+        }
     }
 
-    /// Size of chunk `i`: full chunks, then what is left.
+    /// Size of chunk `i`: the root manifest, then full data chunks and what is left.
     pub(crate) fn chunk_size(&self, i: usize) -> u32 {
-        let before = i as u64 * CHUNK_BYTES;
+        let Some(data) = i.checked_sub(1) else {
+            return self.root_bytes as u32;
+        };
+        let before = data as u64 * CHUNK_BYTES;
         self.bytes.saturating_sub(before).clamp(0, CHUNK_BYTES) as u32
+    }
+
+    /// Data chunks (the root manifest not counted).
+    pub(crate) fn data_chunks(&self) -> usize {
+        self.chunks.len() - 1
     }
 }
 
@@ -369,9 +389,11 @@ mod tests {
     #[test]
     fn objects_split_into_chunks_and_zipf_favours_the_first() {
         let o = Object::new(1, 2, 3 * CHUNK_BYTES + 10);
-        assert_eq!(o.chunks.len(), 4);
-        assert_eq!(o.chunk_size(3), 10);
-        assert_eq!(o.chunk_size(0), CHUNK_BYTES as u32);
+        assert_eq!(o.chunks.len(), 5);
+        assert_eq!(o.data_chunks(), 4);
+        assert_eq!(o.chunk_size(0), (ROOT_HEADER_BYTES + 4 * LINK_BYTES) as u32);
+        assert_eq!(o.chunk_size(1), CHUNK_BYTES as u32);
+        assert_eq!(o.chunk_size(4), 10);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let zipf = Popularity::new(100, 1.0);
         let first = (0..10_000).filter(|_| zipf.draw(&mut rng) == 0).count();

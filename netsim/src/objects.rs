@@ -12,8 +12,10 @@
 //!   bounded wait.
 //! - **Get.** `gets` gets spread evenly over the workload, each of an object drawn by
 //!   popularity (Zipf, or uniform) from a random ready honest node that does not already hold
-//!   it. The sim hands the object's chunk ids to the getter's engine (`start_fetch`,
-//!   `add_chunks`; there are no manifests in the model) and answers each
+//!   it. The getter's engine fetches the object's root manifest alone (`start_fetch`,
+//!   `add_chunks`), as a node must before it knows the rest, then its data chunks as a file of
+//!   that root (the model's manifest is its size: the sim hands over the ids), and the sim
+//!   answers each
 //!   `Event::FetchChunk` by modelling the request: see [`Simulator::on_fetch_chunk`]. Chunks are
 //!   released to the engine in order as they become contiguous (a consumer writing its output);
 //!   the get ends when the last is released or on `Event::FetchFailed`. A getter that finished
@@ -56,8 +58,8 @@ pub(crate) struct ContentBook {
     pub(crate) bytes_origin: u64,
     pub(crate) bytes_cache: u64,
     /// Gets in progress, by getter and the getter's fetch id: the get, and the object's chunk
-    /// index of the fetch's index 0 (a get fetches the object's first chunk, which stands for
-    /// its root manifest, alone, then the rest).
+    /// index of the fetch's index 0 (a get fetches the object's root manifest, its chunk 0,
+    /// alone, then the rest).
     pub(crate) active: HashMap<(u32, FetchId), (usize, usize)>,
     /// Use counter for the caches' LRU order.
     tick: u64,
@@ -82,7 +84,9 @@ pub(crate) struct GetRun {
     pub(crate) start: Timestamp,
     /// The first `Event::FetchChunk`.
     pub(crate) first_holder: Option<Timestamp>,
-    /// The first chunk received.
+    /// The root manifest received.
+    pub(crate) root: Option<Timestamp>,
+    /// The first data chunk received: the file's first byte.
     pub(crate) first_byte: Option<Timestamp>,
     pub(crate) end: Option<Timestamp>,
     pub(crate) success: bool,
@@ -151,7 +155,7 @@ impl Simulator {
             self.keep(origin, *key, size, Source::Publisher);
         }
         self.work.content.publishes[index].publisher = Some(origin);
-        // The publisher announces the object's root (its first chunk), as a node's put does.
+        // The publisher announces the object's root (its chunk 0), as a node's put does.
         let now = self.now;
         if let (Some(root), Some(engine)) =
             (chunks.first(), self.nodes[origin as usize].engine.as_mut())
@@ -334,7 +338,8 @@ impl Simulator {
             return;
         };
         run.getter = Some(getter);
-        let bytes = self.work.content.objects[object].bytes;
+        let bytes =
+            self.work.content.objects[object].bytes + self.work.content.objects[object].root_bytes;
         run.downlink_bound = self.nodes[getter as usize].link.down_time(bytes);
         let chunks = self.work.content.objects[object].chunks.clone();
         run.received = vec![false; chunks.len()];
@@ -342,8 +347,8 @@ impl Simulator {
         let Some(engine) = self.nodes[getter as usize].engine.as_mut() else {
             return;
         };
-        // The first chunk stands for the root manifest: fetched alone, as a node fetches a
-        // root before it knows the rest; its lookup finds who announced the object.
+        // The root manifest is fetched alone, as a node fetches a root before it knows the
+        // rest; its lookup finds who announced the object.
         let Ok(fetch) = engine.start_fetch(None, false) else {
             self.work.content.gets[index].refused = true;
             return;
@@ -458,7 +463,11 @@ impl Simulator {
             // The engine takes good bytes whenever they come, even from a request it had
             // already timed out; so does the get.
             run.received[i] = true;
-            run.first_byte.get_or_insert(now);
+            if i == 0 {
+                run.root.get_or_insert(now);
+            } else {
+                run.first_byte.get_or_insert(now);
+            }
             if origin {
                 book.bytes_origin += u64::from(size);
             } else {

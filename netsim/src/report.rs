@@ -74,6 +74,8 @@ pub struct Report {
     pub rtt_ms_p50: f64,
     /// Mean requests a lookup sent (each one request/response exchange).
     pub messages_per_lookup: Option<f64>,
+    /// Mean requests of a lookup that failed (no answer in time, or a useless one).
+    pub failures_per_lookup: Option<f64>,
     /// Lookups that finished.
     pub lookups_finished: usize,
     /// Lookups that ended by the engine's `query_timeout`.
@@ -117,6 +119,8 @@ pub struct Report {
     pub fetch_window: Option<usize>,
     /// Content workload: the engine's fetch lookahead, in chunks.
     pub fetch_lookahead: Option<usize>,
+    /// Content workload: requests in flight per holder lookup of a fetch.
+    pub fetch_alpha: Option<usize>,
     /// Mean copies per chunk that placed peers accepted (the publisher's own not counted).
     pub replicas_per_chunk_mean: Option<f64>,
     /// Placed or moved copies refused: the peer was gone, an adversary, or not responsible.
@@ -139,7 +143,10 @@ pub struct Report {
     pub get_failure_first: Option<String>,
     /// Share of gets (started, getter still online) that received every chunk.
     pub get_success_rate: Option<f64>,
-    /// Median time from a get's start to its first chunk received, in ms.
+    /// Median time from a get's start to its root manifest received, in ms.
+    pub get_root_ms_p50: Option<f64>,
+    /// Median time from a get's start to its first data chunk received (the file's first
+    /// byte), in ms.
     pub get_first_byte_ms_p50: Option<f64>,
     /// 95th percentile of the same.
     pub get_first_byte_ms_p95: Option<f64>,
@@ -212,6 +219,10 @@ impl Report {
             .iter()
             .map(|o| f64::from(o.stats.requests))
             .collect();
+        let failures: Vec<f64> = finished
+            .iter()
+            .map(|o| f64::from(o.stats.failures))
+            .collect();
         let partition = s.partition.map(|_| {
             let phase = |p: Phase, cross: Option<bool>| {
                 rate(
@@ -276,6 +287,7 @@ impl Report {
             latency_ms_p95: percentile(&latency, 95.0).map(|d| ms(*d)),
             rtt_ms_p50: median_rtt(sim),
             messages_per_lookup: mean(&requests).map(round),
+            failures_per_lookup: mean(&failures).map(round),
             lookups_finished: finished.len(),
             lookups_timed_out: finished.iter().filter(|o| o.stats.timed_out).count(),
             lookups_abandoned: runs
@@ -306,6 +318,10 @@ impl Report {
                 s.fetch_lookahead
                     .unwrap_or(cairn_dht::FetchConfig::default().lookahead)
             }),
+            fetch_alpha: c.map(|_| {
+                s.fetch_alpha
+                    .unwrap_or(cairn_dht::FetchConfig::default().alpha)
+            }),
             replicas_per_chunk_mean: c.and_then(|c| c.replicas_per_chunk_mean),
             replicas_refused: c.map(|c| c.replicas_refused),
             replicas_moved: c.map(|c| c.replicas_moved),
@@ -317,6 +333,7 @@ impl Report {
             get_failure_holders_tried_mean: c.and_then(|c| c.failure_holders_tried_mean),
             get_failure_first: c.and_then(|c| c.failure_first.clone()),
             get_success_rate: c.and_then(|c| c.success_rate),
+            get_root_ms_p50: c.and_then(|c| percentile(&c.root, 50.0).map(|d| ms(*d))),
             get_first_byte_ms_p50: c.and_then(|c| percentile(&c.first_byte, 50.0).map(|d| ms(*d))),
             get_first_byte_ms_p95: c.and_then(|c| percentile(&c.first_byte, 95.0).map(|d| ms(*d))),
             get_seconds_p50: c.and_then(|c| percentile(&c.seconds, 50.0).map(|d| secs(*d))),
@@ -407,7 +424,14 @@ impl Report {
             ),
         );
         row("median pair rtt", format!("{:.1} ms", self.rtt_ms_p50));
-        row("requests per lookup", opt(self.messages_per_lookup, ""));
+        row(
+            "requests per lookup",
+            format!(
+                "{} ({} failed)",
+                opt(self.messages_per_lookup, ""),
+                opt(self.failures_per_lookup, "")
+            ),
+        );
         row(
             "lookups finished",
             format!(
@@ -452,7 +476,7 @@ impl Report {
             row(
                 "objects",
                 format!(
-                    "{objects} of {:.1} MiB ({} chunks each), {:.2} placed copies per chunk, {} moved, {} refused",
+                    "{objects} of {:.1} MiB ({} chunks and a root manifest each), {:.2} placed copies per chunk, {} moved, {} refused",
                     mib(bytes),
                     self.chunks_per_object.unwrap_or(0),
                     self.replicas_per_chunk_mean.unwrap_or(0.0),
@@ -463,10 +487,11 @@ impl Report {
             row(
                 "gets",
                 format!(
-                    "{gets} (zipf {}, window {}, lookahead {}), {} ended ({} given up), {} refused, {} abandoned",
+                    "{gets} (zipf {}, window {}, lookahead {}, lookup alpha {}), {} ended ({} given up), {} refused, {} abandoned",
                     self.zipf.unwrap_or(0.0),
                     self.fetch_window.unwrap_or(0),
                     self.fetch_lookahead.unwrap_or(0),
+                    self.fetch_alpha.unwrap_or(0),
                     self.gets_finished.unwrap_or(0),
                     self.gets_failed.unwrap_or(0),
                     self.gets_refused.unwrap_or(0),
@@ -492,8 +517,12 @@ impl Report {
                 ),
             );
             row(
-                "first holder p50",
-                opt(self.time_to_first_holder_ms_p50, " ms"),
+                "first holder / root p50",
+                format!(
+                    "{} / {}",
+                    opt(self.time_to_first_holder_ms_p50, " ms"),
+                    opt(self.get_root_ms_p50, " ms")
+                ),
             );
             row(
                 "get time p50 / p95",
@@ -564,6 +593,7 @@ struct ContentFigures {
     failure_first: Option<String>,
     success_rate: Option<f64>,
     /// Sorted, like every list of durations here.
+    root: Vec<Duration>,
     first_byte: Vec<Duration>,
     first_holder: Vec<Duration>,
     seconds: Vec<Duration>,
@@ -610,7 +640,7 @@ impl ContentFigures {
         let tried: Vec<f64> = errors.iter().map(|e| e.holders_tried as f64).collect();
         Self {
             objects: book.objects.len(),
-            chunks_per_object: book.objects.first().map_or(0, |o| o.chunks.len()),
+            chunks_per_object: book.objects.first().map_or(0, |o| o.data_chunks()),
             replicas_per_chunk_mean: (chunks > 0)
                 .then(|| round(book.replicas_stored as f64 / chunks as f64)),
             replicas_refused: book.replicas_refused,
@@ -625,6 +655,7 @@ impl ContentFigures {
             failure_holders_tried_mean: mean(&tried).map(round),
             failure_first: errors.first().map(|e| e.to_string()),
             success_rate: rate(judged.iter().map(|g| g.success)),
+            root: sorted(judged.iter().filter_map(|g| since(g.root, g)).collect()),
             first_byte: sorted(
                 judged
                     .iter()

@@ -62,6 +62,9 @@ pub struct Scenario {
     /// The engine's fetch lookahead (`FetchConfig::lookahead`: how far past the first
     /// unreleased chunk holder lookups run); `None` keeps the engine's default.
     pub fetch_lookahead: Option<usize>,
+    /// The engine's holder-lookup width for fetches (`FetchConfig::alpha`); `None` keeps the
+    /// engine's default.
+    pub fetch_alpha: Option<usize>,
 }
 
 /// How adversaries answer requests. They run no engine: the simulator answers for them.
@@ -141,6 +144,7 @@ impl Default for Scenario {
             zipf: 0.0,
             fetch_window: None,
             fetch_lookahead: None,
+            fetch_alpha: None,
         }
     }
 }

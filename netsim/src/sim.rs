@@ -264,6 +264,10 @@ impl Simulator {
                         .scenario
                         .fetch_lookahead
                         .unwrap_or(FetchConfig::default().lookahead),
+                    alpha: self
+                        .scenario
+                        .fetch_alpha
+                        .unwrap_or(FetchConfig::default().alpha),
                     ..FetchConfig::default()
                 },
                 ..Config::default()
