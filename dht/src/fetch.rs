@@ -77,12 +77,12 @@ pub struct FetchError {
 pub struct FetchConfig {
     /// Chunks from the first unreleased one that may be requested, per fetch: the caller's
     /// memory bound (window × the largest chunk: 32 MiB at most, 8 MiB at the average chunk).
-    /// Default 32.
+    /// Default 32 (netsim, 10,000 nodes, 16 MiB objects: median get 1.10 s; 1.04 s at 64, for
+    /// twice the memory; BENCHMARKS.md).
     pub window: usize,
     /// How far past the first unreleased chunk holder lookups run ahead. Default 64: a get is
-    /// bound by holder lookups (one per chunk, about two round trips each), not by the window
-    /// (netsim, 10,000 nodes, 16 MiB objects: median get 3.24 s at window 8 / lookahead 16,
-    /// 1.53 s at 16 / 64, 1.23 s at 32 / 64; BENCHMARKS.md).
+    /// bound by holder lookups (one per chunk), not by the window (same runs, an older engine:
+    /// median get 3.24 s at window 8 / lookahead 16, 1.53 s at 16 / 64, 1.23 s at 32 / 64).
     pub lookahead: usize,
     /// Requests in flight per holder lookup of a fetch (the `alpha` of the lookup). Default 6,
     /// twice the DHT's: a get waits on these lookups, and their requests are small next to the
