@@ -381,7 +381,9 @@ impl<A: Clone> Fetches<A> {
         c.beside = false;
         c.claimed.extend(claimed);
         merge(c, holders, unreachable);
-        if looking {
+        // Waiting on this lookup, or left with no holder while it ran (the ones it met went
+        // first and failed): what it found decides what comes next.
+        if looking || (c.state == State::Ready && c.holders.is_empty()) {
             c.state = State::Ready;
             if c.holders.is_empty() {
                 self.next_holder(now, fetch, index, out);
@@ -408,14 +410,17 @@ impl<A: Clone> Fetches<A> {
         let Some(c) = f.chunks.get_mut(&index) else {
             return;
         };
-        if c.state == State::Looking {
-            c.state = State::Ready;
-            c.beside = true;
-        } else if !c.beside {
+        let looking = c.state == State::Looking;
+        if !looking && !c.beside {
             return;
         }
         c.claimed.extend(claimed);
         merge(c, holders, &f.unreachable);
+        // Holders it had tried, or that could not be reached, leave it waiting on the lookup.
+        if looking && !c.holders.is_empty() {
+            c.state = State::Ready;
+            c.beside = true;
+        }
         self.drive(now, fetch, rtt, out);
     }
 
@@ -1278,6 +1283,55 @@ mod tests {
             requests(&more),
             vec![(0, 3)],
             "the lookup's other holder is next"
+        );
+    }
+
+    #[test]
+    fn a_lookup_that_meets_only_holders_already_tried_still_leads_to_the_end() {
+        let mut f = Fetches::new(config());
+        let id = f.start(None, false, Vec::new()).unwrap();
+        let mut out = Vec::new();
+        f.add(T0, id, [key(1)], &rtt, &mut out);
+        let found = |f: &mut Fetches<u32>, now| {
+            let mut more = Vec::new();
+            f.on_holders_found(
+                now,
+                (id, 0),
+                vec![holder(1)],
+                BTreeSet::new(),
+                &rtt,
+                &mut more,
+            );
+            more
+        };
+        assert_eq!(requests(&found(&mut f, T0)), vec![(0, 1)]);
+        let mut now = T0;
+        let mut more = outcome(&mut f, now, (id, 0), 1, ChunkOutcome::NotFound);
+        more.extend(answer(&mut f, id, 0, &[1]));
+        // Each later lookup meets the same, tried, holder and ends with nothing new.
+        for round in 0..3 {
+            let Some(at) = wake(&more) else {
+                break;
+            };
+            now = at;
+            let mut woke = Vec::new();
+            f.on_wake(now, id, 0, &rtt, &mut woke);
+            assert_eq!(lookups(&woke), vec![0], "round {round}: looked up again");
+            assert!(requests(&found(&mut f, now)).is_empty(), "not asked again");
+            let mut end = Vec::new();
+            f.on_holders(
+                now,
+                (id, 0),
+                vec![holder(1)],
+                BTreeSet::new(),
+                &rtt,
+                &mut end,
+            );
+            more = end;
+        }
+        assert!(
+            more.iter().any(|a| matches!(a, Action::Failed { .. })),
+            "the fetch gives up instead of waiting forever: {more:?}"
         );
     }
 

@@ -292,7 +292,7 @@ async fn one_network(seed: u64, victims: Victims) -> Vec<String> {
                         stderr(o)
                     })
             );
-            let reader_log = || daemons[reader].as_ref().unwrap().log_about(parts, 20);
+            let reader_log = || daemons[reader].as_ref().unwrap().log_about(parts, 40);
             let show = |ids: &[String]| -> Vec<String> {
                 ids.iter()
                     .map(|h| format!("{}… held by survivors {:?}", &h[..12], held(h)))
@@ -447,7 +447,7 @@ impl Daemon {
         let log = self.stderr.lock().unwrap();
         let lines: Vec<&str> = log
             .lines()
-            .filter(|l| ids.iter().any(|id| l.contains(&id[..16])))
+            .filter(|l| l.contains("fetch:") || ids.iter().any(|id| l.contains(&id[..16])))
             .collect();
         if lines.is_empty() {
             return "    (no line of its log names this file's chunks)".into();
