@@ -36,8 +36,13 @@ pub struct Config {
     /// A get-record lookup ends once this many peers returned a valid record (it then returns the
     /// highest sequence among them). Default 3.
     pub record_quorum: usize,
-    /// How long an announced provider record lives. Default 24 h.
+    /// How long an announced provider record lives. Default 24 h. This peer announces again
+    /// what it announced with [`crate::Dht::announce`] every half of it.
     pub provider_ttl: Duration,
+    /// How often this peer stores again, on the closest peers of the moment, the records it
+    /// published with [`crate::Dht::put_record`] (the closest set changes as peers come and
+    /// go; Kademlia §2.5 republishes hourly). Default 1 h.
+    pub republish_interval: Duration,
     /// Storage limits of the record store.
     pub store: StoreLimits,
     /// Inbound request budget per peer.
@@ -115,6 +120,7 @@ impl Default for Config {
             refresh_interval: Some(Duration::from_secs(15 * 60)),
             record_quorum: 3,
             provider_ttl: Duration::from_secs(24 * 3600),
+            republish_interval: Duration::from_secs(3600),
             store: StoreLimits::default(),
             rate: RateLimit::default(),
             max_queries: 256,

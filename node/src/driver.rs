@@ -224,6 +224,9 @@ pub(crate) struct Driver {
     self_tx: mpsc::WeakSender<Command>,
     repair_permits: Arc<Semaphore>,
     inbound_permits: Arc<Semaphore>,
+    /// This node's name key: the engine asks for its records to be signed again before they
+    /// lapse.
+    name_secret: [u8; 32],
 }
 
 enum ChunkWaiter {
@@ -253,6 +256,7 @@ impl Driver {
         clock: Clock,
         commands: mpsc::Receiver<Command>,
         self_tx: mpsc::WeakSender<Command>,
+        name_secret: [u8; 32],
     ) -> Self {
         let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
         Self {
@@ -273,6 +277,7 @@ impl Driver {
             self_tx,
             repair_permits: Arc::new(Semaphore::new(REPAIR_CONCURRENCY)),
             inbound_permits: Arc::new(Semaphore::new(INBOUND_CHUNK_CONCURRENCY)),
+            name_secret,
         }
     }
 
@@ -332,6 +337,7 @@ impl Driver {
                     }
                 }
                 Event::RecordStored { key, .. } => debug!(%key, "stored a record for a peer"),
+                Event::RenewRecord { record, ttl } => self.renew(record, ttl),
                 Event::Replicate { key, to, release } => self.replicate(key, to.addr, release),
                 Event::FetchChunk {
                     fetch,
@@ -345,6 +351,7 @@ impl Driver {
                         self.engine.end_fetch(self.clock.now(), fetch);
                         continue;
                     }
+                    debug!(fetch = fetch.as_u64(), index, %chunk, peer = %from.addr.peer, "fetch: asking a holder");
                     let waiter = ChunkWaiter::Engine {
                         fetch,
                         index,
@@ -353,12 +360,28 @@ impl Driver {
                     self.chunk_request(from.addr, ChunkRequest::Get { id: chunk }, waiter);
                 }
                 Event::FetchFailed { fetch, error } => {
+                    debug!(fetch = fetch.as_u64(), %error, "fetch: gave up");
                     if let Some(tx) = self.fetches.remove(&fetch) {
                         let _ = tx.try_send(FetchItem::Failed(error));
                     }
                     self.engine.end_fetch(self.clock.now(), fetch);
                 }
             }
+        }
+    }
+
+    /// Signs this node's record again with a later expiry (the same lifetime from now) and a
+    /// higher sequence, and publishes it; a record under another key is not ours to renew.
+    fn renew(&mut self, record: SignedRecord, ttl: Duration) {
+        if record.public_key != SignedRecord::public_key_of(&self.name_secret) {
+            return;
+        }
+        let now = self.clock.now();
+        let sequence = now.as_micros().max(record.sequence.saturating_add(1));
+        let renewed = SignedRecord::sign(&self.name_secret, record.value, sequence, now + ttl);
+        match self.engine.put_record(now, renewed) {
+            Ok(_) => debug!("renewed this node's name record"),
+            Err(e) => warn!(%e, "could not renew this node's name record"),
         }
     }
 
@@ -672,6 +695,7 @@ impl Driver {
             Some(ChunkResponse::NotFound) => ChunkOutcome::NotFound,
             Some(_) | None => ChunkOutcome::Failed,
         };
+        debug!(fetch = fetch.as_u64(), index, %chunk, %peer, ?outcome, "fetch: a holder answered");
         let now = self.clock.now();
         self.engine
             .handle_chunk(now, fetch, index, &node_id(&peer), outcome);

@@ -240,7 +240,15 @@ impl NodeBuilder {
                 let _ = tx.try_send(Command::Release { keys });
             }
         });
-        let driver = Driver::new(swarm, engine, store.clone(), clock, rx, tx.downgrade());
+        let driver = Driver::new(
+            swarm,
+            engine,
+            store.clone(),
+            clock,
+            rx,
+            tx.downgrade(),
+            name_secret,
+        );
         let task = tokio::spawn(driver.run());
         let node = Node {
             inner: Arc::new(Inner {

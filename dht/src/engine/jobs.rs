@@ -1,5 +1,5 @@
-//! Periodic work, run from any input once [`JOBS_INTERVAL`] has passed: record expiry and bucket
-//! refresh (Kademlia §2.3).
+//! Periodic work, run from any input once [`JOBS_INTERVAL`] has passed: record expiry, bucket
+//! refresh (Kademlia §2.3), and storing again what this peer published or announces (§2.5).
 
 use super::*;
 
@@ -12,6 +12,57 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.store.remove_expired(now);
         if let Some(interval) = self.config.refresh_interval {
             self.refresh_older_than(now, interval);
+        }
+        self.republish(now);
+    }
+
+    /// Stores this peer's records again on the closest peers of the moment every
+    /// `republish_interval`, asks for a renewal of each at half its lifetime, and announces
+    /// again every half `provider_ttl`. Queries beyond `max_queries` wait for the next run.
+    fn republish(&mut self, now: Timestamp) {
+        self.published.retain(|_, p| p.record.expires > now);
+        let interval = self.config.republish_interval;
+        let mut due = Vec::new();
+        for p in self.published.values_mut() {
+            let left = p.record.expires.saturating_duration_since(now);
+            if !p.renewal_asked && left <= p.ttl / 2 {
+                p.renewal_asked = true;
+                self.events.push_back(Event::RenewRecord {
+                    record: p.record.clone(),
+                    ttl: p.ttl,
+                });
+            }
+            if now.saturating_duration_since(p.at) >= interval {
+                due.push(p.record.clone());
+            }
+        }
+        for record in due {
+            let key = record.key();
+            if self
+                .start(now, Kind::PutRecord { record }, key, Vec::new(), true)
+                .is_err()
+            {
+                break;
+            }
+            if let Some(p) = self.published.get_mut(&key) {
+                p.at = now;
+            }
+        }
+        let every = self.config.provider_ttl / 2;
+        let due: Vec<Key> = self
+            .announcing
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(**at) >= every)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            if self
+                .start(now, Kind::Announce, key, Vec::new(), true)
+                .is_err()
+            {
+                break;
+            }
+            self.announcing.insert(key, now);
         }
     }
 

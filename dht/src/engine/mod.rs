@@ -115,6 +115,15 @@ pub enum Event<A> {
         /// Which chunk, and what was tried.
         error: FetchError,
     },
+    /// A record this peer published has lived half its lifetime: sign it again with a later
+    /// expiry (the same `ttl` from now) and a higher sequence, and publish that with
+    /// [`Dht::put_record`], or it lapses. Only the holder of its secret key can.
+    RenewRecord {
+        /// The record as last published.
+        record: SignedRecord,
+        /// Its lifetime when it was published.
+        ttl: Duration,
+    },
     /// A peer stored a signed record with us.
     RecordStored {
         /// The record key.
@@ -153,6 +162,10 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     /// Who announced the content under recently looked-up keys: a fetch of a file whose root
     /// manifest was just fetched asks them first for every chunk.
     recent_providers: RecentProviders<A>,
+    /// Records this peer published, stored again every `republish_interval`.
+    published: BTreeMap<Key, Published>,
+    /// Keys this peer announces itself a provider of, and when it last did.
+    announcing: BTreeMap<Key, Timestamp>,
     queries: BTreeMap<QueryId, Query<A>>,
     pending: HashMap<RequestId, Pending<A>>,
     timers: BinaryHeap<Reverse<(Timestamp, Timer)>>,
@@ -202,6 +215,18 @@ impl<A: Clone> RecentProviders<A> {
     }
 }
 
+/// A record this peer published, kept to store again.
+#[derive(Debug, Clone)]
+struct Published {
+    record: SignedRecord,
+    /// When it was last stored on the closest peers.
+    at: Timestamp,
+    /// Its lifetime when published: what a renewal gives it again.
+    ttl: Duration,
+    /// A renewal was asked for.
+    renewal_asked: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Timer {
     Request(RequestId),
@@ -219,9 +244,16 @@ struct Pending<A> {
 
 #[derive(Clone, Copy, Debug)]
 enum Purpose {
-    Lookup { query: QueryId, path: PathId },
-    Store { query: QueryId },
+    Lookup {
+        query: QueryId,
+        path: PathId,
+    },
+    Store {
+        query: QueryId,
+    },
     Probe,
+    /// A record handed to a peer that joined its closest set: nothing follows.
+    Push,
 }
 
 #[derive(Debug)]
@@ -277,6 +309,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             held: BTreeSet::new(),
             fetches: Fetches::new(config.fetch.clone()),
             recent_providers: RecentProviders::default(),
+            published: BTreeMap::new(),
+            announcing: BTreeMap::new(),
             queries: BTreeMap::new(),
             pending: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -368,7 +402,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.scores.on_success(&peer, now);
         self.on_alive(now, pending.to.clone(), true);
         match pending.purpose {
-            Purpose::Probe => {}
+            Purpose::Probe | Purpose::Push => {}
             Purpose::Lookup { query, path } => {
                 self.on_lookup_response(now, query, path, pending.to, response)
             }
@@ -402,7 +436,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             .is_some_and(|s| s.successes > 0);
         self.fail_peer(now, &pending.to.id, 1);
         match pending.purpose {
-            Purpose::Probe => {}
+            Purpose::Probe | Purpose::Push => {}
             Purpose::Lookup { query, path } => {
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.stats.failures += 1;
@@ -468,7 +502,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     pub fn report_misbehaviour(&mut self, now: Timestamp, peer: &Key) {
         self.scores.on_failure(peer, MISBEHAVIOUR_WEIGHT, now);
         let removal = self.table.remove(peer, |k| self.scores.rtt(k));
-        self.on_removal(removal);
+        self.on_removal(now, removal);
     }
 
     // ---- outputs ------------------------------------------------------------------------------
@@ -560,13 +594,48 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             Err(StoreError::Stale { held }) => return Err(QueryError::StaleRecord { held }),
         }
         let key = record.key();
+        let newer = self
+            .published
+            .get(&key)
+            .is_none_or(|p| record.sequence >= p.record.sequence);
+        if newer {
+            let ttl = record.expires.saturating_duration_since(now);
+            self.published.insert(
+                key,
+                Published {
+                    record: record.clone(),
+                    at: now,
+                    ttl,
+                    renewal_asked: false,
+                },
+            );
+        }
         self.start(now, Kind::PutRecord { record }, key, Vec::new(), false)
     }
 
+    /// Stops storing again the record under `key` that this peer published (it lapses at its
+    /// expiry).
+    pub fn stop_publishing(&mut self, key: &Key) {
+        self.published.remove(key);
+    }
+
     /// Announces that this peer holds the content under `key`: adds a provider record on the k
-    /// closest peers.
+    /// closest peers, and again every half `provider_ttl` until [`Dht::stop_announcing`].
     pub fn announce(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
-        self.start(now, Kind::Announce, key, Vec::new(), false)
+        let id = self.start(now, Kind::Announce, key, Vec::new(), false)?;
+        self.announcing.insert(key, now);
+        Ok(id)
+    }
+
+    /// Stops announcing `key` (the content was unpinned or dropped); the provider records out
+    /// there lapse at their expiry.
+    pub fn stop_announcing(&mut self, key: &Key) {
+        self.announcing.remove(key);
+    }
+
+    /// Keys this peer announces, in key order.
+    pub fn announcing(&self) -> impl Iterator<Item = &Key> {
+        self.announcing.keys()
     }
 
     /// Finds peers that hold the content under `key` (replicas and announced providers). Stops
@@ -702,7 +771,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
 
     fn on_alive(&mut self, now: Timestamp, contact: Contact<A>, may_probe: bool) {
         match self.table.seen(contact.clone(), now) {
-            InsertOutcome::Inserted => self.on_peer_added(contact),
+            InsertOutcome::Inserted => self.on_peer_added(now, contact),
             InsertOutcome::Cached { probe: Some(head) } if may_probe => {
                 self.send(now, head, RequestBody::Ping, Purpose::Probe);
             }
@@ -716,10 +785,10 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     fn fail_peer(&mut self, now: Timestamp, peer: &Key, weight: u32) {
         self.scores.on_failure(peer, weight, now);
         let removal = self.table.failed(peer, |k| self.scores.rtt(k));
-        self.on_removal(removal);
+        self.on_removal(now, removal);
     }
 
-    fn on_removal(&mut self, removal: Option<Removal<A>>) {
+    fn on_removal(&mut self, now: Timestamp, removal: Option<Removal<A>>) {
         if let Some(Removal { removed, promoted }) = removal {
             let r = self.config.replication;
             for t in placement::on_leave(&self.table, &self.held, &self.local, r, &removed) {
@@ -731,12 +800,12 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             }
             self.events.push_back(Event::PeerRemoved { peer: removed });
             if let Some(peer) = promoted {
-                self.on_peer_added(peer);
+                self.on_peer_added(now, peer);
             }
         }
     }
 
-    fn on_peer_added(&mut self, peer: Contact<A>) {
+    fn on_peer_added(&mut self, now: Timestamp, peer: Contact<A>) {
         let r = self.config.replication;
         for t in placement::on_join(&self.table, &self.held, &self.local, r, &peer) {
             self.events.push_back(Event::Replicate {
@@ -744,6 +813,17 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 to: t.to,
                 release: t.release,
             });
+        }
+        // Records live on the k closest: one that joined them gets each from this peer (which
+        // keeps its own copy; records are small and expire on their own).
+        if self.store.record_count() > 0 {
+            let keys: BTreeSet<Key> = self.store.record_keys().into_iter().collect();
+            for t in placement::on_join(&self.table, &keys, &self.local, self.config.k, &peer) {
+                if let Some(record) = self.store.get(&t.key, now).cloned() {
+                    let body = RequestBody::PutRecord { record };
+                    self.send(now, t.to, body, Purpose::Push);
+                }
+            }
         }
         self.events.push_back(Event::PeerAdded { peer });
     }
@@ -813,5 +893,159 @@ mod tests {
         let mut near_far = far;
         near_far[31] = 1;
         assert!(!dht.is_responsible(&Key::from_bytes(near_far)));
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// An engine at id 0 that knows one peer (id 0x80…, address 1).
+    fn one_peer() -> (Dht<u32>, Contact<u32>) {
+        let mut dht: Dht<u32> = Dht::new(Key::from_bytes([0; 32]), Config::default());
+        let mut id = [0u8; 32];
+        id[0] = 0x80;
+        let peer = Contact::new(Key::from_bytes(id), 1);
+        dht.handle_request(
+            Timestamp::EPOCH,
+            peer.clone(),
+            Request::new(RequestBody::Ping),
+        );
+        (dht, peer)
+    }
+
+    /// Requests sent, as bodies, each failed; the peer then pings, so it stays in the table.
+    fn sent(dht: &mut Dht<u32>, now: Timestamp) -> Vec<RequestBody> {
+        let mut bodies = Vec::new();
+        let mut peers = Vec::new();
+        while let Some(t) = dht.poll_transmit() {
+            bodies.push(t.request.body.clone());
+            dht.handle_failure(now, t.id);
+            peers.push(t.to);
+        }
+        for peer in peers {
+            dht.handle_request(now, peer, Request::new(RequestBody::Ping));
+        }
+        bodies
+    }
+
+    fn events(dht: &mut Dht<u32>) -> Vec<Event<u32>> {
+        std::iter::from_fn(|| dht.poll_event()).collect()
+    }
+
+    #[test]
+    fn published_records_are_stored_again_hourly_and_renewed_at_half_their_life() {
+        let (mut dht, _) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        let record = SignedRecord::sign(&[7; 32], b"v1".to_vec(), 1, t0 + 4 * HOUR);
+        let key = record.key();
+        dht.put_record(t0, record).unwrap();
+        let first = sent(&mut dht, t0);
+        assert!(!first.is_empty(), "published at once");
+        events(&mut dht);
+        // A lookup of the key: a publication (a record pushed to a peer that joins is not).
+        let about = |bodies: &[RequestBody], key: Key| {
+            bodies
+                .iter()
+                .any(|b| matches!(b, RequestBody::FindNode { target, .. } if *target == key))
+        };
+        // Within the hour: nothing again (bucket refreshes aside).
+        let t = t0 + HOUR / 2;
+        dht.handle_timeout(t);
+        let early = sent(&mut dht, t);
+        assert!(!about(&early, key), "{early:?}");
+        // Past the hour: stored again, on the closest of the moment.
+        let t = t0 + HOUR + Duration::from_secs(61);
+        dht.handle_timeout(t);
+        let again = sent(&mut dht, t);
+        assert!(
+            again
+                .iter()
+                .any(|b| matches!(b, RequestBody::FindNode { target, .. } if *target == key)),
+            "stored again: {again:?}"
+        );
+        assert!(
+            !events(&mut dht)
+                .iter()
+                .any(|e| matches!(e, Event::RenewRecord { .. })),
+            "not yet at half its life"
+        );
+        // Past half its life (2 of 4 hours left): renewal asked, once.
+        let t = t0 + 2 * HOUR + Duration::from_secs(61);
+        dht.handle_timeout(t);
+        let renewals = |e: &[Event<u32>]| {
+            e.iter()
+                .filter(|e| matches!(e, Event::RenewRecord { ttl, .. } if *ttl == 4 * HOUR))
+                .count()
+        };
+        assert_eq!(renewals(&events(&mut dht)), 1);
+        let t = t + Duration::from_secs(61);
+        dht.handle_timeout(t);
+        assert_eq!(renewals(&events(&mut dht)), 0, "asked once");
+        // Renewed (a higher sequence): a fresh life, published at once.
+        let renewed = SignedRecord::sign(&[7; 32], b"v1".to_vec(), 2, t + 4 * HOUR);
+        dht.put_record(t, renewed).unwrap();
+        assert!(about(&sent(&mut dht, t), key));
+        // Expired without renewal: forgotten, never stored again.
+        let mut dht2 = one_peer().0;
+        let short = SignedRecord::sign(&[8; 32], b"v".to_vec(), 1, t0 + HOUR / 2);
+        let short_key = short.key();
+        dht2.put_record(t0, short).unwrap();
+        sent(&mut dht2, t0);
+        let t = t0 + 2 * HOUR;
+        dht2.handle_timeout(t);
+        assert!(
+            !about(&sent(&mut dht2, t), short_key),
+            "an expired record is not published again"
+        );
+    }
+
+    #[test]
+    fn announced_keys_are_announced_again_every_half_provider_ttl_until_stopped() {
+        let (mut dht, _) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        let key = Key::hash(b"content");
+        dht.announce(t0, key).unwrap();
+        sent(&mut dht, t0);
+        let t = t0 + 12 * HOUR + Duration::from_secs(61);
+        dht.handle_timeout(t);
+        let again = sent(&mut dht, t);
+        assert!(
+            again
+                .iter()
+                .any(|b| matches!(b, RequestBody::FindNode { target, .. } if *target == key)),
+            "announced again: {again:?}"
+        );
+        dht.stop_announcing(&key);
+        let t = t + 12 * HOUR + Duration::from_secs(61);
+        dht.handle_timeout(t);
+        assert!(
+            !sent(&mut dht, t)
+                .iter()
+                .any(|b| matches!(b, RequestBody::FindNode { target, .. } if *target == key)),
+            "stopped"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_joins_a_records_closest_set_is_sent_the_record() {
+        let (mut dht, _) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        let record = SignedRecord::sign(&[7; 32], b"v1".to_vec(), 1, t0 + 4 * HOUR);
+        dht.put_record(t0, record.clone()).unwrap();
+        sent(&mut dht, t0);
+        let mut id = [0u8; 32];
+        id[0] = 0x40;
+        let newcomer = Contact::new(Key::from_bytes(id), 2);
+        dht.handle_request(t0, newcomer.clone(), Request::new(RequestBody::Ping));
+        let mut pushed = Vec::new();
+        while let Some(t) = dht.poll_transmit() {
+            if t.to.id == newcomer.id {
+                pushed.push(t.request.body.clone());
+            }
+        }
+        assert!(
+            pushed
+                .iter()
+                .any(|b| matches!(b, RequestBody::PutRecord { record: r } if *r == record)),
+            "the newcomer gets the record: {pushed:?}"
+        );
     }
 }

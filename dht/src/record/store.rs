@@ -46,6 +46,8 @@ pub trait RecordStore<A> {
     fn remove_expired(&mut self, now: Timestamp);
     /// Number of signed records held.
     fn record_count(&self) -> usize;
+    /// Keys of the signed records held, in key order.
+    fn record_keys(&self) -> Vec<Key>;
 }
 
 /// A [`RecordStore`] in memory, bounded by [`StoreLimits`].
@@ -147,6 +149,12 @@ impl<A: Clone + PartialEq> RecordStore<A> for MemoryRecordStore<A> {
 
     fn record_count(&self) -> usize {
         self.records.len()
+    }
+
+    fn record_keys(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self.records.keys().copied().collect();
+        keys.sort_unstable();
+        keys
     }
 }
 
