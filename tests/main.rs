@@ -5,3 +5,4 @@ mod churn;
 mod http_server;
 mod put_get;
 mod recovery;
+mod restart;

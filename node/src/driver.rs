@@ -21,6 +21,7 @@ use tracing::{debug, trace, warn};
 use crate::protocol::{
     Behaviour, BehaviourEvent, ChunkRequest, ChunkResponse, PeerAddr, is_shareable, node_id,
 };
+use crate::records::DiskRecordStore;
 use crate::store::{Reason, Store};
 
 /// Commands queued from handles to the driver at most.
@@ -203,7 +204,7 @@ enum Done {
 
 pub(crate) struct Driver {
     swarm: Swarm<Behaviour>,
-    engine: Dht<PeerAddr>,
+    engine: Dht<PeerAddr, DiskRecordStore>,
     store: Store,
     clock: Clock,
     commands: mpsc::Receiver<Command>,
@@ -251,7 +252,7 @@ pub(crate) enum FetchItem {
 impl Driver {
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
-        engine: Dht<PeerAddr>,
+        engine: Dht<PeerAddr, DiskRecordStore>,
         store: Store,
         clock: Clock,
         commands: mpsc::Receiver<Command>,

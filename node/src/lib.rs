@@ -43,6 +43,7 @@ mod names;
 mod node;
 pub mod protocol;
 mod put;
+mod records;
 pub mod store;
 
 pub use cairn_dht as dht;

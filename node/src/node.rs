@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_dht::{Config, Dht, Key, SignedRecord};
+use cairn_dht::{Config, Dht, Key, RecordStore, SignedRecord};
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
@@ -17,6 +17,7 @@ use crate::ContentId;
 use crate::driver::{COMMAND_QUEUE, Clock, Command, Driver, NetworkStatus, PeerInfo};
 use crate::error::{NodeStopped, SpawnError};
 use crate::protocol::{Behaviour, PeerAddr, node_id, peer_of, without_peer};
+use crate::records::DiskRecordStore;
 use crate::store::{Store, StoreStats};
 
 /// Default storage quota: 10 GiB.
@@ -219,7 +220,20 @@ impl NodeBuilder {
                     .expect("8 bytes"),
             );
         }
-        let mut engine = Dht::new(node_id(&peer_id), dht);
+        let records = match &self.data_dir {
+            Some(dir) => {
+                let (dir, limits, now) = (dir.clone(), dht.store.clone(), clock.now());
+                tokio::task::spawn_blocking(move || DiskRecordStore::open(&dir, limits, now))
+                    .await
+                    .map_err(|e| SpawnError::Transport(e.to_string()))?
+            }
+            None => DiskRecordStore::in_memory(dht.store.clone()),
+        };
+        // This node's own name, if its last record is still valid: published again once the
+        // node has peers (and then kept alive by the engine's republishing and renewals).
+        let own = Key::for_record(&SignedRecord::public_key_of(&name_secret));
+        let own_record = records.get(&own, clock.now()).cloned();
+        let mut engine = Dht::with_store(node_id(&peer_id), dht, records);
         let (held, missing) = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.ids().map(|ids| (ids, store.missing())))
@@ -269,6 +283,12 @@ impl NodeBuilder {
                 }
                 Ok(n) => info!(peers = n, "bootstrapped"),
                 Err(e) => warn!(%e, "bootstrap failed"),
+            }
+        }
+        if let Some(record) = own_record {
+            match node.put_record(record).await {
+                Ok(stored) => info!(stored, "published this node's name again"),
+                Err(e) => warn!(%e, "could not publish this node's name again"),
             }
         }
         let recovery = node.store().recovery();

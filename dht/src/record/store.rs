@@ -68,6 +68,17 @@ impl<A> MemoryRecordStore<A> {
             providers: BTreeMap::new(),
         }
     }
+
+    /// The provider entries of `key`, expired ones included (for a store that mirrors this one
+    /// on disk).
+    pub fn provider_records(&self, key: &Key) -> &[ProviderRecord<A>] {
+        self.providers.get(key).map_or(&[], |l| l.as_slice())
+    }
+
+    /// Keys with provider entries, in key order.
+    pub fn provider_keys(&self) -> impl Iterator<Item = &Key> {
+        self.providers.keys()
+    }
 }
 
 impl<A: Clone + PartialEq> RecordStore<A> for MemoryRecordStore<A> {

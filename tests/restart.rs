@@ -1,0 +1,61 @@
+//! A network that stops and starts again on the same data directories keeps its names: the
+//! signed records each node stored for others are on disk, and the owner publishes its own
+//! name again once it has peers.
+
+use cairn_node::DEFAULT_NAME_TTL;
+use cairn_tests::{STEP, Testnet, random_bytes};
+use tokio::time::timeout;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_resolves_after_every_node_restarted_on_its_data_directory() {
+    let mut net = Testnet::new(6).await.expect("testnet");
+    let owner = 3;
+    let put = timeout(STEP, net.nodes[owner].put_bytes(random_bytes(100_000, 7)))
+        .await
+        .unwrap()
+        .expect("put");
+    let (name, stored) = timeout(
+        STEP,
+        net.nodes[owner].publish_name(put.id, DEFAULT_NAME_TTL),
+    )
+    .await
+    .unwrap()
+    .expect("publish");
+    assert!(stored > 0, "the name reached peers");
+    // Every node stops; none is left to remember the name in memory.
+    let dirs = net.dirs.clone();
+    for node in std::mem::take(&mut net.nodes) {
+        node.shutdown().await;
+    }
+    net.dirs.clear();
+    // All start again on their directories, node 0 first, the others joining through it.
+    net.spawn_on(dirs[0].clone(), None)
+        .await
+        .expect("node 0 again");
+    let first = net.nodes[0].addrs()[0].clone();
+    for dir in &dirs[1..] {
+        net.spawn_on(dir.clone(), Some(first.clone()))
+            .await
+            .expect("node again");
+    }
+    // Read from a node that is not the owner.
+    let reader = 5;
+    assert_ne!(reader, owner);
+    let resolved = timeout(STEP, net.nodes[reader].resolve_name(name))
+        .await
+        .unwrap()
+        .expect("the name resolves after the restart");
+    assert_eq!(resolved, put.id);
+    // A node that joins later reads it too.
+    let late = net.scratch("late");
+    let n = net
+        .spawn_on(late, Some(first.clone()))
+        .await
+        .expect("late node");
+    let resolved = timeout(STEP, net.nodes[n].resolve_name(name))
+        .await
+        .unwrap()
+        .expect("the name resolves from a node that joined later");
+    assert_eq!(resolved, put.id);
+    net.shutdown().await;
+}
