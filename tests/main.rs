@@ -5,4 +5,5 @@ mod churn;
 mod http_server;
 mod put_get;
 mod recovery;
+mod rejoin;
 mod restart;

@@ -519,6 +519,22 @@ impl Client {
         Ok(())
     }
 
+    pub(crate) async fn add_peer(&self, addr: &str, out: &Output) -> anyhow::Result<()> {
+        let body = serde_json::json!({ "addr": addr });
+        let reply: Value = self
+            .send(self.http.post(format!("{}/peers", self.base)).json(&body))
+            .await?
+            .json()
+            .await?;
+        let text = format!(
+            "joined through {}: {} close peers answered",
+            reply["addr"].as_str().unwrap_or(addr),
+            reply["peers"]
+        );
+        out.print(text, reply);
+        Ok(())
+    }
+
     pub(crate) async fn peers(&self, out: &Output) -> anyhow::Result<()> {
         let reply: Value = self
             .send(self.http.get(format!("{}/peers", self.base)))

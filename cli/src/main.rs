@@ -79,8 +79,11 @@ enum Command {
     /// Publish or resolve a mutable name
     #[command(subcommand)]
     Name(NameCommand),
-    /// List the peers in the routing table
-    Peers,
+    /// List the peers in the routing table, or add one
+    Peers {
+        #[command(subcommand)]
+        command: Option<PeersCommand>,
+    },
     /// Show the node's id, addresses, routing table and storage
     Status,
     /// Start a local network of real nodes on 127.0.0.1 and run until Ctrl-C
@@ -101,6 +104,15 @@ enum PinCommand {
     },
     /// List pinned content
     Ls,
+}
+
+#[derive(Subcommand, Debug)]
+enum PeersCommand {
+    /// Connect to a peer and join the network through it, now
+    Add {
+        /// Its address, ending in /p2p/<peer id> (its `cairn status` shows them)
+        addr: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,7 +181,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     client.publish(&id, ttl, &out).await
                 }
                 Command::Name(NameCommand::Resolve { name }) => client.resolve(&name, &out).await,
-                Command::Peers => client.peers(&out).await,
+                Command::Peers { command: None } => client.peers(&out).await,
+                Command::Peers {
+                    command: Some(PeersCommand::Add { addr }),
+                } => client.add_peer(&addr, &out).await,
                 Command::Status => client.status(&out).await,
                 Command::Daemon(_) | Command::Devnet(_) => unreachable!("handled above"),
             }

@@ -206,7 +206,7 @@ pub fn router(node: Node, token: &str) -> Router {
         .route("/count/{id}", get(count))
         .route("/pins", get(pins))
         .route("/pins/{id}", post(pin).delete(unpin))
-        .route("/peers", get(peers))
+        .route("/peers", get(peers).post(add_peer))
         .route("/status", get(status))
         .route("/names", post(publish))
         .route("/names/{name}", get(resolve))
@@ -874,6 +874,47 @@ async fn peers(State(state): State<AppState>) -> Result<axum::Json<serde_json::V
         })
         .collect();
     Ok(axum::Json(serde_json::Value::Array(list)))
+}
+
+#[derive(Deserialize)]
+struct AddPeerBody {
+    addr: String,
+}
+
+impl BodyShape for AddPeerBody {
+    const SHAPE: &'static str = r#"a JSON object {"addr": "<multiaddr ending in /p2p/<peer id>>"}"#;
+}
+
+/// `POST /api/v0/peers {"addr": MULTIADDR}`: joins the network through that peer now.
+async fn add_peer(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<AddPeerBody>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let addr: libp2p::Multiaddr = body.addr.parse().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "'{}' is not a multiaddr; expected one like /ip4/192.0.2.1/tcp/4001/p2p/12D3KooW…",
+                crate::printable(&body.addr.chars().take(200).collect::<String>())
+            ),
+        )
+    })?;
+    let peers = match state.node.add_peer(&addr).await {
+        Ok(n) => n,
+        Err(crate::AddPeerError::Stopped(e)) => return Err(GetError::from(e).into()),
+        Err(e) => return Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    if peers == 0 {
+        return Err(ApiError(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "no answer from {addr}; check the address, and that the peer is running and reachable"
+            ),
+        ));
+    }
+    Ok(axum::Json(
+        serde_json::json!({ "addr": addr.to_string(), "peers": peers }),
+    ))
 }
 
 async fn status(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {

@@ -41,6 +41,7 @@ mod id;
 pub mod manifest;
 mod names;
 mod node;
+mod peers;
 pub mod protocol;
 mod put;
 mod records;
@@ -58,4 +59,5 @@ pub use node::{
     DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
     NodeStats,
 };
+pub use peers::AddPeerError;
 pub use put::{DirWalk, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW, Upload, WalkStep};

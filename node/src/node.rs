@@ -33,7 +33,7 @@ pub const NAME_KEY_FILE: &str = "name.key";
 /// Configures and starts a [`Node`].
 #[derive(Clone, Debug)]
 pub struct NodeBuilder {
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     quota: u64,
@@ -142,6 +142,15 @@ impl NodeBuilder {
                     peer,
                     addr: without_peer(addr),
                 });
+            }
+        }
+        // The peers this node knew when it last ran: tried after the configured ones, and
+        // alone when none is configured.
+        if let Some(dir) = &self.data_dir {
+            for saved in crate::peers::load(dir) {
+                if saved.peer != peer_id && !seeds.iter().any(|s| s.peer == saved.peer) {
+                    seeds.push(saved);
+                }
             }
         }
 
@@ -277,13 +286,19 @@ impl NodeBuilder {
         };
         info!(%peer_id, addrs = ?node.addrs(), "cairn node started");
         if !seeds.is_empty() {
-            match node.bootstrap(seeds).await {
+            match node.bootstrap(seeds.clone()).await {
                 Ok(0) => {
-                    warn!("no bootstrap peer answered; the node is on its own until peers connect")
+                    warn!(
+                        "no bootstrap peer answered; trying again with backoff until one does (or a peer connects)"
+                    );
+                    tokio::spawn(crate::peers::rejoin(node.clone(), seeds));
                 }
                 Ok(n) => info!(peers = n, "bootstrapped"),
                 Err(e) => warn!(%e, "bootstrap failed"),
             }
+        }
+        if self.data_dir.is_some() {
+            tokio::spawn(crate::peers::keep_saving(node.clone()));
         }
         if let Some(record) = own_record {
             match node.put_record(record).await {
@@ -392,7 +407,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     pub(crate) name_secret: [u8; 32],
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -490,6 +505,8 @@ impl Node {
     /// so the data directory can be opened again at once. Everything stored is already on
     /// disk.
     pub async fn shutdown(&self) {
+        // The next start rejoins through the peers known now.
+        self.save_peers().await;
         let (reply, done) = oneshot::channel();
         if self
             .inner

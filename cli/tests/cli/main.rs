@@ -349,3 +349,72 @@ async fn devnet_demo_round_trips_and_exits() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&j)).unwrap();
     assert_eq!(v["identical"], true);
 }
+
+/// `cairn peers add` joins a daemon that started alone to another one, at runtime; a bad
+/// address is a one-line error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_add_joins_a_lone_daemon_to_another_at_runtime() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let daemon = |dir: &Path| {
+        [
+            "daemon".to_owned(),
+            "--data-dir".to_owned(),
+            dir.to_str().unwrap().to_owned(),
+            "--api".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--listen".to_owned(),
+            "/ip4/127.0.0.1/udp/0/quic-v1".to_owned(),
+            "--local-network".to_owned(),
+        ]
+    };
+    let args_a = daemon(&a);
+    let args_b = daemon(&b);
+    let da = start(
+        &args_a.iter().map(String::as_str).collect::<Vec<_>>(),
+        "cairn daemon ready",
+    )
+    .await;
+    let db = start(
+        &args_b.iter().map(String::as_str).collect::<Vec<_>>(),
+        "cairn daemon ready",
+    )
+    .await;
+    let status = run(&a, &["status", "--json"]).await;
+    assert_ok(&status);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    let addr = status["listen_addrs"][0].as_str().unwrap().to_owned();
+    let addr = if addr.contains("/p2p/") {
+        addr
+    } else {
+        format!("{addr}/p2p/{}", status["peer_id"].as_str().unwrap())
+    };
+    let before = run(&b, &["peers", "--json"]).await;
+    assert_ok(&before);
+    assert_eq!(stdout(&before), "[]", "b started alone");
+    let added = run(&b, &["peers", "add", &addr]).await;
+    assert_ok(&added);
+    assert!(
+        stdout(&added).starts_with("joined through"),
+        "{}",
+        stdout(&added)
+    );
+    let after = run(&b, &["peers", "--json"]).await;
+    assert!(
+        stdout(&after).contains(status["peer_id"].as_str().unwrap()),
+        "{}",
+        stdout(&after)
+    );
+    // Bad input: one line, exit 1, the daemon goes on.
+    assert_fails(
+        &run(&b, &["peers", "add", "not-an-address"]).await,
+        "not a multiaddr",
+    );
+    assert_fails(
+        &run(&b, &["peers", "add", "/ip4/127.0.0.1/tcp/1"]).await,
+        "names no peer",
+    );
+    assert_ok(&run(&b, &["peers"]).await);
+    terminate(db).await;
+    terminate(da).await;
+}
