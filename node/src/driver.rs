@@ -465,6 +465,8 @@ impl Driver {
             Command::Release { keys } => {
                 for key in &keys {
                     self.engine.release(key);
+                    // A root evicted from the cache is no longer offered to the network.
+                    self.engine.stop_announcing(key);
                 }
             }
             Command::SendChunk {

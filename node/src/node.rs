@@ -300,6 +300,7 @@ impl NodeBuilder {
         if self.data_dir.is_some() {
             tokio::spawn(crate::peers::keep_saving(node.clone()));
         }
+        tokio::spawn(announce_pins(node.clone()));
         if let Some(record) = own_record {
             match node.put_record(record).await {
                 Ok(stored) => info!(stored, "published this node's name again"),
@@ -313,6 +314,21 @@ impl NodeBuilder {
             tokio::spawn(heal(node.clone(), missing, roots, rebuilt));
         }
         Ok(node)
+    }
+}
+
+/// Announces every pinned root again after a start (the engine then announces each again every
+/// half `provider_ttl` while the node runs), a few at a time so as not to crowd out other
+/// queries.
+async fn announce_pins(node: Node) {
+    let Ok(pins) = node.pins().await else {
+        return;
+    };
+    for id in pins {
+        if node.tell(Command::Announce { key: id.key() }).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
