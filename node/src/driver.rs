@@ -602,11 +602,17 @@ impl Driver {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
+                cause,
                 ..
             } => {
                 self.remote.remove(&peer_id);
-                if !self.engine.contains_peer(&node_id(&peer_id)) {
+                let id = node_id(&peer_id);
+                if !self.engine.contains_peer(&id) {
                     self.listen.remove(&peer_id);
+                } else if let Some(cause) = cause {
+                    // Broken, not closed for being idle: is the peer still there?
+                    debug!(peer = %peer_id, %cause, "connection lost; checking the peer");
+                    self.engine.connection_lost(now, &id);
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => debug!(%address, "listening"),

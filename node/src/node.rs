@@ -325,7 +325,11 @@ async fn announce_pins(node: Node) {
         return;
     };
     for id in pins {
-        if node.tell(Command::Announce { key: id.key() }).await.is_err() {
+        if node
+            .tell(Command::Announce { key: id.key() })
+            .await
+            .is_err()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -418,3 +418,69 @@ async fn peers_add_joins_a_lone_daemon_to_another_at_runtime() {
     terminate(db).await;
     terminate(da).await;
 }
+
+/// A daemon killed with SIGKILL (no goodbye) leaves the others' routing tables within a
+/// bounded time: its broken connections make them ping it, and a failed ping drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_peer_leaves_the_routing_tables_promptly() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("n{i}"))).collect();
+    let args = |dir: &Path, bootstrap: Option<&str>| {
+        let mut a: Vec<String> = [
+            "daemon",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--api",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--local-network",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(b) = bootstrap {
+            a.extend(["--bootstrap".to_owned(), b.to_owned()]);
+        }
+        a
+    };
+    fn as_strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let first = start(&as_strs(&args(&dirs[0], None)), "cairn daemon ready").await;
+    let status = run(&dirs[0], &["status", "--json"]).await;
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    let addr = status["listen_addrs"][0].as_str().unwrap().to_owned();
+    let second = start(&as_strs(&args(&dirs[1], Some(&addr))), "cairn daemon ready").await;
+    let mut victim = start(&as_strs(&args(&dirs[2], Some(&addr))), "cairn daemon ready").await;
+    let victim_status = run(&dirs[2], &["status", "--json"]).await;
+    let victim_status: serde_json::Value = serde_json::from_str(&stdout(&victim_status)).unwrap();
+    let victim_id = victim_status["peer_id"].as_str().unwrap().to_owned();
+    let knows =
+        async |dir: &Path| stdout(&run(dir, &["peers", "--json"]).await).contains(&victim_id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(knows(&dirs[0]).await && knows(&dirs[1]).await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the victim never joined both tables"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    victim.start_kill().expect("SIGKILL");
+    let _ = victim.wait().await;
+    let killed = tokio::time::Instant::now();
+    let deadline = killed + Duration::from_secs(90);
+    while knows(&dirs[0]).await || knows(&dirs[1]).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a killed peer was still in a routing table 90 s later"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "the killed peer left both tables {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    terminate(second).await;
+    terminate(first).await;
+}

@@ -254,6 +254,8 @@ enum Purpose {
     Probe,
     /// A record handed to a peer that joined its closest set: nothing follows.
     Push,
+    /// Is a peer whose connection broke still there? A failure drops it at once.
+    Liveness,
 }
 
 #[derive(Debug)]
@@ -402,7 +404,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.scores.on_success(&peer, now);
         self.on_alive(now, pending.to.clone(), true);
         match pending.purpose {
-            Purpose::Probe | Purpose::Push => {}
+            Purpose::Probe | Purpose::Push | Purpose::Liveness => {}
             Purpose::Lookup { query, path } => {
                 self.on_lookup_response(now, query, path, pending.to, response)
             }
@@ -434,9 +436,16 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             .scores
             .get(&pending.to.id)
             .is_some_and(|s| s.successes > 0);
-        self.fail_peer(now, &pending.to.id, 1);
+        if matches!(pending.purpose, Purpose::Liveness) {
+            // A peer whose connection broke and that does not answer now is gone.
+            self.scores.on_failure(&pending.to.id, 1, now);
+            let removal = self.table.remove(&pending.to.id, |k| self.scores.rtt(k));
+            self.on_removal(now, removal);
+        } else {
+            self.fail_peer(now, &pending.to.id, 1);
+        }
         match pending.purpose {
-            Purpose::Probe | Purpose::Push => {}
+            Purpose::Probe | Purpose::Push | Purpose::Liveness => {}
             Purpose::Lookup { query, path } => {
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.stats.failures += 1;
@@ -711,6 +720,23 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// Whether `id` is in the routing table.
     pub fn contains_peer(&self, id: &Key) -> bool {
         self.table.entry(id).is_some()
+    }
+
+    /// The transport lost its connection to `peer` abnormally (reset, timed out): if it is in
+    /// the routing table, ping it now, and drop it at once if that fails, so that the closest
+    /// sets it was in are repaired without waiting for a lookup or a get to trip over it.
+    pub fn connection_lost(&mut self, now: Timestamp, peer: &Key) {
+        self.run_jobs(now);
+        let Some(contact) = self.table.entry(peer).map(|e| e.contact.clone()) else {
+            return;
+        };
+        let probing = self
+            .pending
+            .values()
+            .any(|p| matches!(p.purpose, Purpose::Liveness) && p.to.id == *peer);
+        if !probing {
+            self.send(now, contact, RequestBody::Ping, Purpose::Liveness);
+        }
     }
 
     /// The `n` peers in our routing table closest to `target` (no network traffic).
@@ -1047,5 +1073,36 @@ mod tests {
                 .any(|b| matches!(b, RequestBody::PutRecord { record: r } if *r == record)),
             "the newcomer gets the record: {pushed:?}"
         );
+    }
+
+    #[test]
+    fn a_peer_whose_connection_broke_is_pinged_and_dropped_at_once_if_it_does_not_answer() {
+        let (mut dht, peer) = one_peer();
+        let t = Timestamp::EPOCH + HOUR;
+        sent(&mut dht, t);
+        dht.connection_lost(t, &peer.id);
+        dht.connection_lost(t, &peer.id);
+        let pings: Vec<_> = std::iter::from_fn(|| dht.poll_transmit())
+            .filter(|t| matches!(t.request.body, RequestBody::Ping))
+            .collect();
+        assert_eq!(pings.len(), 1, "one ping, however often the loss is told");
+        assert!(matches!(pings[0].request.body, RequestBody::Ping));
+        dht.handle_failure(t, pings[0].id);
+        assert!(
+            !dht.contains_peer(&peer.id),
+            "dropped after one failed ping"
+        );
+        assert!(
+            events(&mut dht)
+                .iter()
+                .any(|e| matches!(e, Event::PeerRemoved { .. })),
+            "and the closest sets it was in are re-evaluated"
+        );
+        // One that answers stays.
+        let (mut dht, peer) = one_peer();
+        dht.connection_lost(t, &peer.id);
+        let ping = dht.poll_transmit().expect("a ping");
+        dht.handle_response(t, ping.id, Response::new(ResponseBody::Pong));
+        assert!(dht.contains_peer(&peer.id));
     }
 }
