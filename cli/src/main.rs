@@ -110,7 +110,7 @@ enum PinCommand {
 enum PeersCommand {
     /// Connect to a peer and join the network through it, now
     Add {
-        /// Its address, ending in /p2p/<peer id> (its `cairn status` shows them)
+        /// Its address, ending in `/p2p/<peer id>` (its `cairn status` shows them)
         addr: String,
     },
 }
