@@ -43,6 +43,14 @@ pub struct Config {
     /// published with [`crate::Dht::put_record`] (the closest set changes as peers come and
     /// go; Kademlia §2.5 republishes hourly). Default 1 h.
     pub republish_interval: Duration,
+    /// Each chunk this peer is responsible for is checked this often: the `replication`
+    /// closest peers of the moment are asked whether they hold it, and each that does not is
+    /// sent a copy ([`crate::Event::Replicate`]); one that does not answer counts as failing.
+    /// Spread over the interval. Default 10 min.
+    pub repair_interval: Duration,
+    /// Chunks checked at most per minute, whatever the interval asks (a budget on the repair
+    /// traffic). Default 256.
+    pub repair_budget: usize,
     /// Storage limits of the record store.
     pub store: StoreLimits,
     /// Inbound request budget per peer.
@@ -121,6 +129,8 @@ impl Default for Config {
             record_quorum: 3,
             provider_ttl: Duration::from_secs(24 * 3600),
             republish_interval: Duration::from_secs(3600),
+            repair_interval: Duration::from_secs(600),
+            repair_budget: 256,
             store: StoreLimits::default(),
             rate: RateLimit::default(),
             max_queries: 256,

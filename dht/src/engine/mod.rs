@@ -166,6 +166,11 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     published: BTreeMap<Key, Published>,
     /// Keys this peer announces itself a provider of, and when it last did.
     announcing: BTreeMap<Key, Timestamp>,
+    /// The next held chunk the repair job checks (in key order), while a round runs; and when
+    /// the round began (a round checks every held chunk once, a new one starts
+    /// `repair_interval` after the last).
+    audit_cursor: Option<Key>,
+    audit_round: Option<Timestamp>,
     queries: BTreeMap<QueryId, Query<A>>,
     pending: HashMap<RequestId, Pending<A>>,
     timers: BinaryHeap<Reverse<(Timestamp, Timer)>>,
@@ -256,6 +261,10 @@ enum Purpose {
     Push,
     /// Is a peer whose connection broke still there? A failure drops it at once.
     Liveness,
+    /// Does one of a chunk's closest peers hold it? If not, it gets a copy.
+    Audit {
+        key: Key,
+    },
 }
 
 #[derive(Debug)]
@@ -313,6 +322,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             recent_providers: RecentProviders::default(),
             published: BTreeMap::new(),
             announcing: BTreeMap::new(),
+            audit_cursor: None,
+            audit_round: None,
             queries: BTreeMap::new(),
             pending: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -405,6 +416,16 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.on_alive(now, pending.to.clone(), true);
         match pending.purpose {
             Purpose::Probe | Purpose::Push | Purpose::Liveness => {}
+            Purpose::Audit { key } => {
+                let lacks = matches!(response.body, ResponseBody::Providers { holds: false, .. });
+                if lacks && self.held.contains(&key) {
+                    self.events.push_back(Event::Replicate {
+                        key,
+                        to: pending.to,
+                        release: false,
+                    });
+                }
+            }
             Purpose::Lookup { query, path } => {
                 self.on_lookup_response(now, query, path, pending.to, response)
             }
@@ -445,7 +466,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             self.fail_peer(now, &pending.to.id, 1);
         }
         match pending.purpose {
-            Purpose::Probe | Purpose::Push | Purpose::Liveness => {}
+            Purpose::Probe | Purpose::Push | Purpose::Liveness | Purpose::Audit { .. } => {}
             Purpose::Lookup { query, path } => {
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.stats.failures += 1;
@@ -1104,5 +1125,53 @@ mod tests {
         let ping = dht.poll_transmit().expect("a ping");
         dht.handle_response(t, ping.id, Response::new(ResponseBody::Pong));
         assert!(dht.contains_peer(&peer.id));
+    }
+
+    #[test]
+    fn the_repair_job_asks_a_chunks_closest_peers_and_copies_it_to_one_that_lacks_it() {
+        let (mut dht, peer) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        // A key next to this peer (id 0): it is among the closest, with the one other peer.
+        let mut near = [0u8; 32];
+        near[31] = 7;
+        let chunk = Key::from_bytes(near);
+        dht.hold(chunk);
+        sent(&mut dht, t0);
+        events(&mut dht);
+        // Within the repair interval every held chunk is asked about once.
+        let lacks = ResponseBody::Providers {
+            holds: false,
+            providers: Vec::new(),
+            closer: Vec::new(),
+        };
+        let mut asked = Vec::new();
+        let mut copies = 0;
+        let mut t = t0;
+        // Nine minutes: inside the 10-minute repair interval.
+        for _ in 0..9 {
+            t = t + Duration::from_secs(61);
+            dht.handle_timeout(t);
+            let mut answered = false;
+            while let Some(tx) = dht.poll_transmit() {
+                if matches!(tx.request.body, RequestBody::GetProviders { key } if key == chunk) {
+                    asked.push(tx.to.id);
+                    dht.handle_response(t, tx.id, Response::new(lacks.clone()));
+                    answered = true;
+                } else if !matches!(tx.request.body, RequestBody::Ping) {
+                    dht.handle_failure(t, tx.id);
+                }
+            }
+            if answered {
+                copies += events(&mut dht)
+                    .iter()
+                    .filter(|e| {
+                        matches!(e, Event::Replicate { key, to, release: false }
+                            if *key == chunk && to.id == peer.id)
+                    })
+                    .count();
+            }
+        }
+        assert_eq!(asked, vec![peer.id], "one check per repair interval");
+        assert_eq!(copies, 1, "a copy goes to the peer that lacks it");
     }
 }
