@@ -78,6 +78,13 @@ struct Args {
     /// Content workload: size of each object in MiB (cut into 256 KiB chunks).
     #[arg(long, value_name = "MIB", default_value_t = 16.0)]
     object_mib: f64,
+    /// Content and durability workloads: chunks of 256 KiB per object, instead of
+    /// `--object-mib`.
+    #[arg(long, value_name = "N")]
+    chunks_per_object: Option<usize>,
+    /// Copies per chunk, the engine's `replication` (default: the engine's, 5).
+    #[arg(long, value_name = "N")]
+    replication: Option<usize>,
     /// Content workload: gets, spread evenly over the workload's duration.
     #[arg(long, default_value_t = 1000)]
     gets: usize,
@@ -212,6 +219,12 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
     if args.fetch_alpha.is_some_and(|a| a == 0 || a > 64) {
         return Err("--fetch-alpha must be between 1 and 64".into());
     }
+    if args.replication.is_some_and(|r| r == 0 || r > 20) {
+        return Err("--replication must be between 1 and 20".into());
+    }
+    if args.chunks_per_object.is_some_and(|c| c == 0 || c > 262_144) {
+        return Err("--chunks-per-object must be between 1 and 262144".into());
+    }
     let churn = match args.churn_mean_session {
         Some(mean) => {
             let mean_session = secs("churn-mean-session", mean)?;
@@ -247,12 +260,16 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
         join: args.join,
         workload: args.workload,
         objects: args.objects,
-        object_bytes: (args.object_mib * 1024.0 * 1024.0).round() as u64,
+        object_bytes: match args.chunks_per_object {
+            Some(n) => n as u64 * 256 * 1024,
+            None => (args.object_mib * 1024.0 * 1024.0).round() as u64,
+        },
         gets: args.gets,
         zipf: args.zipf,
         fetch_window: args.fetch_window,
         fetch_lookahead: args.fetch_lookahead,
         fetch_alpha: args.fetch_alpha,
+        replication: args.replication,
     })
 }
 

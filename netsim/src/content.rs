@@ -235,6 +235,11 @@ impl ContentStore {
         }
     }
 
+    /// Every chunk this node has.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.chunks.keys()
+    }
+
     /// Whether this node has `key`.
     pub(crate) fn contains(&self, key: &Key) -> bool {
         self.chunks.contains_key(key)

@@ -36,6 +36,7 @@ mod adversary;
 mod churn;
 mod content;
 mod directory;
+mod durability;
 mod network;
 mod objects;
 mod queue;

@@ -53,6 +53,8 @@ pub(crate) struct ContentBook {
     pub(crate) replicas_refused: u64,
     /// Copies moved to a new closest peer on an engine's `Event::Replicate`, and accepted.
     pub(crate) replicas_moved: u64,
+    /// Bytes sent for `Event::Replicate` (accepted or not): the repair traffic.
+    pub(crate) repair_bytes: u64,
     /// Chunk bytes served to finished chunk requests, by origin (publisher or placed) copies
     /// and by cached ones.
     pub(crate) bytes_origin: u64,
@@ -283,6 +285,7 @@ impl Simulator {
         };
         let at = self.transfer(slot, dest, u64::from(size));
         self.work.content.copies_in_flight += 1;
+        self.work.content.repair_bytes += u64::from(size);
         self.push(
             at,
             Action::Copy {

@@ -168,6 +168,22 @@ pub struct Report {
     pub get_seconds_p50_first_tenth: Option<f64>,
     /// The same for the last tenth: with Zipf popularity, what caches did for late getters.
     pub get_seconds_p50_last_tenth: Option<f64>,
+    /// Durability workload: copies per chunk (the engine's `replication`).
+    pub replication: Option<usize>,
+    /// Durability workload: share of the placed chunks (root manifests included) that some
+    /// online honest node stores at the end.
+    pub chunks_retrievable_end: Option<f64>,
+    /// The lowest such share at any hourly check.
+    pub chunks_retrievable_min: Option<f64>,
+    /// Chunks no online honest node stores at the end.
+    pub chunks_lost: Option<usize>,
+    /// Bytes the engines' copies (`Event::Replicate`) sent, per node-hour of the run (by the
+    /// online population at the checks).
+    pub repair_bytes_per_node_hour: Option<f64>,
+    /// Share of the published records that some online honest node holds at the end.
+    pub records_retrievable_end: Option<f64>,
+    /// The lowest such share at any hourly check.
+    pub records_retrievable_min: Option<f64>,
     /// Events the simulator ran.
     pub events: u64,
     /// Virtual time at the end, in seconds.
@@ -259,9 +275,11 @@ impl Report {
         let adversaries = s.adversary_count() as f64 / s.nodes.max(1) as f64;
         let c = (s.workload() == Workload::Content).then(|| ContentFigures::new(sim));
         let c = c.as_ref();
+        let d = (s.workload() == Workload::Durability).then_some(());
+        let checks = &sim.work.checks;
         Self {
             nodes: s.nodes,
-            lookups: if s.workload() == Workload::Content {
+            lookups: if matches!(s.workload(), Workload::Content | Workload::Durability) {
                 0
             } else {
                 s.lookups
@@ -346,6 +364,25 @@ impl Report {
             origin_served_fraction: c.and_then(|c| c.origin_served_fraction),
             get_seconds_p50_first_tenth: c.and_then(|c| c.first_tenth),
             get_seconds_p50_last_tenth: c.and_then(|c| c.last_tenth),
+            replication: d.map(|_| s.replication.unwrap_or(cairn_dht::Config::default().replication)),
+            chunks_retrievable_end: d.and_then(|_| checks.last().map(|c| round(c.chunks_fraction()))),
+            chunks_retrievable_min: d.and_then(|_| {
+                checks.iter().map(|c| c.chunks_fraction()).reduce(f64::min).map(round)
+            }),
+            chunks_lost: d.and_then(|_| checks.last().map(|c| c.chunks_total - c.chunks_present)),
+            repair_bytes_per_node_hour: d.map(|_| {
+                let hours = checks
+                    .first()
+                    .zip(checks.last())
+                    .map_or(0.0, |(a, b)| b.at.saturating_duration_since(a.at).as_secs_f64() / 3600.0);
+                let online = mean(&sim.work.online_samples.iter().map(|&n| n as f64).collect::<Vec<_>>())
+                    .unwrap_or(0.0);
+                round(sim.work.content.repair_bytes as f64 / (online * hours).max(1e-9))
+            }),
+            records_retrievable_end: d.and_then(|_| checks.last().map(|c| round(c.records_fraction()))),
+            records_retrievable_min: d.and_then(|_| {
+                checks.iter().map(|c| c.records_fraction()).reduce(f64::min).map(round)
+            }),
             events: sim.counters.events,
             sim_seconds: round(sim_seconds),
         }
@@ -543,6 +580,34 @@ impl Report {
             );
             row("holders used per get", opt(self.get_holders_used_mean, ""));
             row("bytes served by origin", pct(self.origin_served_fraction));
+        }
+        if self.workload == Workload::Durability {
+            row(
+                "chunks retrievable end / min",
+                format!(
+                    "{} / {} ({} lost, replication {})",
+                    pct(self.chunks_retrievable_end),
+                    pct(self.chunks_retrievable_min),
+                    self.chunks_lost.unwrap_or(0),
+                    self.replication.unwrap_or(0)
+                ),
+            );
+            row(
+                "records retrievable end / min",
+                format!(
+                    "{} / {}",
+                    pct(self.records_retrievable_end),
+                    pct(self.records_retrievable_min)
+                ),
+            );
+            row(
+                "repair traffic",
+                format!(
+                    "{} MiB per node-hour",
+                    self.repair_bytes_per_node_hour
+                        .map_or("-".into(), |b| format!("{:.2}", b / (1 << 20) as f64))
+                ),
+            );
         }
         if self.churn.is_some() {
             row(

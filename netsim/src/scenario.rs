@@ -65,6 +65,8 @@ pub struct Scenario {
     /// The engine's holder-lookup width for fetches (`FetchConfig::alpha`); `None` keeps the
     /// engine's default.
     pub fetch_alpha: Option<usize>,
+    /// Copies per chunk (`Config::replication`); `None` keeps the engine's default.
+    pub replication: Option<usize>,
 }
 
 /// How adversaries answer requests. They run no engine: the simulator answers for them.
@@ -118,6 +120,11 @@ pub enum Workload {
     /// peer), then random nodes get them through the engine's fetch state machine over
     /// modelled links; success is receiving every chunk (see `content.rs`).
     Content,
+    /// Objects are placed as in `content`, records published, and then nodes come and go
+    /// (`churn`) for the whole run with nobody reading: every hour the sim counts the chunks
+    /// that some online honest node still stores, and the records some online honest node
+    /// still holds. What keeps them is the engines' repair, handoff and republishing alone.
+    Durability,
 }
 
 impl Default for Scenario {
@@ -145,6 +152,7 @@ impl Default for Scenario {
             fetch_window: None,
             fetch_lookahead: None,
             fetch_alpha: None,
+            replication: None,
         }
     }
 }

@@ -104,6 +104,8 @@ pub(crate) enum Action {
     },
     /// Get number `index` starts.
     Get { index: usize },
+    /// The durability workload's hourly count of what is still stored.
+    Check,
     /// The outcome of a chunk request reaches `getter` (see `objects.rs`).
     ChunkDone {
         getter: u32,
@@ -255,6 +257,10 @@ impl Simulator {
                     ..TimeoutConfig::default()
                 },
                 seed: crate::network::mix(self.scenario.seed ^ u64::from(slot)),
+                replication: self
+                    .scenario
+                    .replication
+                    .unwrap_or(Config::default().replication),
                 fetch: FetchConfig {
                     window: self
                         .scenario
@@ -436,6 +442,7 @@ impl Simulator {
                 moved,
             } => self.on_copy(to, chunk, size, moved),
             Action::Get { index } => self.start_get(index),
+            Action::Check => self.check_durability(),
             Action::ChunkDone {
                 getter,
                 fetch,

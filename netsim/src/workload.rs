@@ -14,6 +14,9 @@ use crate::{AdversaryKind, JoinMode, Report, Scenario, Workload};
 /// Records live this long: longer than any run, inside the engine's 7-day limit.
 const RECORD_TTL: Duration = Duration::from_secs(3 * 24 * 3600);
 
+/// Records the durability workload publishes (besides its objects).
+const DURABILITY_RECORDS: usize = 100;
+
 /// Records are published this far apart before the measurement starts.
 const PUBLISH_SPACING: Duration = Duration::from_millis(100);
 
@@ -52,8 +55,9 @@ pub fn run(scenario: &Scenario) -> Report {
         sim.run_until(limit, |s| s.work.puts.iter().all(Option::is_some));
     }
 
+    let durability = scenario.workload() == Workload::Durability;
     let content = scenario.workload() == Workload::Content;
-    if content {
+    if content || durability {
         let objects = sim.work.content.objects.len();
         let start = sim.now;
         for i in 0..objects {
@@ -69,10 +73,21 @@ pub fn run(scenario: &Scenario) -> Report {
     let t0 = sim.now;
     let length = scenario.workload_duration();
     sim.work.start = t0;
-    let (lookups, gets) = match content {
-        true => (0, scenario.gets),
-        false => (scenario.lookups, 0),
+    let (lookups, gets) = match (content, durability) {
+        (true, _) => (0, scenario.gets),
+        (_, true) => (0, 0),
+        _ => (scenario.lookups, 0),
     };
+    if durability {
+        // A count at the start, every hour, and at the end.
+        let hours = length.as_secs() / 3600;
+        for h in 0..=hours {
+            sim.push(t0 + Duration::from_secs(h * 3600), Action::Check);
+        }
+        if length.as_secs() % 3600 != 0 {
+            sim.push(t0 + length, Action::Check);
+        }
+    }
     for i in 0..gets {
         // Evenly spaced like the lookups.
         let offset = length.mul_f64((2 * i + 1) as f64 / (2 * gets) as f64);
@@ -155,6 +170,9 @@ pub(crate) struct Workbook {
     pub(crate) across_at_heal: Option<f64>,
     /// The content workload's objects and gets.
     pub(crate) content: ContentBook,
+    /// The durability workload's hourly counts, and the online population at each.
+    pub(crate) checks: Vec<crate::durability::Check>,
+    pub(crate) online_samples: Vec<usize>,
     finished: usize,
     started: usize,
 }
@@ -163,6 +181,7 @@ impl Workbook {
     pub(crate) fn new(scenario: &Scenario) -> Self {
         let count = match scenario.workload() {
             Workload::Node | Workload::Content => 0,
+            Workload::Durability => DURABILITY_RECORDS,
             Workload::Record if scenario.adversary_kind == AdversaryKind::Sybil => 1,
             Workload::Record => (scenario.lookups / 10).clamp(1, 100),
         };
@@ -177,7 +196,7 @@ impl Workbook {
             })
             .collect();
         let content = match scenario.workload() {
-            Workload::Content => ContentBook::new(scenario),
+            Workload::Content | Workload::Durability => ContentBook::new(scenario),
             _ => ContentBook::default(),
         };
         Self {
@@ -248,7 +267,7 @@ impl Simulator {
                     .map(|(id, _)| id)
                     .collect();
             }
-            Workload::Content => return,
+            Workload::Content | Workload::Durability => return,
             Workload::Record => {
                 let record = if self.scenario.adversary_kind == AdversaryKind::Sybil {
                     0

@@ -743,6 +743,12 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.table.entry(id).is_some()
     }
 
+    /// The record this peer stores under `key`, if it holds one live at `now` (no network
+    /// traffic).
+    pub fn stored_record(&self, key: &Key, now: Timestamp) -> Option<&SignedRecord> {
+        self.store.get(key, now)
+    }
+
     /// The transport lost its connection to `peer` abnormally (reset, timed out): if it is in
     /// the routing table, ping it now, and drop it at once if that fails, so that the closest
     /// sets it was in are repaired without waiting for a lookup or a get to trip over it.
