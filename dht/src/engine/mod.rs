@@ -466,7 +466,10 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             self.fail_peer(now, &pending.to.id, 1);
         }
         match pending.purpose {
-            Purpose::Probe | Purpose::Push | Purpose::Liveness | Purpose::Audit { .. } => {}
+            Purpose::Probe | Purpose::Push | Purpose::Liveness => {}
+            // One of a chunk's closest peers did not answer: is it gone? (A second chance now,
+            // not at the next audit: the chunk may be down a copy.)
+            Purpose::Audit { .. } => self.connection_lost(now, &pending.to.id),
             Purpose::Lookup { query, path } => {
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.stats.failures += 1;
