@@ -449,7 +449,11 @@ fn the_same_seed_gives_the_same_content_report() {
 }
 
 /// Objects and records kept alive through churn by the engines alone: 300 nodes with a
-/// 30-minute mean session (about 200 leave and 200 join over the hour), nobody reading.
+/// 30-minute mean session (about 590 leave and 585 join over the hour), nobody reading.
+///
+/// Measured (seed 7, and seeds 1–3): no chunk and no record lost at any check. Before a chunk's
+/// closest peer that failed the repair job's question was pinged at once, seed 7 lost 1 of its
+/// 200 chunks (the second failure that drops a peer came only at the next audit).
 #[test]
 fn churn_loses_no_chunk_and_no_record_while_the_engines_repair() {
     let report = run(&Scenario {
