@@ -222,7 +222,10 @@ fn scenario(args: &Args) -> Result<Scenario, String> {
     if args.replication.is_some_and(|r| r == 0 || r > 20) {
         return Err("--replication must be between 1 and 20".into());
     }
-    if args.chunks_per_object.is_some_and(|c| c == 0 || c > 262_144) {
+    if args
+        .chunks_per_object
+        .is_some_and(|c| c == 0 || c > 262_144)
+    {
         return Err("--chunks-per-object must be between 1 and 262144".into());
     }
     let churn = match args.churn_mean_session {

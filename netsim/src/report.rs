@@ -364,24 +364,42 @@ impl Report {
             origin_served_fraction: c.and_then(|c| c.origin_served_fraction),
             get_seconds_p50_first_tenth: c.and_then(|c| c.first_tenth),
             get_seconds_p50_last_tenth: c.and_then(|c| c.last_tenth),
-            replication: d.map(|_| s.replication.unwrap_or(cairn_dht::Config::default().replication)),
-            chunks_retrievable_end: d.and_then(|_| checks.last().map(|c| round(c.chunks_fraction()))),
+            replication: d.map(|_| {
+                s.replication
+                    .unwrap_or(cairn_dht::Config::default().replication)
+            }),
+            chunks_retrievable_end: d
+                .and_then(|_| checks.last().map(|c| round(c.chunks_fraction()))),
             chunks_retrievable_min: d.and_then(|_| {
-                checks.iter().map(|c| c.chunks_fraction()).reduce(f64::min).map(round)
+                checks
+                    .iter()
+                    .map(|c| c.chunks_fraction())
+                    .reduce(f64::min)
+                    .map(round)
             }),
             chunks_lost: d.and_then(|_| checks.last().map(|c| c.chunks_total - c.chunks_present)),
             repair_bytes_per_node_hour: d.map(|_| {
-                let hours = checks
-                    .first()
-                    .zip(checks.last())
-                    .map_or(0.0, |(a, b)| b.at.saturating_duration_since(a.at).as_secs_f64() / 3600.0);
-                let online = mean(&sim.work.online_samples.iter().map(|&n| n as f64).collect::<Vec<_>>())
-                    .unwrap_or(0.0);
+                let hours = checks.first().zip(checks.last()).map_or(0.0, |(a, b)| {
+                    b.at.saturating_duration_since(a.at).as_secs_f64() / 3600.0
+                });
+                let online = mean(
+                    &sim.work
+                        .online_samples
+                        .iter()
+                        .map(|&n| n as f64)
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap_or(0.0);
                 round(sim.work.content.repair_bytes as f64 / (online * hours).max(1e-9))
             }),
-            records_retrievable_end: d.and_then(|_| checks.last().map(|c| round(c.records_fraction()))),
+            records_retrievable_end: d
+                .and_then(|_| checks.last().map(|c| round(c.records_fraction()))),
             records_retrievable_min: d.and_then(|_| {
-                checks.iter().map(|c| c.records_fraction()).reduce(f64::min).map(round)
+                checks
+                    .iter()
+                    .map(|c| c.records_fraction())
+                    .reduce(f64::min)
+                    .map(round)
             }),
             events: sim.counters.events,
             sim_seconds: round(sim_seconds),

@@ -15,6 +15,26 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         }
         self.republish(now);
         self.audit(now);
+        self.retry_dropped(now);
+    }
+
+    /// Pings again the peers dropped for not answering whose time has come (at most 32 a run):
+    /// one that answers is back in the table (`on_alive`), one that does not waits longer.
+    fn retry_dropped(&mut self, now: Timestamp) {
+        let due: Vec<Contact<A>> = self
+            .dropped
+            .values()
+            .filter(|d| d.next <= now)
+            .take(32)
+            .map(|d| d.contact.clone())
+            .collect();
+        for contact in due {
+            if let Some(d) = self.dropped.get_mut(&contact.id) {
+                // Not asked again before this ping's outcome.
+                d.next = Timestamp::NEVER;
+            }
+            self.send(now, contact, RequestBody::Ping, Purpose::Retry);
+        }
     }
 
     /// Checks the next held chunks (as many as spread every one over `repair_interval`, at

@@ -166,6 +166,8 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     published: BTreeMap<Key, Published>,
     /// Keys this peer announces itself a provider of, and when it last did.
     announcing: BTreeMap<Key, Timestamp>,
+    /// Peers dropped from the routing table for not answering, pinged again with backoff.
+    dropped: BTreeMap<Key, Dropped<A>>,
     /// The next held chunk the repair job checks (in key order), while a round runs; and when
     /// the round began (a round checks every held chunk once, a new one starts
     /// `repair_interval` after the last).
@@ -220,6 +222,23 @@ impl<A: Clone> RecentProviders<A> {
     }
 }
 
+/// Peers dropped for failures that are remembered to be tried again.
+const MAX_DROPPED: usize = 1024;
+/// The first retry of a dropped peer comes this long after it was dropped; each further one
+/// waits twice as long, up to [`RETRY_DROPPED_MAX`], and after [`RETRY_DROPPED_ATTEMPTS`]
+/// the peer is forgotten (about six hours in all).
+const RETRY_DROPPED_FIRST: Duration = Duration::from_secs(60);
+const RETRY_DROPPED_MAX: Duration = Duration::from_secs(600);
+const RETRY_DROPPED_ATTEMPTS: u32 = 40;
+
+/// A peer dropped for not answering.
+#[derive(Debug, Clone)]
+struct Dropped<A> {
+    contact: Contact<A>,
+    attempts: u32,
+    next: Timestamp,
+}
+
 /// A record this peer published, kept to store again.
 #[derive(Debug, Clone)]
 struct Published {
@@ -265,6 +284,8 @@ enum Purpose {
     Audit {
         key: Key,
     },
+    /// Is a peer dropped for not answering back?
+    Retry,
 }
 
 #[derive(Debug)]
@@ -322,6 +343,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             recent_providers: RecentProviders::default(),
             published: BTreeMap::new(),
             announcing: BTreeMap::new(),
+            dropped: BTreeMap::new(),
             audit_cursor: None,
             audit_round: None,
             queries: BTreeMap::new(),
@@ -415,7 +437,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.scores.on_success(&peer, now);
         self.on_alive(now, pending.to.clone(), true);
         match pending.purpose {
-            Purpose::Probe | Purpose::Push | Purpose::Liveness => {}
+            Purpose::Probe | Purpose::Push | Purpose::Liveness | Purpose::Retry => {}
             Purpose::Audit { key } => {
                 let lacks = matches!(response.body, ResponseBody::Providers { holds: false, .. });
                 if lacks && self.held.contains(&key) {
@@ -457,16 +479,32 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             .scores
             .get(&pending.to.id)
             .is_some_and(|s| s.successes > 0);
-        if matches!(pending.purpose, Purpose::Liveness) {
+        if matches!(pending.purpose, Purpose::Retry) {
+            // Still not back: wait longer (or forget it).
+            let peer = pending.to.id;
+            if let Some(d) = self.dropped.get_mut(&peer) {
+                d.attempts += 1;
+                if d.attempts >= RETRY_DROPPED_ATTEMPTS {
+                    self.dropped.remove(&peer);
+                } else {
+                    let wait = RETRY_DROPPED_FIRST
+                        .saturating_mul(1 << d.attempts.min(16))
+                        .min(RETRY_DROPPED_MAX);
+                    d.next = now + wait;
+                }
+            }
+            return;
+        } else if matches!(pending.purpose, Purpose::Liveness) {
             // A peer whose connection broke and that does not answer now is gone.
             self.scores.on_failure(&pending.to.id, 1, now);
             let removal = self.table.remove(&pending.to.id, |k| self.scores.rtt(k));
+            self.remember_dropped(now, removal.as_ref());
             self.on_removal(now, removal);
         } else {
             self.fail_peer(now, &pending.to.id, 1);
         }
         match pending.purpose {
-            Purpose::Probe | Purpose::Push | Purpose::Liveness => {}
+            Purpose::Probe | Purpose::Push | Purpose::Liveness | Purpose::Retry => {}
             // One of a chunk's closest peers did not answer: is it gone? (A second chance now,
             // not at the next audit: the chunk may be down a copy.)
             Purpose::Audit { .. } => self.connection_lost(now, &pending.to.id),
@@ -826,6 +864,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     // ---- peers and the routing table ----------------------------------------------------------
 
     fn on_alive(&mut self, now: Timestamp, contact: Contact<A>, may_probe: bool) {
+        self.dropped.remove(&contact.id);
         match self.table.seen(contact.clone(), now) {
             InsertOutcome::Inserted => self.on_peer_added(now, contact),
             InsertOutcome::Cached { probe: Some(head) } if may_probe => {
@@ -841,7 +880,33 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     fn fail_peer(&mut self, now: Timestamp, peer: &Key, weight: u32) {
         self.scores.on_failure(peer, weight, now);
         let removal = self.table.failed(peer, |k| self.scores.rtt(k));
+        self.remember_dropped(now, removal.as_ref());
         self.on_removal(now, removal);
+    }
+
+    /// A peer dropped for not answering may be back later (a partition heals, a laptop wakes):
+    /// it is pinged again with backoff (see `jobs.rs`). Liars are not remembered.
+    fn remember_dropped(&mut self, now: Timestamp, removal: Option<&Removal<A>>) {
+        let Some(removal) = removal else {
+            return;
+        };
+        if self.dropped.len() >= MAX_DROPPED
+            && let Some(oldest) = self
+                .dropped
+                .iter()
+                .min_by_key(|(_, d)| d.next)
+                .map(|(k, _)| *k)
+        {
+            self.dropped.remove(&oldest);
+        }
+        self.dropped.insert(
+            removal.removed.id,
+            Dropped {
+                contact: removal.removed.clone(),
+                attempts: 0,
+                next: now + RETRY_DROPPED_FIRST,
+            },
+        );
     }
 
     fn on_removal(&mut self, now: Timestamp, removal: Option<Removal<A>>) {
@@ -1182,5 +1247,28 @@ mod tests {
         }
         assert_eq!(asked, vec![peer.id], "one check per repair interval");
         assert_eq!(copies, 1, "a copy goes to the peer that lacks it");
+    }
+
+    #[test]
+    fn a_peer_dropped_for_not_answering_is_tried_again_and_is_back_when_it_answers() {
+        let (mut dht, peer) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        // It misses two requests: dropped.
+        for _ in 0..2 {
+            dht.connection_lost(t0, &peer.id);
+            dht.find_node(t0, Key::hash(b"x")).unwrap();
+            while let Some(t) = dht.poll_transmit() {
+                dht.handle_failure(t0, t.id);
+            }
+        }
+        assert!(!dht.contains_peer(&peer.id), "dropped");
+        // A minute later it is pinged again; it answers, and is back.
+        let t = t0 + Duration::from_secs(121);
+        dht.handle_timeout(t);
+        let retry = std::iter::from_fn(|| dht.poll_transmit())
+            .find(|t| t.to.id == peer.id && matches!(t.request.body, RequestBody::Ping))
+            .expect("pinged again");
+        dht.handle_response(t, retry.id, Response::new(ResponseBody::Pong));
+        assert!(dht.contains_peer(&peer.id), "back in the table");
     }
 }
