@@ -226,9 +226,9 @@ impl<A: Clone> RecentProviders<A> {
 const MAX_DROPPED: usize = 1024;
 /// The first retry of a dropped peer comes this long after it was dropped; each further one
 /// waits twice as long, up to [`RETRY_DROPPED_MAX`], and after [`RETRY_DROPPED_ATTEMPTS`]
-/// the peer is forgotten (about six hours in all).
+/// the peer is forgotten (about three hours in all).
 const RETRY_DROPPED_FIRST: Duration = Duration::from_secs(60);
-const RETRY_DROPPED_MAX: Duration = Duration::from_secs(600);
+const RETRY_DROPPED_MAX: Duration = Duration::from_secs(300);
 const RETRY_DROPPED_ATTEMPTS: u32 = 40;
 
 /// A peer dropped for not answering.
