@@ -84,7 +84,7 @@ pub fn run(scenario: &Scenario) -> Report {
         for h in 0..=hours {
             sim.push(t0 + Duration::from_secs(h * 3600), Action::Check);
         }
-        if length.as_secs() % 3600 != 0 {
+        if !length.as_secs().is_multiple_of(3600) {
             sim.push(t0 + length, Action::Check);
         }
     }
