@@ -286,13 +286,11 @@ impl NodeBuilder {
         };
         info!(%peer_id, addrs = ?node.addrs(), "cairn node started");
         if !seeds.is_empty() {
-            match node.bootstrap(seeds.clone()).await {
-                Ok(0) => {
-                    warn!(
-                        "no bootstrap peer answered; trying again with backoff until one does (or a peer connects)"
-                    );
-                    tokio::spawn(crate::peers::rejoin(node.clone(), seeds));
-                }
+            match node.bootstrap(seeds).await {
+                // The engine tries the seeds again, 1 s doubling to a minute, while it has no peer.
+                Ok(0) => warn!(
+                    "no bootstrap peer answered; trying again with backoff until one does (or a peer connects)"
+                ),
                 Ok(n) => info!(peers = n, "bootstrapped"),
                 Err(e) => warn!(%e, "bootstrap failed"),
             }

@@ -1,12 +1,11 @@
 //! The peers a node knew, kept in `peers.json` in its data directory, so that a restarted node
-//! rejoins through them when it is given no bootstrap address; and the bootstrap retried with
-//! backoff while the node has no peer (a daemon started while its bootstrap peer was down would
-//! otherwise stay alone).
+//! rejoins through them when it is given no bootstrap address (the engine retries a bootstrap
+//! that found nobody, see `Dht::bootstrap`), and `Node::add_peer` for joining at runtime.
 
 use std::path::Path;
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use crate::Node;
 use crate::protocol::PeerAddr;
@@ -19,10 +18,6 @@ const MAX_SAVED: usize = 256;
 
 /// How often the peer list is saved while the node runs.
 pub(crate) const SAVE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// First wait before a bootstrap is tried again; doubled each time up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The peers saved in `dir`; none if there is no file, and none (with a warning) if it cannot
 /// be read: it is a hint, never needed.
@@ -111,32 +106,6 @@ pub(crate) async fn keep_saving(node: Node) {
             return; // stopped
         }
         node.save_peers().await;
-    }
-}
-
-/// Tries `seeds` again, waiting 1 s, 2 s, 4 s … up to a minute between tries, until the node
-/// has a peer (from here or from a peer that dialled it) or stops.
-pub(crate) async fn rejoin(node: Node, seeds: Vec<PeerAddr>) {
-    let mut wait = RETRY_FIRST;
-    loop {
-        tokio::time::sleep(wait).await;
-        match node.peers().await {
-            Err(_) => return,
-            Ok(peers) if !peers.is_empty() => {
-                info!(peers = peers.len(), "joined the network");
-                return;
-            }
-            Ok(_) => {}
-        }
-        match node.bootstrap(seeds.clone()).await {
-            Err(_) => return,
-            Ok(0) => debug!(?wait, "no bootstrap peer answered yet; trying again"),
-            Ok(n) => {
-                info!(peers = n, "bootstrapped");
-                return;
-            }
-        }
-        wait = (wait * 2).min(RETRY_MAX);
     }
 }
 

@@ -168,6 +168,9 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     announcing: BTreeMap<Key, Timestamp>,
     /// Peers dropped from the routing table for not answering, pinged again with backoff.
     dropped: BTreeMap<Key, Dropped<A>>,
+    /// The last bootstrap's seeds, tried again while the table is empty, and the next wait.
+    bootstrap_seeds: Vec<Contact<A>>,
+    bootstrap_wait: Duration,
     /// The next held chunk the repair job checks (in key order), while a round runs; and when
     /// the round began (a round checks every held chunk once, a new one starts
     /// `repair_interval` after the last).
@@ -222,6 +225,12 @@ impl<A: Clone> RecentProviders<A> {
     }
 }
 
+/// Seeds a bootstrap keeps for its retries.
+const MAX_BOOTSTRAP_SEEDS: usize = 256;
+/// The first retry of a bootstrap that found nobody, and the longest wait between retries.
+const BOOTSTRAP_RETRY_FIRST: Duration = Duration::from_secs(1);
+const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// Peers dropped for failures that are remembered to be tried again.
 const MAX_DROPPED: usize = 1024;
 /// The first retry of a dropped peer comes this long after it was dropped; each further one
@@ -256,6 +265,8 @@ enum Timer {
     Request(RequestId),
     Query(QueryId),
     Fetch(FetchId, u64),
+    /// Try the last bootstrap's seeds again.
+    Bootstrap,
 }
 
 #[derive(Debug)]
@@ -344,6 +355,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             published: BTreeMap::new(),
             announcing: BTreeMap::new(),
             dropped: BTreeMap::new(),
+            bootstrap_seeds: Vec::new(),
+            bootstrap_wait: BOOTSTRAP_RETRY_FIRST,
             audit_cursor: None,
             audit_round: None,
             queries: BTreeMap::new(),
@@ -546,6 +559,16 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                         fetches.on_wake(now, fetch, index, rtt, out)
                     });
                 }
+                Timer::Bootstrap if self.table.len() == 0 => {
+                    let (local, seeds) = (self.local, self.bootstrap_seeds.clone());
+                    if self
+                        .start(now, Kind::Bootstrap, local, seeds, true)
+                        .is_err()
+                    {
+                        self.after_bootstrap(now, 0);
+                    }
+                }
+                Timer::Bootstrap => {}
             }
         }
         self.run_jobs(now);
@@ -595,7 +618,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             let live = match timer {
                 Timer::Request(id) => self.pending.contains_key(id),
                 Timer::Query(id) => self.queries.contains_key(id),
-                Timer::Fetch(..) => true,
+                Timer::Fetch(..) | Timer::Bootstrap => true,
             };
             if live {
                 break;
@@ -611,19 +634,31 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// Joins the network through `seeds`: looks up our own id (which fills the nearest buckets
     /// and makes us known to our neighbours), then refreshes every bucket from the nearest
     /// non-empty one outwards.
+    ///
+    /// If it ends with no peer and the routing table is still empty, the engine tries the same
+    /// seeds again on its own, 1 s later and then twice as long each time up to a minute, until
+    /// the table has a peer (from a retry, or from a peer that contacted this one).
     pub fn bootstrap(
         &mut self,
         now: Timestamp,
         seeds: impl IntoIterator<Item = Contact<A>>,
     ) -> Result<QueryId, QueryError> {
         let local = self.local;
-        self.start(
-            now,
-            Kind::Bootstrap,
-            local,
-            seeds.into_iter().collect(),
-            false,
-        )
+        let seeds: Vec<Contact<A>> = seeds.into_iter().take(MAX_BOOTSTRAP_SEEDS).collect();
+        self.bootstrap_seeds = seeds.clone();
+        self.bootstrap_wait = BOOTSTRAP_RETRY_FIRST;
+        self.start(now, Kind::Bootstrap, local, seeds, false)
+    }
+
+    /// A bootstrap ended with `closest`: with nobody, and nobody in the table either, try its
+    /// seeds again later.
+    pub(super) fn after_bootstrap(&mut self, now: Timestamp, found: usize) {
+        if found > 0 || self.table.len() > 0 || self.bootstrap_seeds.is_empty() {
+            return;
+        }
+        let at = now + self.bootstrap_wait;
+        self.bootstrap_wait = (self.bootstrap_wait * 2).min(BOOTSTRAP_RETRY_MAX);
+        self.timers.push(Reverse((at, Timer::Bootstrap)));
     }
 
     /// Refreshes buckets not looked up within `refresh_interval` (all of them if it is `None`)
@@ -1270,5 +1305,46 @@ mod tests {
             .expect("pinged again");
         dht.handle_response(t, retry.id, Response::new(ResponseBody::Pong));
         assert!(dht.contains_peer(&peer.id), "back in the table");
+    }
+
+    #[test]
+    fn a_bootstrap_that_found_nobody_is_tried_again_with_backoff_until_a_peer_answers() {
+        let mut dht: Dht<u32> = Dht::new(Key::from_bytes([0; 32]), Config::default());
+        let mut id = [0u8; 32];
+        id[0] = 0x80;
+        let seed = Contact::new(Key::from_bytes(id), 1);
+        let t0 = Timestamp::EPOCH + HOUR;
+        dht.bootstrap(t0, [seed.clone()]).unwrap();
+        let mut tries = Vec::new();
+        let mut t = t0;
+        for _ in 0..400 {
+            while let Some(tx) = dht.poll_transmit() {
+                if tx.to.id == seed.id {
+                    tries.push(t.saturating_duration_since(t0).as_secs());
+                }
+                dht.handle_failure(t, tx.id);
+            }
+            if tries.len() >= 5 {
+                break;
+            }
+            t = t + Duration::from_millis(500);
+            dht.handle_timeout(t);
+        }
+        assert_eq!(tries.len(), 5, "tried again: {tries:?}");
+        let gaps: Vec<u64> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] >= g[0]),
+            "waits grow: {tries:?}"
+        );
+        // Once it answers, the retries stop.
+        dht.handle_request(t, seed.clone(), Request::new(RequestBody::Ping));
+        let later = t + Duration::from_secs(600);
+        dht.handle_timeout(later);
+        let local = dht.local_id();
+        assert!(
+            !std::iter::from_fn(|| dht.poll_transmit())
+                .any(|tx| matches!(tx.request.body, RequestBody::FindNode { target, .. } if target == local)),
+            "no more bootstrap once the table has a peer"
+        );
     }
 }

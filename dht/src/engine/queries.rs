@@ -328,7 +328,10 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         };
         let result = match q.kind {
             Kind::Refresh => return,
-            Kind::Bootstrap => QueryResult::Bootstrap { closest },
+            Kind::Bootstrap => {
+                self.after_bootstrap(now, closest.len());
+                QueryResult::Bootstrap { closest }
+            }
             Kind::FindNode => QueryResult::FindNode { target, closest },
             Kind::GetRecord { best, answers } => QueryResult::GetRecord {
                 key: target,
