@@ -74,7 +74,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             },
             // Every dead peer met takes a place in the answers the lookup gets; ask for two more
             // per failure (up to 2k) so the k closest *live* peers still fit (the 300-engine
-            // test in netsim/tests/engines.rs with a third of the peers dead finds all of them
+            // test in netsim/tests/scenarios.rs with a third of the peers dead finds all of them
             // only with this).
             _ => RequestBody::FindNode {
                 target: *q.lookup.target(),
