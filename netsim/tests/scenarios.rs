@@ -42,6 +42,22 @@ fn check(report: &Report, what: &str, ok: bool) {
     );
 }
 
+/// All 300 lookups finish, each finds its target, and each returns the whole true 20 closest
+/// (live, honest) peers.
+fn every_lookup_finds_the_true_closest(report: &Report) {
+    check(report, "all lookups finish", report.lookups_finished == 300);
+    check(
+        report,
+        "every lookup finds its target",
+        report.success_rate == Some(1.0),
+    );
+    check(
+        report,
+        "recall of the true 20 closest (live, honest) peers is 100 %",
+        report.closest_recall == Some(1.0),
+    );
+}
+
 /// A stable network of 1,000 honest nodes, warm routing tables, no loss: every lookup of a
 /// live node's id finds it, and the whole true k closest, with the engine's default 250 ms
 /// timeout floor.
@@ -55,21 +71,7 @@ fn check(report: &Report, what: &str, ok: bool) {
 #[test]
 fn stable_network_every_lookup_finds_its_target() {
     let report = run(&scenario());
-    check(
-        &report,
-        "all lookups finish",
-        report.lookups_finished == 300,
-    );
-    check(
-        &report,
-        "every lookup finds its target",
-        report.success_rate == Some(1.0),
-    );
-    check(
-        &report,
-        "recall of the true 20 closest is 100 %",
-        report.closest_recall == Some(1.0),
-    );
+    every_lookup_finds_the_true_closest(&report);
     check(
         &report,
         "at most 4 hops at the 95th percentile (log2(1000/20) ≈ 6 is the classic bound)",
@@ -510,21 +512,7 @@ fn joined() -> Scenario {
 #[test]
 fn after_bootstrap_every_node_is_found_from_other_nodes() {
     let report = run(&joined());
-    check(
-        &report,
-        "all lookups finish",
-        report.lookups_finished == 300,
-    );
-    check(
-        &report,
-        "every lookup finds its target",
-        report.success_rate == Some(1.0),
-    );
-    check(
-        &report,
-        "recall of the true 20 closest is 100 %",
-        report.closest_recall == Some(1.0),
-    );
+    every_lookup_finds_the_true_closest(&report);
 }
 
 /// Records published from random nodes are read back, genuine, from random other nodes.
@@ -556,21 +544,7 @@ fn lookups_with_a_third_of_peers_dead_end_with_the_true_closest_live_peers() {
         adversary_kind: AdversaryKind::Drop,
         ..joined()
     });
-    check(
-        &report,
-        "all lookups finish",
-        report.lookups_finished == 300,
-    );
-    check(
-        &report,
-        "every lookup finds its target",
-        report.success_rate == Some(1.0),
-    );
-    check(
-        &report,
-        "recall of the true 20 closest live peers is 100 %",
-        report.closest_recall == Some(1.0),
-    );
+    every_lookup_finds_the_true_closest(&report);
     check(
         &report,
         "no lookup ran into the query timeout",
