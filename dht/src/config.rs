@@ -44,9 +44,11 @@ pub struct Config {
     /// go; Kademlia §2.5 republishes hourly). Default 1 h.
     pub republish_interval: Duration,
     /// Each chunk this peer is responsible for is checked this often: the `replication`
-    /// closest peers of the moment are asked whether they hold it, and each that does not is
-    /// sent a copy ([`crate::Event::Replicate`]); one that does not answer counts as failing.
-    /// Spread over the interval. Default 10 min.
+    /// closest peers of the moment are challenged to prove they hold it
+    /// ([`crate::Event::Challenge`]), and each that does not is sent a copy
+    /// ([`crate::Event::Replicate`]); one that does not answer counts as failing, one that
+    /// proves wrong is penalised. Spread over the interval, the chunks with the fewest proven
+    /// copies first. Default 10 min.
     pub repair_interval: Duration,
     /// Chunks checked at most per minute, whatever the interval asks (a budget on the repair
     /// traffic). Default 256.

@@ -17,6 +17,10 @@
 //!   peers hold a chunk, [`Dht::find_holders`] finds them, [`Dht::rank`] orders them for
 //!   fetching, and [`Event::Replicate`] moves copies to new closest peers as peers join and
 //!   leave.
+//! - custody: a repair audit challenges each held chunk's closest peers to prove they hold it
+//!   ([`Event::Challenge`], [`proof`]) and copies it to those that lack it, fewest proven
+//!   copies first; a peer pushed out of a chunk's closest set releases its copy
+//!   ([`Event::Release`]) only once all the new closest peers proved theirs.
 //! - fetching: [`Dht::start_fetch`] and its events decide, for content the caller reads, which
 //!   holder to ask for each chunk, how many at once, when to retry, fail over or give up (the
 //!   `fetch` module).
@@ -63,7 +67,7 @@ mod time;
 
 pub use config::{Config, RateLimit, StoreLimits, TimeoutConfig};
 pub use contact::{Address, Contact};
-pub use engine::{Dht, Event, RequestId, Transmit};
+pub use engine::{Dht, Event, PROOF_WINDOW, ProofOutcome, RepairStats, RequestId, Transmit, proof};
 pub use fetch::{ChunkOutcome, FetchConfig, FetchError, FetchId};
 pub use key::{Distance, KEY_BITS, Key};
 pub use message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};

@@ -8,8 +8,8 @@
 //! routing table, but the peers near a key know that neighbourhood well (Kademlia §2.2), so the
 //! holders of a chunk notice when its closest set changes:
 //! - a peer **joins** near the key: it is now among the closest, so it should get a copy; if it
-//!   pushed one of the old holders out of the set, that holder may release its copy once the
-//!   newcomer has it;
+//!   pushed one of the old holders out of the set, that holder hands its copy over, and
+//!   releases it only once every peer of the new set proved it holds the chunk (`custody.rs`);
 //! - a peer **leaves** (it failed and left the routing table): the next peer in line is now
 //!   among the closest and should get a copy.
 //!
@@ -64,7 +64,8 @@ pub(crate) fn placement<A>(
 }
 
 /// One copy to make: send the chunk under `key` to `to`; if `release`, this peer then is no
-/// longer among the closest and may drop its responsible copy.
+/// longer among the closest and hands the chunk over (it may release its responsible copy once
+/// the new closest peers proved theirs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Transfer<A> {
     pub(crate) key: Key,

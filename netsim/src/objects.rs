@@ -24,7 +24,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use cairn_dht::{ChunkOutcome, Contact, FetchError, FetchId, Key, QueryResult, Timestamp};
+use cairn_dht::{
+    ChunkOutcome, Contact, FetchError, FetchId, Key, ProofOutcome, QueryResult, Timestamp,
+};
 
 use crate::adversary;
 use crate::content::{self, Object, Popularity, Source};
@@ -36,6 +38,13 @@ pub(crate) const PUBLISH_SPACING: Duration = Duration::from_millis(500);
 
 /// Placement queries one publisher runs at once.
 pub(crate) const PLACE_WINDOW: usize = 16;
+
+/// How long a challenge of a peer that is gone takes to fail (a dial that gets no answer).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes of a challenge or of its answer on the wire (a chunk id, a nonce or a proof, and
+/// framing).
+const PROOF_MESSAGE_BYTES: u64 = 128;
 
 /// The content workload's state.
 #[derive(Debug, Default)]
@@ -233,7 +242,7 @@ impl Simulator {
                         to,
                         chunk: key,
                         size,
-                        moved: None,
+                        moved: false,
                     },
                 );
             }
@@ -242,9 +251,8 @@ impl Simulator {
     }
 
     /// A copy arrived at `to`: it keeps it if its engine says it is responsible (the rule the
-    /// node applies to an offered replica). A moved copy whose sender released it turns the
-    /// sender's copy into cache.
-    pub(crate) fn on_copy(&mut self, to: u32, chunk: Key, size: u32, moved: Option<(u32, bool)>) {
+    /// node applies to an offered replica).
+    pub(crate) fn on_copy(&mut self, to: u32, chunk: Key, size: u32, moved: bool) {
         self.work.content.copies_in_flight -= 1;
         let responsible = self.nodes[to as usize]
             .engine
@@ -255,27 +263,61 @@ impl Simulator {
             return;
         }
         self.keep(to, chunk, size, Source::Placed);
-        match moved {
-            None => self.work.content.replicas_stored += 1,
-            Some((from, release)) => {
-                self.work.content.replicas_moved += 1;
-                if release {
-                    let tick = self.work.content.tick();
-                    let node = &mut self.nodes[from as usize];
-                    let evicted = node.store.demote(&chunk, tick);
-                    if let Some(engine) = node.engine.as_mut() {
-                        for old in &evicted {
-                            engine.release(old);
-                        }
-                    }
-                }
+        if moved {
+            self.work.content.replicas_moved += 1;
+        } else {
+            self.work.content.replicas_stored += 1;
+        }
+    }
+
+    /// `slot`'s engine handed `key` over (`Event::Release`): its copy becomes cache.
+    pub(crate) fn on_release(&mut self, slot: u32, key: Key) {
+        let tick = self.work.content.tick();
+        let node = &mut self.nodes[slot as usize];
+        let evicted = node.store.demote(&key, tick);
+        if let Some(engine) = node.engine.as_mut() {
+            for old in &evicted {
+                engine.release(old);
             }
         }
     }
 
-    /// `slot`'s engine wants a copy of `key` on `to` (a peer joined or left the closest set):
-    /// send it, if this node still has it.
-    pub(crate) fn on_replicate(&mut self, slot: u32, key: Key, to: Contact<u32>, release: bool) {
+    /// `slot`'s engine challenges `peer` over `key` (`Event::Challenge`): the node's proof
+    /// exchange, modelled. An online honest peer that stores the chunk proves it, one that
+    /// does not says so, an adversary's proof is wrong, and a peer that is gone (or across a
+    /// cut) is unreachable after [`DIAL_TIMEOUT`]. Answered after a round trip; each way
+    /// costs [`PROOF_MESSAGE_BYTES`] of repair traffic.
+    pub(crate) fn on_challenge(&mut self, slot: u32, key: Key, peer: Contact<u32>) {
+        let (at, outcome) = match self.slot_of(peer.addr) {
+            Some(dest) if self.nodes[dest as usize].online && !self.cut(slot, dest) => {
+                let at = self.now + self.delay(slot, dest) + self.delay(dest, slot);
+                let node = &self.nodes[dest as usize];
+                let outcome = if node.adversary {
+                    ProofOutcome::Invalid
+                } else if node.store.contains(&key) {
+                    ProofOutcome::Valid
+                } else {
+                    ProofOutcome::Missing
+                };
+                (at, outcome)
+            }
+            _ => (self.now + DIAL_TIMEOUT, ProofOutcome::Unreachable),
+        };
+        self.work.content.repair_bytes += 2 * PROOF_MESSAGE_BYTES;
+        self.push(
+            at,
+            Action::Proof {
+                node: slot,
+                chunk: key,
+                peer: peer.id,
+                outcome,
+            },
+        );
+    }
+
+    /// `slot`'s engine wants a copy of `key` on `to` (a peer joined or left the closest set, or
+    /// the audit found it lacking): send it, if this node still has it.
+    pub(crate) fn on_replicate(&mut self, slot: u32, key: Key, to: Contact<u32>) {
         let Some(size) = self.nodes[slot as usize].store.size(&key) else {
             return;
         };
@@ -292,7 +334,7 @@ impl Simulator {
                 to: dest,
                 chunk: key,
                 size,
-                moved: Some((slot, release)),
+                moved: true,
             },
         );
     }

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use cairn_dht::{
-    ChunkOutcome, Config, Contact, Dht, Event, FetchConfig, FetchId, Key, QueryId, Request,
-    RequestBody, RequestId, Response, TimeoutConfig, Timestamp, Transmit,
+    ChunkOutcome, Config, Contact, Dht, Event, FetchConfig, FetchId, Key, ProofOutcome, QueryId,
+    Request, RequestBody, RequestId, Response, TimeoutConfig, Timestamp, Transmit,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -94,13 +94,20 @@ pub(crate) enum Action {
     Heal,
     /// Object number `index` is published (content workload).
     PublishObject { index: usize },
-    /// A copy of `chunk` arrives at `to`: placed by its publisher, or moved by `from`'s
-    /// engine (`Event::Replicate`), which gives up its own responsibility if `release`.
+    /// A copy of `chunk` arrives at `to`: placed by its publisher, or `moved` by an engine
+    /// (`Event::Replicate`).
     Copy {
         to: u32,
         chunk: Key,
         size: u32,
-        moved: Option<(u32, bool)>,
+        moved: bool,
+    },
+    /// What came of `node`'s challenge of `peer` over `chunk` (`Event::Challenge`) reaches it.
+    Proof {
+        node: u32,
+        chunk: Key,
+        peer: Key,
+        outcome: ProofOutcome,
     },
     /// Get number `index` starts.
     Get { index: usize },
@@ -441,6 +448,18 @@ impl Simulator {
                 size,
                 moved,
             } => self.on_copy(to, chunk, size, moved),
+            Action::Proof {
+                node,
+                chunk,
+                peer,
+                outcome,
+            } => {
+                let now = self.now;
+                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
+                    engine.handle_proof(now, chunk, &peer, outcome);
+                    self.flush(node);
+                }
+            }
             Action::Get { index } => self.start_get(index),
             Action::Check => self.check_durability(),
             Action::ChunkDone {
@@ -544,9 +563,9 @@ impl Simulator {
                         from,
                     } => self.on_fetch_chunk(slot, fetch, index, chunk, from),
                     Event::FetchFailed { fetch, error } => self.on_fetch_failed(slot, fetch, error),
-                    Event::Replicate { key, to, release } => {
-                        self.on_replicate(slot, key, to, release)
-                    }
+                    Event::Replicate { key, to } => self.on_replicate(slot, key, to),
+                    Event::Challenge { key, peer, .. } => self.on_challenge(slot, key, peer),
+                    Event::Release { key } => self.on_release(slot, key),
                     _ => {}
                 }
             }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_dht::{
-    ChunkOutcome, Contact, Dht, Event, FetchError, FetchId, Key, QueryError, QueryId, QueryResult,
-    RequestId, SignedRecord, Timestamp,
+    ChunkOutcome, Contact, Dht, Event, FetchError, FetchId, Key, ProofOutcome, QueryError, QueryId,
+    QueryResult, RequestId, SignedRecord, Timestamp, proof,
 };
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -163,6 +163,14 @@ pub(crate) enum Command {
         id: Key,
         reply: Reply<Result<(), TransferError>>,
     },
+    /// Ask `peer` to prove it holds `id` (an engine challenge), expecting `expected`: the
+    /// proof over this node's own copy, `None` if it has none left.
+    Prove {
+        peer: Contact<PeerAddr>,
+        id: Key,
+        nonce: [u8; 32],
+        expected: Option<[u8; 32]>,
+    },
     PutRecord {
         record: SignedRecord,
         reply: Reply<Result<usize, QueryError>>,
@@ -232,6 +240,12 @@ pub(crate) struct Driver {
 
 enum ChunkWaiter {
     Send(Reply<Result<(), TransferError>>),
+    /// An engine challenge: the proof that would match this node's copy.
+    Prove {
+        id: Key,
+        peer: Key,
+        expected: [u8; 32],
+    },
     /// A request an engine fetch asked for.
     Engine {
         fetch: FetchId,
@@ -339,7 +353,13 @@ impl Driver {
                 }
                 Event::RecordStored { key, .. } => debug!(%key, "stored a record for a peer"),
                 Event::RenewRecord { record, ttl } => self.renew(record, ttl),
-                Event::Replicate { key, to, release } => self.replicate(key, to.addr, release),
+                Event::Replicate { key, to } => self.replicate(key, to.addr),
+                Event::Challenge { key, peer, nonce } => self.challenge(key, peer, nonce),
+                Event::Release { key } => {
+                    // Handed over: the copy stays as evictable cache (pinned chunks stay pinned).
+                    let store = self.store.clone();
+                    tokio::task::spawn_blocking(move || store.remove_reason(&key, Reason::Replica));
+                }
                 Event::FetchChunk {
                     fetch,
                     index,
@@ -484,6 +504,25 @@ impl Driver {
             Command::KeepChunk { at, id, reply } => {
                 self.chunk_request(at, ChunkRequest::Keep { id }, ChunkWaiter::Send(reply));
             }
+            Command::Prove {
+                peer,
+                id,
+                nonce,
+                expected,
+            } => match expected {
+                None => self
+                    .engine
+                    .handle_proof(now, id, &peer.id, ProofOutcome::Unchecked),
+                Some(expected) => self.chunk_request(
+                    peer.addr,
+                    ChunkRequest::Prove { id, nonce },
+                    ChunkWaiter::Prove {
+                        id,
+                        peer: peer.id,
+                        expected,
+                    },
+                ),
+            },
             Command::PutRecord { record, reply } => {
                 let started = self.engine.put_record(now, record);
                 self.await_query(started, reply, Waiter::PutRecord);
@@ -728,6 +767,20 @@ impl Driver {
                         }),
                         response,
                     ) => self.on_fetched(peer, fetch, index, chunk, Some(response)),
+                    (Some(ChunkWaiter::Prove { id, peer, expected }), response) => {
+                        let outcome = match response {
+                            ChunkResponse::Proof(p) if p == expected => ProofOutcome::Valid,
+                            ChunkResponse::Proof(_) => ProofOutcome::Invalid,
+                            ChunkResponse::NotFound => ProofOutcome::Missing,
+                            // Busy, or an answer of another kind: no verdict this time.
+                            _ => ProofOutcome::Unchecked,
+                        };
+                        if outcome == ProofOutcome::Invalid {
+                            self.penalised += 1;
+                        }
+                        let now = self.clock.now();
+                        self.engine.handle_proof(now, id, &peer, outcome);
+                    }
                     (Some(ChunkWaiter::Send(reply)), ChunkResponse::Stored) => {
                         let _ = reply.send(Ok(()));
                     }
@@ -759,6 +812,11 @@ impl Driver {
                     Some(ChunkWaiter::Send(reply)) => {
                         let _ = reply.send(Err(e));
                     }
+                    Some(ChunkWaiter::Prove { id, peer, .. }) => {
+                        let now = self.clock.now();
+                        self.engine
+                            .handle_proof(now, id, &peer, ProofOutcome::Unreachable);
+                    }
                     None => {}
                 }
             }
@@ -771,7 +829,7 @@ impl Driver {
 
     /// Copies a chunk to a peer that is now among its closest, as the engine decided, off the
     /// driver task. At most [`REPAIR_CONCURRENCY`] copies are in flight; the rest wait their turn.
-    fn replicate(&mut self, id: Key, to: PeerAddr, release: bool) {
+    fn replicate(&mut self, id: Key, to: PeerAddr) {
         let store = self.store.clone();
         let commands = self.self_tx.clone();
         let permits = self.repair_permits.clone();
@@ -821,19 +879,37 @@ impl Driver {
             };
             drop(commands);
             match outcome {
-                Ok(Ok(())) => {
-                    debug!(%id, %peer, "copied a chunk to a new closest peer");
-                    if release {
-                        let _ = tokio::task::spawn_blocking(move || {
-                            store.remove_reason(&id, Reason::Replica)
-                        })
-                        .await;
-                    }
-                }
+                Ok(Ok(())) => debug!(%id, %peer, "copied a chunk to a new closest peer"),
                 Ok(Err(e)) => {
                     debug!(%id, %peer, %e, "could not copy a chunk to a new closest peer")
                 }
                 Err(_) => {}
+            }
+        });
+    }
+
+    /// Reads this node's copy of `id` off the driver task and computes the proof that `peer`'s
+    /// answer must match, then asks `peer` (an engine challenge, see `cairn_dht::proof`).
+    fn challenge(&mut self, id: Key, peer: Contact<PeerAddr>, nonce: [u8; 32]) {
+        let store = self.store.clone();
+        let commands = self.self_tx.clone();
+        tokio::spawn(async move {
+            let expected = tokio::task::spawn_blocking(move || match store.read(&id) {
+                Ok(Some(bytes)) => Some(proof(&nonce, &bytes)),
+                _ => None,
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(commands) = commands.upgrade() {
+                let _ = commands
+                    .send(Command::Prove {
+                        peer,
+                        id,
+                        nonce,
+                        expected,
+                    })
+                    .await;
             }
         });
     }
@@ -895,6 +971,21 @@ impl Driver {
                     let _ = done.blocking_send(Done::Stored(channel, id, response));
                 });
             }
+            ChunkRequest::Prove { id, nonce } => {
+                // Only a copy kept as a replica is proven: a cached one may be evicted.
+                let responsible = self.engine.is_responsible(&id);
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let kept = responsible
+                        && !store.is_missing(&id)
+                        && matches!(store.add_reason(&id, Reason::Replica), Ok(true));
+                    let response = match kept.then(|| store.read(&id)) {
+                        Some(Ok(Some(bytes))) => ChunkResponse::Proof(proof(&nonce, &bytes)),
+                        _ => ChunkResponse::NotFound,
+                    };
+                    let _ = done.blocking_send(Done::Stored(channel, id, response));
+                });
+            }
             ChunkRequest::Store { id, bytes } => {
                 if Key::hash(&bytes) != id {
                     self.penalised += 1;
@@ -937,7 +1028,7 @@ impl Driver {
         let (channel, response) = match done {
             Done::Respond(channel, response) => (channel, response),
             Done::Stored(channel, id, response) => {
-                if matches!(response, ChunkResponse::Stored) {
+                if matches!(response, ChunkResponse::Stored | ChunkResponse::Proof(_)) {
                     self.engine.hold(id);
                 }
                 (channel, response)

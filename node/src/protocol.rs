@@ -75,6 +75,15 @@ pub enum ChunkRequest {
         /// The chunk id.
         id: Key,
     },
+    /// Prove you keep this chunk as a responsible replica: answer
+    /// [`cairn_dht::proof`] of `nonce` over your copy ([`ChunkResponse::Proof`]), or
+    /// `NotFound`. Sent by the repair audit and handoffs of the peers that hold it too.
+    Prove {
+        /// The chunk id.
+        id: Key,
+        /// The challenger's fresh random key.
+        nonce: [u8; 32],
+    },
     /// Keep this chunk: you are one of the closest peers to its hash.
     Store {
         /// The chunk id; the receiver checks the bytes hash to it.
@@ -94,6 +103,8 @@ pub enum ChunkResponse {
     NotFound,
     /// Stored.
     Stored,
+    /// The answer to [`ChunkRequest::Prove`].
+    Proof([u8; 32]),
     /// Refused, and why.
     Refused(String),
 }

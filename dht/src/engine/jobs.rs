@@ -1,5 +1,6 @@
 //! Periodic work, run from any input once [`JOBS_INTERVAL`] has passed: record expiry, bucket
-//! refresh (Kademlia §2.3), and storing again what this peer published or announces (§2.5).
+//! refresh (Kademlia §2.3), storing again what this peer published or announces (§2.5), the
+//! repair audit and handoffs (`custody.rs`), and pinging again peers dropped for failures.
 
 use super::*;
 
@@ -15,6 +16,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         }
         self.republish(now);
         self.audit(now);
+        self.progress_handoffs(now);
         self.retry_dropped(now);
     }
 
@@ -34,64 +36,6 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 d.next = Timestamp::NEVER;
             }
             self.send(now, contact, RequestBody::Ping, Purpose::Retry);
-        }
-    }
-
-    /// Checks the next held chunks (as many as spread every one over `repair_interval`, at
-    /// most `repair_budget`): asks each of its `replication` closest peers, as this peer's table
-    /// knows them, whether it holds it (`GetProviders`); the answers and failures do the rest
-    /// (a copy to each that lacks it, a failing peer dropped and the closest sets repaired).
-    /// Chunks this peer is not among the closest of are left to the peers that are.
-    fn audit(&mut self, now: Timestamp) {
-        if self.held.is_empty() {
-            return;
-        }
-        let interval = self.config.repair_interval;
-        let start = match self.audit_cursor {
-            Some(next) => next,
-            // A round ended: the next begins `repair_interval` after it began.
-            None if self
-                .audit_round
-                .is_some_and(|began| now.saturating_duration_since(began) < interval) =>
-            {
-                return;
-            }
-            None => {
-                self.audit_round = Some(now);
-                Key::from_bytes([0; 32])
-            }
-        };
-        // Spread over the interval: the round's share of one jobs run, within the budget.
-        let runs = (interval.as_secs() / JOBS_INTERVAL.as_secs()).max(1);
-        let due = (self.held.len() as u64).div_ceil(runs) as usize;
-        let count = due.clamp(1, self.config.repair_budget.max(1));
-        let keys: Vec<Key> = self.held.range(start..).take(count).copied().collect();
-        self.audit_cursor = keys.last().and_then(|last| {
-            self.held
-                .range((std::ops::Bound::Excluded(*last), std::ops::Bound::Unbounded))
-                .next()
-                .copied()
-        });
-        let r = self.config.replication.max(1);
-        for key in keys {
-            let peers = self.table.closest(&key, r);
-            let d_local = key.distance(&self.local);
-            // Responsible: fewer than r known peers are closer than this one.
-            let closer = peers
-                .iter()
-                .filter(|c| key.distance(&c.id) < d_local)
-                .count();
-            if closer >= r {
-                continue;
-            }
-            for peer in peers.into_iter().take(r - 1) {
-                self.send(
-                    now,
-                    peer,
-                    RequestBody::GetProviders { key },
-                    Purpose::Audit { key },
-                );
-            }
         }
     }
 

@@ -1,11 +1,16 @@
 //! The engine: one peer's whole Kademlia state machine. Its parts by concept: the lookup
 //! machinery shared by every query kind (`queries.rs`; the kinds and the lookup itself are in
 //! `crate::query`), fetches of content (`fetching.rs`, over the planner in `crate::fetch`),
-//! periodic work (`jobs.rs`); placement rules are in `crate::placement`.
+//! periodic work (`jobs.rs`), the custody of held chunks (`custody.rs`: repair audit, verified
+//! handoff); placement rules are in `crate::placement`.
 
+mod custody;
 mod fetching;
 mod jobs;
 mod queries;
+
+use custody::Custody;
+pub use custody::{PROOF_WINDOW, ProofOutcome, RepairStats, proof};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -84,17 +89,32 @@ pub enum Event<A> {
         /// The peer.
         peer: Contact<A>,
     },
-    /// A chunk this peer holds should be copied to `to`, which is now among the `replication`
-    /// closest peers to it (see the `placement` module: a peer joined, or one left). The node
-    /// sends the bytes. If `release`, this peer itself is no longer among the closest and may
-    /// keep its copy as evictable cache once `to` has it.
+    /// A chunk this peer holds should be copied to `to`, which is among the `replication`
+    /// closest peers to it and lacks it (see the `placement` module: a peer joined, or one
+    /// left; or the repair audit found it missing). The node sends the bytes.
     Replicate {
         /// The chunk.
         key: Key,
         /// Where the copy goes.
         to: Contact<A>,
-        /// Whether this peer may drop its responsibility afterwards.
-        release: bool,
+    },
+    /// Ask `peer` to prove it holds the chunk `key`: the node computes [`proof`] of `nonce`
+    /// over its own copy, asks the peer for the same over its copy, compares, and reports with
+    /// [`Dht::handle_proof`] (see `custody.rs`).
+    Challenge {
+        /// The chunk.
+        key: Key,
+        /// Who must prove it.
+        peer: Contact<A>,
+        /// A fresh random key for the proof.
+        nonce: [u8; 32],
+    },
+    /// This peer is no longer among the `replication` closest peers to the chunk `key`, and
+    /// all of them proved they hold it: the node may keep its copy as evictable cache instead
+    /// of a responsible replica (pinned data stays pinned).
+    Release {
+        /// The chunk.
+        key: Key,
     },
     /// A fetch asks for a chunk: request `chunk` from `from`, verify it, and report the outcome
     /// with [`Dht::handle_chunk`] (the engine times the request out itself).
@@ -171,11 +191,8 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     /// The last bootstrap's seeds, tried again while the table is empty, and the next wait.
     bootstrap_seeds: Vec<Contact<A>>,
     bootstrap_wait: Duration,
-    /// The next held chunk the repair job checks (in key order), while a round runs; and when
-    /// the round began (a round checks every held chunk once, a new one starts
-    /// `repair_interval` after the last).
-    audit_cursor: Option<Key>,
-    audit_round: Option<Timestamp>,
+    /// The repair audit and handoffs of held chunks.
+    custody: Custody<A>,
     queries: BTreeMap<QueryId, Query<A>>,
     pending: HashMap<RequestId, Pending<A>>,
     timers: BinaryHeap<Reverse<(Timestamp, Timer)>>,
@@ -291,10 +308,6 @@ enum Purpose {
     Push,
     /// Is a peer whose connection broke still there? A failure drops it at once.
     Liveness,
-    /// Does one of a chunk's closest peers hold it? If not, it gets a copy.
-    Audit {
-        key: Key,
-    },
     /// Is a peer dropped for not answering back?
     Retry,
 }
@@ -357,8 +370,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             dropped: BTreeMap::new(),
             bootstrap_seeds: Vec::new(),
             bootstrap_wait: BOOTSTRAP_RETRY_FIRST,
-            audit_cursor: None,
-            audit_round: None,
+            custody: Custody::default(),
             queries: BTreeMap::new(),
             pending: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -451,16 +463,6 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.on_alive(now, pending.to.clone(), true);
         match pending.purpose {
             Purpose::Probe | Purpose::Push | Purpose::Liveness | Purpose::Retry => {}
-            Purpose::Audit { key } => {
-                let lacks = matches!(response.body, ResponseBody::Providers { holds: false, .. });
-                if lacks && self.held.contains(&key) {
-                    self.events.push_back(Event::Replicate {
-                        key,
-                        to: pending.to,
-                        release: false,
-                    });
-                }
-            }
             Purpose::Lookup { query, path } => {
                 self.on_lookup_response(now, query, path, pending.to, response)
             }
@@ -518,9 +520,6 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         }
         match pending.purpose {
             Purpose::Probe | Purpose::Push | Purpose::Liveness | Purpose::Retry => {}
-            // One of a chunk's closest peers did not answer: is it gone? (A second chance now,
-            // not at the next audit: the chunk may be down a copy.)
-            Purpose::Audit { .. } => self.connection_lost(now, &pending.to.id),
             Purpose::Lookup { query, path } => {
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.stats.failures += 1;
@@ -785,11 +784,13 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// say so.
     pub fn hold(&mut self, key: Key) {
         self.held.insert(key);
+        self.custody.hold(key);
     }
 
     /// Notes that this peer no longer stores the chunk under `key`.
     pub fn release(&mut self, key: &Key) {
         self.held.remove(key);
+        self.custody.forget(key);
     }
 
     // ---- queries about state ------------------------------------------------------------------
@@ -948,11 +949,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         if let Some(Removal { removed, promoted }) = removal {
             let r = self.config.replication;
             for t in placement::on_leave(&self.table, &self.held, &self.local, r, &removed) {
-                self.events.push_back(Event::Replicate {
-                    key: t.key,
-                    to: t.to,
-                    release: t.release,
-                });
+                self.transfer(now, t);
             }
             self.events.push_back(Event::PeerRemoved { peer: removed });
             if let Some(peer) = promoted {
@@ -964,11 +961,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     fn on_peer_added(&mut self, now: Timestamp, peer: Contact<A>) {
         let r = self.config.replication;
         for t in placement::on_join(&self.table, &self.held, &self.local, r, &peer) {
-            self.events.push_back(Event::Replicate {
-                key: t.key,
-                to: t.to,
-                release: t.release,
-            });
+            self.transfer(now, t);
         }
         // Records live on the k closest: one that joined them gets each from this peer (which
         // keeps its own copy; records are small and expire on their own).
@@ -1234,54 +1227,6 @@ mod tests {
         let ping = dht.poll_transmit().expect("a ping");
         dht.handle_response(t, ping.id, Response::new(ResponseBody::Pong));
         assert!(dht.contains_peer(&peer.id));
-    }
-
-    #[test]
-    fn the_repair_job_asks_a_chunks_closest_peers_and_copies_it_to_one_that_lacks_it() {
-        let (mut dht, peer) = one_peer();
-        let t0 = Timestamp::EPOCH + HOUR;
-        // A key next to this peer (id 0): it is among the closest, with the one other peer.
-        let mut near = [0u8; 32];
-        near[31] = 7;
-        let chunk = Key::from_bytes(near);
-        dht.hold(chunk);
-        sent(&mut dht, t0);
-        events(&mut dht);
-        // Within the repair interval every held chunk is asked about once.
-        let lacks = ResponseBody::Providers {
-            holds: false,
-            providers: Vec::new(),
-            closer: Vec::new(),
-        };
-        let mut asked = Vec::new();
-        let mut copies = 0;
-        let mut t = t0;
-        // Nine minutes: inside the 10-minute repair interval.
-        for _ in 0..9 {
-            t = t + Duration::from_secs(61);
-            dht.handle_timeout(t);
-            let mut answered = false;
-            while let Some(tx) = dht.poll_transmit() {
-                if matches!(tx.request.body, RequestBody::GetProviders { key } if key == chunk) {
-                    asked.push(tx.to.id);
-                    dht.handle_response(t, tx.id, Response::new(lacks.clone()));
-                    answered = true;
-                } else if !matches!(tx.request.body, RequestBody::Ping) {
-                    dht.handle_failure(t, tx.id);
-                }
-            }
-            if answered {
-                copies += events(&mut dht)
-                    .iter()
-                    .filter(|e| {
-                        matches!(e, Event::Replicate { key, to, release: false }
-                            if *key == chunk && to.id == peer.id)
-                    })
-                    .count();
-            }
-        }
-        assert_eq!(asked, vec![peer.id], "one check per repair interval");
-        assert_eq!(copies, 1, "a copy goes to the peer that lacks it");
     }
 
     #[test]
