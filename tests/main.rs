@@ -6,4 +6,5 @@ mod http_server;
 mod put_get;
 mod recovery;
 mod rejoin;
+mod repair;
 mod restart;
