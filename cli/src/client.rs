@@ -645,7 +645,11 @@ impl Client {
             if e.is_connect() {
                 anyhow::anyhow!(no_daemon(&self.target))
             } else {
-                anyhow::anyhow!("the daemon {} did not answer: {e}", self.target)
+                // Connected, then the answer never came: the daemon died or dropped the request.
+                anyhow::anyhow!(
+                    "the daemon {} stopped answering during the request ({e}); nothing it stored before is lost: check that it still runs (start it with `cairn daemon`) and try again",
+                    self.target
+                )
             }
         })?;
         if response.status().is_success() {

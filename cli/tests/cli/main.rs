@@ -2,6 +2,7 @@
 //! stopped through its handle (killed on drop if a test fails first), every wait bounded.
 
 mod bad_input;
+mod crash;
 mod survivors;
 
 use std::path::{Path, PathBuf};
