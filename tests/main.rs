@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod churn;
+mod health;
 mod http_server;
 mod put_get;
 mod recovery;

@@ -578,7 +578,9 @@ impl Client {
             .unwrap_or_default();
         let text = format!(
             "peer id:      {}\nname:         {}\nlistening:    {addrs}\nrouting table: {} peers ({} connected)\n\
-             stored:       {} of {} bytes quota\nchunks:       {} ({} pinned, {} replica, {} cached)",
+             stored:       {} of {} bytes quota\nchunks:       {} ({} pinned, {} replica, {} cached)\n\
+             repair:       {} chunks responsible, {} below {} proven copies, {} not yet checked, {} handed over\n\
+             repair sent:  {} copies ({} bytes); proofs {} valid, {} wrong",
             s["peer_id"].as_str().unwrap_or("?"),
             s["name"].as_str().unwrap_or("?"),
             s["routing_table"],
@@ -589,8 +591,65 @@ impl Client {
             s["chunks_pinned"],
             s["chunks_replica"],
             s["chunks_cached"],
+            s["repair"]["chunks_responsible"],
+            s["repair"]["chunks_below_target"],
+            s["replication"],
+            s["repair"]["chunks_unaudited"],
+            s["repair"]["handoffs"],
+            s["repair"]["copies_sent"],
+            s["repair"]["bytes_sent"],
+            s["repair"]["proofs_valid"],
+            s["repair"]["proofs_invalid"],
         );
         out.print(text, s);
+        Ok(())
+    }
+
+    pub(crate) async fn health(&self, id: &str, out: &Output) -> anyhow::Result<()> {
+        let id = parse_id(id)?;
+        let h: Value = self
+            .send(self.http.get(format!("{}/health/{id}", self.base)))
+            .await?
+            .json()
+            .await?;
+        let r = &h["replication"];
+        let at_risk = h["at_risk"].as_array().cloned().unwrap_or_default();
+        let mut text = format!(
+            "content:  {id}\nchunks:   {}\ncopies:   min {}, median {} (target {r}, verified on other peers)\nat risk:  {} chunks with fewer than {r} verified copies",
+            h["chunks"],
+            h["min"],
+            h["median"],
+            at_risk.len()
+        );
+        for c in &at_risk {
+            let chunk = c["id"].as_str().unwrap_or("?");
+            text.push_str(&format!(
+                "\n  {chunk}: {} verified of {} claimed{}",
+                c["copies"],
+                c["claimed"],
+                match c["invalid"].as_u64() {
+                    Some(n @ 1..) => format!(", {n} wrong proofs"),
+                    _ => String::new(),
+                }
+            ));
+        }
+        out.print(text, h);
+        Ok(())
+    }
+
+    pub(crate) async fn gc(&self, dry_run: bool, keep: u64, out: &Output) -> anyhow::Result<()> {
+        let body = serde_json::json!({ "dry_run": dry_run, "keep_bytes": keep });
+        let r: Value = self
+            .send(self.http.post(format!("{}/gc", self.base)).json(&body))
+            .await?
+            .json()
+            .await?;
+        let verb = if dry_run { "would remove" } else { "removed" };
+        let text = format!(
+            "{verb} {} cached chunks ({} bytes); {} bytes of cache left",
+            r["chunks"], r["bytes"], r["cache_left_bytes"]
+        );
+        out.print(text, r);
         Ok(())
     }
 

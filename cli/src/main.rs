@@ -84,8 +84,23 @@ enum Command {
         #[command(subcommand)]
         command: Option<PeersCommand>,
     },
-    /// Show the node's id, addresses, routing table and storage
+    /// Show the node's id, addresses, routing table, storage and repair work
     Status,
+    /// Ask the network how many live, verified copies each chunk of some content has
+    Health {
+        /// Content id (cairn1…)
+        id: String,
+    },
+    /// Remove cached chunks (fetched by gets; never pinned content or replicas kept for the
+    /// network), least recently used first
+    Gc {
+        /// Say what would be removed, and remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep this much cache, e.g. 2GiB [default: 0]
+        #[arg(long, value_name = "SIZE")]
+        keep: Option<String>,
+    },
     /// Start a local network of real nodes on 127.0.0.1 and run until Ctrl-C
     Devnet(devnet::DevnetArgs),
 }
@@ -186,6 +201,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     command: Some(PeersCommand::Add { addr }),
                 } => client.add_peer(&addr, &out).await,
                 Command::Status => client.status(&out).await,
+                Command::Health { id } => client.health(&id, &out).await,
+                Command::Gc { dry_run, keep } => {
+                    let keep = match keep {
+                        Some(text) => config::parse_size(&text)
+                            .map_err(|e| anyhow::anyhow!("--keep {text:?}: {e}"))?,
+                        None => 0,
+                    };
+                    client.gc(dry_run, keep, &out).await
+                }
                 Command::Daemon(_) | Command::Devnet(_) => unreachable!("handled above"),
             }
         }

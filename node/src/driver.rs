@@ -14,6 +14,7 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, ping};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, trace, warn};
@@ -92,9 +93,15 @@ pub struct NetworkStatus {
     pub routing_table: usize,
     /// Peers with an open connection.
     pub connected: usize,
-    /// Times a peer sent chunk bytes that did not match their id (and was penalised), in answer
-    /// to a fetch or as a replica copy.
+    /// Times a peer was penalised for chunk bytes that did not match their id (in answer to a
+    /// fetch or as a replica copy) or for a wrong proof of holding a chunk.
     pub penalised: u64,
+    /// What the repair audit and handoffs found and did.
+    pub repair: cairn_dht::RepairStats,
+    /// Bytes of chunk copies sent to peers that lacked them (repair traffic) since start.
+    pub repair_bytes_sent: u64,
+    /// Peers each chunk is stored on.
+    pub replication: usize,
 }
 
 /// A peer in the routing table.
@@ -163,13 +170,20 @@ pub(crate) enum Command {
         id: Key,
         reply: Reply<Result<(), TransferError>>,
     },
-    /// Ask `peer` to prove it holds `id` (an engine challenge), expecting `expected`: the
-    /// proof over this node's own copy, `None` if it has none left.
+    /// Ask `peer` to prove it holds `id`, expecting `expected`: the proof over this node's own
+    /// copy, `None` if it has none left. The outcome goes to `reply` if given (a health
+    /// check), else to the engine (its challenge).
     Prove {
         peer: Contact<PeerAddr>,
         id: Key,
         nonce: [u8; 32],
         expected: Option<[u8; 32]>,
+        reply: Option<Reply<ProofOutcome>>,
+    },
+    /// Every holder of `key` among its closest peers ([`Dht::find_all_holders`]).
+    FindAllHolders {
+        key: Key,
+        reply: Reply<Result<Vec<Contact<PeerAddr>>, QueryError>>,
     },
     PutRecord {
         record: SignedRecord,
@@ -201,6 +215,7 @@ enum Waiter {
     Place(Reply<Result<Placement, QueryError>>),
     PutRecord(Reply<Result<usize, QueryError>>),
     GetRecord(Reply<Result<Option<SignedRecord>, QueryError>>),
+    Holders(Reply<Result<Vec<Contact<PeerAddr>>, QueryError>>),
     Background,
 }
 
@@ -232,6 +247,8 @@ pub(crate) struct Driver {
     /// driver still stops when the last handle is dropped.
     self_tx: mpsc::WeakSender<Command>,
     repair_permits: Arc<Semaphore>,
+    /// Bytes of replica copies sent, counted by the copying tasks.
+    repair_bytes: Arc<AtomicU64>,
     inbound_permits: Arc<Semaphore>,
     /// This node's name key: the engine asks for its records to be signed again before they
     /// lapse.
@@ -240,11 +257,13 @@ pub(crate) struct Driver {
 
 enum ChunkWaiter {
     Send(Reply<Result<(), TransferError>>),
-    /// An engine challenge: the proof that would match this node's copy.
+    /// A challenge: the proof that would match this node's copy, and who wants the outcome
+    /// (the engine if `None`).
     Prove {
         id: Key,
         peer: Key,
         expected: [u8; 32],
+        reply: Option<Reply<ProofOutcome>>,
     },
     /// A request an engine fetch asked for.
     Engine {
@@ -291,6 +310,7 @@ impl Driver {
             penalised: 0,
             self_tx,
             repair_permits: Arc::new(Semaphore::new(REPAIR_CONCURRENCY)),
+            repair_bytes: Arc::new(AtomicU64::new(0)),
             inbound_permits: Arc::new(Semaphore::new(INBOUND_CHUNK_CONCURRENCY)),
             name_secret,
         }
@@ -427,6 +447,9 @@ impl Driver {
             (Waiter::GetRecord(reply), QueryResult::GetRecord { record, .. }) => {
                 let _ = reply.send(Ok(record));
             }
+            (Waiter::Holders(reply), QueryResult::Holders { holders, .. }) => {
+                let _ = reply.send(Ok(holders));
+            }
             (Waiter::Background, _) => {}
             (_, other) => warn!(?other, "query finished with an unexpected result"),
         }
@@ -509,10 +532,9 @@ impl Driver {
                 id,
                 nonce,
                 expected,
+                reply,
             } => match expected {
-                None => self
-                    .engine
-                    .handle_proof(now, id, &peer.id, ProofOutcome::Unchecked),
+                None => self.on_proof(id, peer.id, ProofOutcome::Unchecked, reply),
                 Some(expected) => self.chunk_request(
                     peer.addr,
                     ChunkRequest::Prove { id, nonce },
@@ -520,9 +542,14 @@ impl Driver {
                         id,
                         peer: peer.id,
                         expected,
+                        reply,
                     },
                 ),
             },
+            Command::FindAllHolders { key, reply } => {
+                let started = self.engine.find_all_holders(now, key);
+                self.await_query(started, reply, Waiter::Holders);
+            }
             Command::PutRecord { record, reply } => {
                 let started = self.engine.put_record(now, record);
                 self.await_query(started, reply, Waiter::PutRecord);
@@ -542,6 +569,9 @@ impl Driver {
                     routing_table: self.engine.routing_table_len(),
                     connected: self.swarm.connected_peers().count(),
                     penalised: self.penalised,
+                    repair: self.engine.repair_stats(),
+                    repair_bytes_sent: self.repair_bytes.load(Ordering::Relaxed),
+                    replication: self.engine.config().replication,
                 });
             }
             Command::Peers { reply } => {
@@ -767,7 +797,15 @@ impl Driver {
                         }),
                         response,
                     ) => self.on_fetched(peer, fetch, index, chunk, Some(response)),
-                    (Some(ChunkWaiter::Prove { id, peer, expected }), response) => {
+                    (
+                        Some(ChunkWaiter::Prove {
+                            id,
+                            peer,
+                            expected,
+                            reply,
+                        }),
+                        response,
+                    ) => {
                         let outcome = match response {
                             ChunkResponse::Proof(p) if p == expected => ProofOutcome::Valid,
                             ChunkResponse::Proof(_) => ProofOutcome::Invalid,
@@ -775,11 +813,7 @@ impl Driver {
                             // Busy, or an answer of another kind: no verdict this time.
                             _ => ProofOutcome::Unchecked,
                         };
-                        if outcome == ProofOutcome::Invalid {
-                            self.penalised += 1;
-                        }
-                        let now = self.clock.now();
-                        self.engine.handle_proof(now, id, &peer, outcome);
+                        self.on_proof(id, peer, outcome, reply);
                     }
                     (Some(ChunkWaiter::Send(reply)), ChunkResponse::Stored) => {
                         let _ = reply.send(Ok(()));
@@ -812,11 +846,9 @@ impl Driver {
                     Some(ChunkWaiter::Send(reply)) => {
                         let _ = reply.send(Err(e));
                     }
-                    Some(ChunkWaiter::Prove { id, peer, .. }) => {
-                        let now = self.clock.now();
-                        self.engine
-                            .handle_proof(now, id, &peer, ProofOutcome::Unreachable);
-                    }
+                    Some(ChunkWaiter::Prove {
+                        id, peer, reply, ..
+                    }) => self.on_proof(id, peer, ProofOutcome::Unreachable, reply),
                     None => {}
                 }
             }
@@ -833,6 +865,7 @@ impl Driver {
         let store = self.store.clone();
         let commands = self.self_tx.clone();
         let permits = self.repair_permits.clone();
+        let sent = self.repair_bytes.clone();
         tokio::spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
@@ -862,6 +895,7 @@ impl Driver {
                 let Ok(Ok(Some(bytes))) = read else {
                     return; // evicted or gone meanwhile: nothing to copy
                 };
+                sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 let (reply, done) = oneshot::channel();
                 if commands
                     .send(Command::SendChunk {
@@ -888,6 +922,30 @@ impl Driver {
         });
     }
 
+    /// What came of a challenge: to the engine if it asked, else to `reply`; a wrong proof
+    /// costs the peer its standing either way.
+    fn on_proof(
+        &mut self,
+        id: Key,
+        peer: Key,
+        outcome: ProofOutcome,
+        reply: Option<Reply<ProofOutcome>>,
+    ) {
+        let now = self.clock.now();
+        if outcome == ProofOutcome::Invalid {
+            self.penalised += 1;
+        }
+        match reply {
+            None => self.engine.handle_proof(now, id, &peer, outcome),
+            Some(reply) => {
+                if outcome == ProofOutcome::Invalid {
+                    self.engine.report_misbehaviour(now, &peer);
+                }
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
     /// Reads this node's copy of `id` off the driver task and computes the proof that `peer`'s
     /// answer must match, then asks `peer` (an engine challenge, see `cairn_dht::proof`).
     fn challenge(&mut self, id: Key, peer: Contact<PeerAddr>, nonce: [u8; 32]) {
@@ -908,6 +966,7 @@ impl Driver {
                         id,
                         nonce,
                         expected,
+                        reply: None,
                     })
                     .await;
             }

@@ -344,7 +344,7 @@ impl Node {
     /// every entry checked against the manifest it names, and refused past [`MAX_DEPTH`]
     /// directory levels or [`MAX_TREE_DEPTH`] levels of a file's tree: manifests may come from
     /// strangers.
-    async fn walk(
+    pub(crate) async fn walk(
         &self,
         content: ContentId,
         fetch: bool,
@@ -410,7 +410,7 @@ impl Node {
     }
 
     /// The chunk's bytes if it is stored here.
-    async fn stored(&self, id: Key) -> Result<Option<Vec<u8>>, GetError> {
+    pub(crate) async fn stored(&self, id: Key) -> Result<Option<Vec<u8>>, GetError> {
         let store = self.inner.store.clone();
         Ok(tokio::task::spawn_blocking(move || store.read(&id))
             .await

@@ -15,7 +15,9 @@
 //! | `GET /api/v0/ls/<id>` | the manifest: kind, size, entries |
 //! | `GET /api/v0/count/<id>` | [`FileCount`]: files a get of it writes (refused past the limit) |
 //! | `GET /api/v0/pins`, `POST/DELETE /api/v0/pins/<id>` | pins |
-//! | `GET /api/v0/peers`, `GET /api/v0/status` | peers, status |
+//! | `GET /api/v0/peers`, `GET /api/v0/status` | peers, status (with repair figures) |
+//! | `GET /api/v0/health/<id>` | [`crate::Health`]: verified live copies of each chunk on other peers, with `min`, `median` and `at_risk` |
+//! | `POST /api/v0/gc` `{"dry_run": bool, "keep_bytes": n}` | removes cached chunks beyond `keep_bytes` (default 0), oldest first; [`crate::store::GcReport`] |
 //! | `POST /api/v0/names` `{"id": …}`, `GET /api/v0/names/<name>` | publish, resolve a name |
 //!
 //! Errors from every route, unknown routes and malformed requests included, are JSON
@@ -208,6 +210,8 @@ pub fn router(node: Node, token: &str) -> Router {
         .route("/pins/{id}", post(pin).delete(unpin))
         .route("/peers", get(peers).post(add_peer))
         .route("/status", get(status))
+        .route("/health/{id}", get(health))
+        .route("/gc", post(gc))
         .route("/names", post(publish))
         .route("/names/{name}", get(resolve))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -933,6 +937,62 @@ async fn status(State(state): State<AppState>) -> Result<axum::Json<serde_json::
         "chunks_replica": s.replica,
         "chunks_cached": s.cached,
         "penalised_peers": stats.network.penalised,
+        "replication": stats.network.replication,
+        "repair": {
+            "chunks_responsible": stats.network.repair.responsible,
+            "chunks_below_target": stats.network.repair.below_target,
+            "chunks_unaudited": stats.network.repair.unaudited,
+            "handoffs": stats.network.repair.handoffs,
+            "copies_sent": stats.network.repair.copies_sent,
+            "bytes_sent": stats.network.repair_bytes_sent,
+            "proofs_valid": stats.network.repair.proofs_valid,
+            "proofs_invalid": stats.network.repair.proofs_invalid,
+            "released": stats.network.repair.released,
+        },
+    })))
+}
+
+async fn health(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let h = state.node.health(id).await?;
+    let at_risk: Vec<&crate::ChunkHealth> = h.at_risk().collect();
+    Ok(axum::Json(serde_json::json!({
+        "content": h.content,
+        "replication": h.replication,
+        "chunks": h.chunks.len(),
+        "min": h.min(),
+        "median": h.median(),
+        "at_risk": at_risk,
+        "copies": h.chunks,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+struct GcBody {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    keep_bytes: u64,
+}
+
+impl BodyShape for GcBody {
+    const SHAPE: &'static str =
+        r#"a JSON object {"dry_run": <bool>, "keep_bytes": <bytes of cache to keep>}"#;
+}
+
+async fn gc(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<GcBody>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let r = state.node.gc(body.keep_bytes, body.dry_run).await?;
+    Ok(axum::Json(serde_json::json!({
+        "dry_run": body.dry_run,
+        "chunks": r.chunks,
+        "bytes": r.bytes,
+        "cache_left_bytes": r.cache_left,
     })))
 }
 

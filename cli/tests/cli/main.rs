@@ -233,6 +233,56 @@ async fn devnet_put_get_cat_gateway_and_errors() {
     assert_eq!((code, body.as_slice()), (200, &b"hello tree"[..]));
     assert_eq!(headers["content-type"], "text/plain");
 
+    // Health: every chunk of the file has verified copies on the other nodes.
+    let health = run(&node1, &["--json", "health", &id]).await;
+    assert_ok(&health);
+    let h: serde_json::Value = serde_json::from_str(&stdout(&health)).unwrap();
+    let replication = h["replication"].as_u64().unwrap();
+    assert!(h["chunks"].as_u64().unwrap() >= 2, "{h}");
+    // The publisher's own copy does not count; a chunk it is a replica holder of has one fewer
+    // copy elsewhere.
+    assert!(h["min"].as_u64().unwrap() >= replication - 1, "{h}");
+    let text = run(&node1, &["health", &id]).await;
+    assert_ok(&text);
+    assert!(stdout(&text).contains("median"), "{}", stdout(&text));
+
+    // Status shows the repair work; gc removes what node 6 cached for its get (never the pins
+    // of node 1), and the content still comes back.
+    let status = run(&node6, &["status"]).await;
+    assert_ok(&status);
+    assert!(stdout(&status).contains("repair:"), "{}", stdout(&status));
+    let cached = |status: &serde_json::Value| status["chunks_cached"].as_u64().unwrap();
+    let before: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&node6, &["--json", "status"]).await)).unwrap();
+    assert!(cached(&before) > 0, "node 6 cached what it got: {before}");
+    let dry = run(&node6, &["--json", "gc", "--dry-run"]).await;
+    assert_ok(&dry);
+    let dry: serde_json::Value = serde_json::from_str(&stdout(&dry)).unwrap();
+    assert_eq!(dry["chunks"].as_u64().unwrap(), cached(&before), "{dry}");
+    let gc = run(&node6, &["gc"]).await;
+    assert_ok(&gc);
+    assert!(stdout(&gc).starts_with("removed "), "{}", stdout(&gc));
+    let after: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&node6, &["--json", "status"]).await)).unwrap();
+    assert_eq!(cached(&after), 0, "{after}");
+    let pinned = |s: &serde_json::Value| s["chunks_pinned"].as_u64().unwrap();
+    let node1_before: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&node1, &["--json", "status"]).await)).unwrap();
+    assert_ok(&run(&node1, &["gc"]).await);
+    let node1_after: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&node1, &["--json", "status"]).await)).unwrap();
+    assert_eq!(pinned(&node1_after), pinned(&node1_before));
+    let again = root.path().join("again.bin");
+    assert_ok(&run(&node6, &["get", &id, "-o", again.to_str().unwrap()]).await);
+    assert!(
+        std::fs::read(&again).unwrap() == data,
+        "get after gc differs"
+    );
+    assert_fails(
+        &run(&node6, &["gc", "--keep", "lots"]).await,
+        "--keep \"lots\"",
+    );
+
     // Errors: message and exit code.
     assert_fails(
         &run(&node1, &["get", "cairn1nothex"]).await,

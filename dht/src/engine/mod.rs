@@ -752,6 +752,17 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.start(now, kind, key, Vec::new(), false)
     }
 
+    /// Finds every peer among the closest to `key` that holds the content, running the lookup
+    /// to its end (for a census of copies, such as a health check; [`Dht::find_holders`] stops
+    /// at the first `replication`).
+    pub fn find_all_holders(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
+        let mut kind = self.holders_kind(None, BTreeSet::new());
+        if let Kind::Holders { want, .. } = &mut kind {
+            *want = usize::MAX;
+        }
+        self.start(now, kind, key, Vec::new(), false)
+    }
+
     /// A holder lookup. The first for a chunk stops early at `replication` live holders; one
     /// after failures (some holders `tried`) runs to the end of the lookup, collecting every
     /// holder among the closest peers, so that the holders that failed (possibly liars that

@@ -168,6 +168,17 @@ pub struct StoreStats {
     pub quota: u64,
 }
 
+/// What [`Store::collect_garbage`] removed (or would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Cached chunks removed.
+    pub chunks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Bytes of cache left.
+    pub cache_left: u64,
+}
+
 /// Chunks and their index.
 #[derive(Clone)]
 pub struct Store {
@@ -802,6 +813,82 @@ impl Store {
             }
             Ok(out)
         })
+    }
+
+    /// Removes cached chunks (neither pinned nor kept as a responsible replica, nor protected
+    /// by a put in progress), least recently used first, until at most `keep` bytes of cache
+    /// remain; with `dry_run` only says what it would remove. Pinned chunks and replicas are
+    /// never touched. The removed ids go to the eviction callback, as evicted ones do.
+    pub fn collect_garbage(&self, keep: u64, dry_run: bool) -> Result<GcReport, StoreError> {
+        let mut report = GcReport::default();
+        let victims = self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let victims = {
+                let mut table = txn.open_table(CHUNKS)?;
+                let mut lru = txn.open_table(LRU)?;
+                let mut meta = txn.open_table(META)?;
+                let staged = lock(&self.staged);
+                let mut cache = Vec::new();
+                let mut cache_bytes = 0;
+                for row in lru.iter()? {
+                    let (tick, id) = row?.0.value();
+                    if staged.contains_key(&Key::from_bytes(id)) {
+                        continue;
+                    }
+                    let size = table.get(&id)?.map_or(0, |g| g.value().2);
+                    cache_bytes += size;
+                    cache.push((tick, id, size));
+                }
+                drop(staged);
+                // Oldest first, until what is left fits in `keep`.
+                let mut victims = Vec::new();
+                for (tick, id, size) in cache {
+                    if cache_bytes <= keep {
+                        break;
+                    }
+                    cache_bytes -= size;
+                    report.chunks += 1;
+                    report.bytes += size;
+                    victims.push((tick, id));
+                }
+                report.cache_left = cache_bytes;
+                if !dry_run {
+                    let mut used = meta.get("bytes")?.map_or(0, |g| g.value());
+                    for &(tick, id) in &victims {
+                        lru.remove((tick, id))?;
+                        if let Some(e) = table.remove(&id)?.map(|g| g.value()) {
+                            used = used.saturating_sub(e.2);
+                        }
+                    }
+                    meta.insert("bytes", used)?;
+                }
+                victims
+            };
+            if dry_run {
+                txn.abort()?;
+            } else {
+                txn.commit()?;
+            }
+            Ok(victims)
+        })?;
+        if dry_run || victims.is_empty() {
+            return Ok(report);
+        }
+        let removed: Vec<Key> = victims
+            .into_iter()
+            .map(|(_, id)| Key::from_bytes(id))
+            .collect();
+        for id in &removed {
+            // Under its stripe, and only if nobody stored it again meanwhile.
+            let _guard = self.stripe(id);
+            if !self.contains(id)? {
+                self.chunks.remove(id)?;
+            }
+        }
+        if let Some(f) = self.on_evict.get() {
+            f(removed);
+        }
+        Ok(report)
     }
 
     /// Counts by reason.

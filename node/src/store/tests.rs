@@ -15,6 +15,46 @@ fn both(quota: u64, f: impl Fn(&Store)) {
 }
 
 #[test]
+fn garbage_collection_removes_cache_oldest_first_and_never_pins_replicas_or_staged() {
+    both(10_000, |s| {
+        let (pin, pb) = chunk(1, 100);
+        let (rep, rb) = chunk(2, 100);
+        let (old, ob) = chunk(3, 100);
+        let (new, nb) = chunk(4, 100);
+        let (staged, sb) = chunk(5, 100);
+        s.insert(&pin, &pb, Reason::Pin).unwrap();
+        s.insert(&rep, &rb, Reason::Replica).unwrap();
+        s.insert(&old, &ob, Reason::Cache).unwrap();
+        s.insert(&new, &nb, Reason::Cache).unwrap();
+        let staging = s.staging();
+        staging.add(&staged);
+        s.insert(&staged, &sb, Reason::Cache).unwrap();
+        let evicted = Arc::new(Mutex::new(Vec::new()));
+        let sink = evicted.clone();
+        s.on_evict(move |ids| sink.lock().unwrap().extend(ids));
+
+        // A dry run says what would go and removes nothing.
+        let dry = s.collect_garbage(100, true).unwrap();
+        assert_eq!((dry.chunks, dry.bytes, dry.cache_left), (1, 100, 100));
+        assert!(s.contains(&old).unwrap());
+        // Keeping 100 bytes of cache removes the least recently used cached chunk only.
+        assert_eq!(s.collect_garbage(100, false).unwrap(), dry);
+        assert!(!s.contains(&old).unwrap() && s.read(&old).unwrap().is_none());
+        assert!(s.contains(&new).unwrap());
+        assert_eq!(*evicted.lock().unwrap(), vec![old]);
+        // Then all of it; pinned, replica and staged chunks stay, and the byte count follows.
+        let all = s.collect_garbage(0, false).unwrap();
+        assert_eq!((all.chunks, all.bytes, all.cache_left), (1, 100, 0));
+        for kept in [&pin, &rep, &staged] {
+            assert!(s.read(kept).unwrap().is_some());
+        }
+        let stats = s.stats().unwrap();
+        assert_eq!((stats.chunks, stats.bytes), (3, 300));
+        drop(staging);
+    });
+}
+
+#[test]
 fn evicts_least_recently_used_cache_only() {
     both(300, |s| {
         let (a, ab) = chunk(1, 100);
