@@ -200,8 +200,13 @@ pub struct PartitionReport {
     pub during_same_side: Option<f64>,
     /// Success of lookups started during it across the cut (expected 0: unreachable).
     pub during_cross_side: Option<f64>,
-    /// Success of lookups started after it healed between nodes that were on opposite sides.
+    /// Success of lookups started after it healed between nodes that were on opposite sides
+    /// (for records: reads from the side opposite the one where the record was published
+    /// again during the cut, which must return the newer version).
     pub after_cross_side: Option<f64>,
+    /// The same for the lookups started in the second half of the time from the heal to the
+    /// end of the workload: how well it healed, rather than how fast.
+    pub after_cross_side_late: Option<f64>,
     /// Success of all lookups started after it healed.
     pub after: Option<f64>,
     /// Mean routing-table entries on the other side of the partition line, per live honest
@@ -248,16 +253,23 @@ impl Report {
                         .filter_map(|r| r.outcome.map(|o| o.success)),
                 )
             };
-            let after_cross = rate(
-                runs.iter()
-                    .filter(|r| r.phase == Phase::After && r.opposite_sides)
-                    .filter_map(|r| r.outcome.map(|o| o.success)),
-            );
+            let after_cross = |from: Timestamp| {
+                rate(
+                    runs.iter()
+                        .filter(|r| r.phase == Phase::After && r.opposite_sides)
+                        .filter(|r| r.started >= from)
+                        .filter_map(|r| r.outcome.map(|o| o.success)),
+                )
+            };
+            let (_, heal) = sim.work.partition.expect("a partition");
+            let end = sim.work.start + sim.scenario.workload_duration();
+            let late = heal + end.saturating_duration_since(heal) / 2;
             PartitionReport {
                 before: phase(Phase::Before, None),
                 during_same_side: phase(Phase::During, Some(false)),
                 during_cross_side: phase(Phase::During, Some(true)),
-                after_cross_side: after_cross,
+                after_cross_side: after_cross(heal),
+                after_cross_side_late: after_cross(late),
                 after: phase(Phase::After, None),
                 routing_across_at_cut: sim.work.across_at_cut.map(round),
                 routing_across_at_heal: sim.work.across_at_heal.map(round),
@@ -502,6 +514,7 @@ impl Report {
             row("  during, same side", pct(p.during_same_side));
             row("  during, across", pct(p.during_cross_side));
             row("  after heal, across", pct(p.after_cross_side));
+            row("  after heal, across, late", pct(p.after_cross_side_late));
             row("  after heal, all", pct(p.after));
             let one = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
             row(

@@ -84,6 +84,9 @@ pub(crate) enum Action {
     Lookup { index: usize },
     /// Record number `index` is published.
     Publish { index: usize },
+    /// Record number `index` is published again, with a higher sequence and a new value, by a
+    /// node on one side of the partition while it is cut.
+    Republish { index: usize },
     /// A node's session ends.
     Leave { node: u32 },
     /// A new node arrives.
@@ -431,6 +434,7 @@ impl Simulator {
             Action::Join { node } => self.join(node),
             Action::Lookup { index } => self.start_lookup(index),
             Action::Publish { index } => self.publish(index),
+            Action::Republish { index } => self.republish(index),
             Action::Leave { node } => self.leave(node),
             Action::Arrive => self.arrive(),
             Action::Cut => {

@@ -32,6 +32,14 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(600);
 /// takes a few of the engine's 10 s chunk timeouts per chunk.
 const GET_DRAIN: Duration = Duration::from_secs(300);
 
+/// The signing key of workload record `i`.
+fn record_secret(seed: u64, i: u64) -> [u8; 32] {
+    let mut material = [0u8; 16];
+    material[..8].copy_from_slice(&seed.to_be_bytes());
+    material[8..].copy_from_slice(&i.to_be_bytes());
+    *Key::hash(&material).as_bytes()
+}
+
 /// Runs `scenario` to the end and reports its figures.
 pub fn run(scenario: &Scenario) -> Report {
     let mut sim = Simulator::new(scenario.clone());
@@ -104,6 +112,11 @@ pub fn run(scenario: &Scenario) -> Report {
         let cut = t0 + length / 4;
         sim.work.partition = Some((cut, cut + p));
         sim.schedule_partition(cut, p);
+        // Records are published again half way through the cut, each on one side.
+        for i in 0..sim.work.records.len() {
+            let at = cut + p / 2 + PUBLISH_SPACING * i as u32;
+            sim.push(at, Action::Republish { index: i });
+        }
     }
     sim.start_churn();
     sim.run_until(t0 + length, |_| false);
@@ -137,6 +150,8 @@ pub(crate) struct LookupRun {
     /// The k closest live honest nodes the origin could reach at the start, for a node lookup.
     pub(crate) truth: Vec<Key>,
     pub(crate) phase: Phase,
+    /// When it started.
+    pub(crate) started: Timestamp,
     /// Origin and target are on opposite sides of the partition line (whether or not it is cut).
     pub(crate) opposite_sides: bool,
     /// Origin and target were on opposite sides of the partition while it lasted.
@@ -168,6 +183,9 @@ pub(crate) struct Workbook {
     /// started and when it healed.
     pub(crate) across_at_cut: Option<f64>,
     pub(crate) across_at_heal: Option<f64>,
+    /// Per record, the side of the node that published it again during the cut (record
+    /// workload with a partition).
+    pub(crate) republished_on: Vec<Option<u8>>,
     /// The content workload's objects and gets.
     pub(crate) content: ContentBook,
     /// The durability workload's hourly counts, and the online population at each.
@@ -187,12 +205,13 @@ impl Workbook {
         };
         let records = (0..count as u64)
             .map(|i| {
-                let mut material = [0u8; 16];
-                material[..8].copy_from_slice(&scenario.seed.to_be_bytes());
-                material[8..].copy_from_slice(&i.to_be_bytes());
-                let secret = *Key::hash(&material).as_bytes();
                 let value = format!("cairn-netsim record {i}").into_bytes();
-                SignedRecord::sign(&secret, value, 1, Timestamp::EPOCH + RECORD_TTL)
+                SignedRecord::sign(
+                    &record_secret(scenario.seed, i),
+                    value,
+                    1,
+                    Timestamp::EPOCH + RECORD_TTL,
+                )
             })
             .collect();
         let content = match scenario.workload() {
@@ -202,6 +221,7 @@ impl Workbook {
         Self {
             records,
             puts: vec![None; count],
+            republished_on: vec![None; count],
             content,
             ..Self::default()
         }
@@ -234,6 +254,31 @@ impl Simulator {
         self.flush(origin);
     }
 
+    /// Publishes record `index` again (sequence 2, a new value) from a random ready honest
+    /// node, while the network is cut: only its side hears of it until the heal. From then on
+    /// the new value is the truth a read must return.
+    pub(crate) fn republish(&mut self, index: usize) {
+        let Some(origin) = self.random_origin() else {
+            return;
+        };
+        let old = &self.work.records[index];
+        let value = format!("cairn-netsim record {index}, republished during the cut").into_bytes();
+        let record = SignedRecord::sign(
+            &record_secret(self.scenario.seed, index as u64),
+            value,
+            old.sequence + 1,
+            old.expires,
+        );
+        self.work.records[index] = record.clone();
+        self.work.republished_on[index] = Some(self.side(origin));
+        let now = self.now;
+        if let Some(engine) = self.nodes[origin as usize].engine.as_mut() {
+            // Its outcome is not tracked: the reads after the heal are the measure.
+            let _ = engine.put_record(now, record);
+        }
+        self.flush(origin);
+    }
+
     /// Starts workload lookup `index`.
     pub(crate) fn start_lookup(&mut self, index: usize) {
         let Some(origin) = self.random_origin() else {
@@ -249,6 +294,7 @@ impl Simulator {
         let mut run = LookupRun {
             origin: Some(origin),
             phase,
+            started: now,
             ..LookupRun::default()
         };
         match self.scenario.workload() {
@@ -276,6 +322,13 @@ impl Simulator {
                 };
                 run.record = Some(record);
                 run.target = Some(self.work.records[record].key());
+                // Published again during the cut: a read from the other side cannot see the
+                // new value until the heal (it is left out, like a node lookup across the cut),
+                // and one after the heal from there is "across".
+                if let Some(side) = self.work.republished_on[record] {
+                    run.opposite_sides = side != self.side(origin);
+                    run.cross = phase == Phase::During && run.opposite_sides;
+                }
             }
         }
         let Some(target) = run.target else { return };

@@ -116,16 +116,15 @@ fn one_percent_loss() {
 /// The Americas are cut off from the rest for ten minutes, a quarter into a 20-minute workload,
 /// then the cut heals.
 ///
-/// Measured (seed 7): every lookup before the cut and every one on one side during it succeeds;
-/// lookups across it fail (the target is unreachable, by construction); after healing, 35 of
-/// the 37 lookups across the old cut succeed (94.6 %; 84–98 % on seeds 1–6 and 8–11), 36 of 37
-/// with a 500 ms timeout floor (97–100 % on the other seeds). The misses after healing get an
-/// answer from every peer they ask: their origin knows too few peers across the old cut. While
-/// cut, each side timed out on the other side's peers and replaced them in its routing table
-/// (two failures in a row), and nothing brings them back but peers from there contacting it:
-/// a node's table holds 61.2 peers from the other side at the cut, 11.6 at the heal and 11.8
-/// five minutes later (`routing_across_*` in the report; 17.8 and 20.3 with the 500 ms floor).
-/// Thresholds sit a lookup or more below the measurement.
+/// Measured (seed 7, 1,000 nodes): every lookup before the cut and every one on one side during
+/// it succeeds; lookups across it fail (the target is unreachable, by construction); after the
+/// heal all 37 lookups across the old cut succeed (100 % on seeds 1–3 too). While cut, each
+/// side dropped the other side's peers from its routing tables; the engine pings dropped peers
+/// again with backoff, the first that answers sets off a retry of all the others, and a peer
+/// that is back takes its slot from a younger entry (`RoutingTable::reinstate`): a node's table
+/// holds 61.2 peers from the other side at the cut, 10.8 at the heal and 59.7 five minutes
+/// later (97.5 %; before the comeback retry and reinstatement, 11.8). Thresholds sit a lookup
+/// or more below the measurement.
 #[test]
 fn partition_and_heal() {
     let base = Scenario {
@@ -154,26 +153,44 @@ fn partition_and_heal() {
     );
     check(
         &report,
-        "after healing, across: ≥ 85 % succeed",
-        p.after_cross_side.is_some_and(|s| s >= 0.85),
+        "after healing, across: ≥ 97 % succeed",
+        p.after_cross_side.is_some_and(|s| s >= 0.97),
     );
+    check(
+        &report,
+        "the routing tables get back ≥ 90 % of their entries across the old cut",
+        p.routing_across_at_cut
+            .is_some_and(|cut| p.routing_across_at_end >= 0.9 * cut),
+    );
+}
 
-    // With a 500 ms timeout floor fewer peers across the cut are dropped and healing goes
-    // further.
+/// A record published again (a higher sequence, a new value) on one side of the cut while it
+/// lasts is read as the new version from both sides after the heal: the new closest peers from
+/// the other side get it pushed when they are back in the holders' tables, a read that meets
+/// both versions runs to the end of its lookup and sends the new one to the peers that answered
+/// with the old one (read repair).
+///
+/// Measured (seeds 7 and 1–3, 1,000 nodes, 40 records): reads from the other side in the five
+/// minutes after the heal return the new version 91–100 % of the time (the misses are in the
+/// first minutes, before the tables healed), and 100 % in the last two and a half.
+#[test]
+fn a_record_published_again_during_a_cut_reads_new_on_both_sides_after_the_heal() {
     let report = run(&Scenario {
-        timeout_min: Duration::from_millis(500),
-        ..base
+        lookups: 400,
+        workload: Some(Workload::Record),
+        partition: Some(Duration::from_secs(600)),
+        ..scenario()
     });
     let p = report.partition.clone().expect("partition figures");
     check(
         &report,
-        "500 ms floor: after healing, across: ≥ 90 % succeed",
-        p.after_cross_side.is_some_and(|s| s >= 0.9),
+        "after the heal, reads from the other side: ≥ 85 % new",
+        p.after_cross_side.is_some_and(|s| s >= 0.85),
     );
     check(
         &report,
-        "500 ms floor: during, same side: all succeed",
-        p.during_same_side == Some(1.0),
+        "from half way to the end after the heal: all new",
+        p.after_cross_side_late == Some(1.0),
     );
 }
 

@@ -17,17 +17,17 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.republish(now);
         self.audit(now);
         self.progress_handoffs(now);
-        self.retry_dropped(now);
+        self.retry_dropped(now, RETRIES_PER_RUN);
     }
 
-    /// Pings again the peers dropped for not answering whose time has come (at most 32 a run):
+    /// Pings again the peers dropped for not answering whose time has come (at most `limit`):
     /// one that answers is back in the table (`on_alive`), one that does not waits longer.
-    fn retry_dropped(&mut self, now: Timestamp) {
+    pub(super) fn retry_dropped(&mut self, now: Timestamp, limit: usize) {
         let due: Vec<Contact<A>> = self
             .dropped
             .values()
             .filter(|d| d.next <= now)
-            .take(32)
+            .take(limit)
             .map(|d| d.contact.clone())
             .collect();
         for contact in due {

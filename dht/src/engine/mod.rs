@@ -191,6 +191,8 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     /// The last bootstrap's seeds, tried again while the table is empty, and the next wait.
     bootstrap_seeds: Vec<Contact<A>>,
     bootstrap_wait: Duration,
+    /// When a dropped peer last came back and every other dropped peer was tried at once.
+    last_comeback: Option<Timestamp>,
     /// The repair audit and handoffs of held chunks.
     custody: Custody<A>,
     queries: BTreeMap<QueryId, Query<A>>,
@@ -256,11 +258,18 @@ const MAX_DROPPED: usize = 1024;
 const RETRY_DROPPED_FIRST: Duration = Duration::from_secs(60);
 const RETRY_DROPPED_MAX: Duration = Duration::from_secs(300);
 const RETRY_DROPPED_ATTEMPTS: u32 = 40;
+/// Dropped peers pinged again per jobs run.
+const RETRIES_PER_RUN: usize = 32;
+/// Dropped peers pinged at once when one of them is back (a cut healed, most likely), at most
+/// once per [`RETRY_DROPPED_FIRST`].
+const RETRIES_ON_COMEBACK: usize = 256;
 
 /// A peer dropped for not answering.
 #[derive(Debug, Clone)]
 struct Dropped<A> {
     contact: Contact<A>,
+    /// When it was first seen in the table: its seniority, kept if it is back.
+    added: Timestamp,
     attempts: u32,
     next: Timestamp,
 }
@@ -370,6 +379,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             dropped: BTreeMap::new(),
             bootstrap_seeds: Vec::new(),
             bootstrap_wait: BOOTSTRAP_RETRY_FIRST,
+            last_comeback: None,
             custody: Custody::default(),
             queries: BTreeMap::new(),
             pending: HashMap::new(),
@@ -680,7 +690,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         let answers = usize::from(best.is_some());
         self.start(
             now,
-            Kind::GetRecord { best, answers },
+            Kind::GetRecord {
+                best,
+                answers,
+                seen: Vec::new(),
+            },
             key,
             Vec::new(),
             false,
@@ -911,8 +925,30 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     // ---- peers and the routing table ----------------------------------------------------------
 
     fn on_alive(&mut self, now: Timestamp, contact: Contact<A>, may_probe: bool) {
-        self.dropped.remove(&contact.id);
-        match self.table.seen(contact.clone(), now) {
+        let dropped = self.dropped.remove(&contact.id);
+        if dropped.is_some() {
+            self.on_comeback(now);
+        }
+        let outcome = self.table.seen(contact.clone(), now);
+        if let (InsertOutcome::Cached { probe }, Some(dropped)) = (&outcome, dropped) {
+            // Back after failures, into a bucket that filled meanwhile: its seniority wins.
+            if let Some(displaced) = self.table.reinstate(contact.clone(), dropped.added, now) {
+                if let Some(head) = probe {
+                    self.table.probe_skipped(&head.id);
+                }
+                self.on_removal(
+                    now,
+                    Some(Removal {
+                        removed: displaced,
+                        added: now,
+                        promoted: None,
+                    }),
+                );
+                self.on_peer_added(now, contact);
+                return;
+            }
+        }
+        match outcome {
             InsertOutcome::Inserted => self.on_peer_added(now, contact),
             InsertOutcome::Cached { probe: Some(head) } if may_probe => {
                 self.send(now, head, RequestBody::Ping, Purpose::Probe);
@@ -929,6 +965,26 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         let removal = self.table.failed(peer, |k| self.scores.rtt(k));
         self.remember_dropped(now, removal.as_ref());
         self.on_removal(now, removal);
+    }
+
+    /// A peer dropped for not answering is back: the others dropped with it (by the same cut,
+    /// the same outage) are likely back too, so they are all tried now rather than at their
+    /// turn in the backoff (netsim `--partition`: the tables heal within a round trip of the
+    /// first peer that comes back, not minutes later).
+    fn on_comeback(&mut self, now: Timestamp) {
+        if self
+            .last_comeback
+            .is_some_and(|at| now.saturating_duration_since(at) < RETRY_DROPPED_FIRST)
+        {
+            return;
+        }
+        self.last_comeback = Some(now);
+        for d in self.dropped.values_mut() {
+            if d.next != Timestamp::NEVER {
+                d.next = d.next.min(now);
+            }
+        }
+        self.retry_dropped(now, RETRIES_ON_COMEBACK);
     }
 
     /// A peer dropped for not answering may be back later (a partition heals, a laptop wakes):
@@ -950,6 +1006,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             removal.removed.id,
             Dropped {
                 contact: removal.removed.clone(),
+                added: removal.added,
                 attempts: 0,
                 next: now + RETRY_DROPPED_FIRST,
             },
@@ -957,7 +1014,10 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     }
 
     fn on_removal(&mut self, now: Timestamp, removal: Option<Removal<A>>) {
-        if let Some(Removal { removed, promoted }) = removal {
+        if let Some(Removal {
+            removed, promoted, ..
+        }) = removal
+        {
             let r = self.config.replication;
             for t in placement::on_leave(&self.table, &self.held, &self.local, r, &removed) {
                 self.transfer(now, t);
@@ -1238,6 +1298,124 @@ mod tests {
         let ping = dht.poll_transmit().expect("a ping");
         dht.handle_response(t, ping.id, Response::new(ResponseBody::Pong));
         assert!(dht.contains_peer(&peer.id));
+    }
+
+    #[test]
+    fn a_read_that_meets_an_old_version_runs_to_the_end_and_repairs_the_stale_peer() {
+        let mut dht: Dht<u32> = Dht::new(Key::from_bytes([0; 32]), Config::default());
+        let t0 = Timestamp::EPOCH + HOUR;
+        let peers: Vec<Contact<u32>> = (1..=4u8)
+            .map(|b| {
+                let mut id = [0u8; 32];
+                id[0] = 0x80 | b;
+                Contact::new(Key::from_bytes(id), u32::from(b))
+            })
+            .collect();
+        for p in &peers {
+            dht.handle_request(t0, p.clone(), Request::new(RequestBody::Ping));
+        }
+        while dht.poll_transmit().is_some() {}
+        let v1 = SignedRecord::sign(&[9; 32], b"old".to_vec(), 1, t0 + HOUR);
+        let v2 = SignedRecord::sign(&[9; 32], b"new".to_vec(), 2, t0 + HOUR);
+        let key = v1.key();
+        let query = dht.get_record(t0, key).unwrap();
+        // Peer 1 holds the new version, the others the old one: three answers are a quorum,
+        // but they disagree, so every peer is asked.
+        let mut asked = 0;
+        let mut stale = Vec::new();
+        for _ in 0..4 {
+            let Some(t) = dht.poll_transmit() else { break };
+            asked += 1;
+            let record = if t.to.id == peers[0].id {
+                v2.clone()
+            } else {
+                v1.clone()
+            };
+            if t.to.id != peers[0].id {
+                stale.push(t.to.id);
+            }
+            let body = ResponseBody::Value {
+                record: Some(record),
+                closer: Vec::new(),
+            };
+            dht.handle_response(t0, t.id, Response::new(body));
+        }
+        while let Some(t) = dht.poll_transmit() {
+            match &t.request.body {
+                RequestBody::FindValue { .. } => {
+                    asked += 1;
+                    let body = ResponseBody::Value {
+                        record: Some(v1.clone()),
+                        closer: Vec::new(),
+                    };
+                    stale.push(t.to.id);
+                    dht.handle_response(t0, t.id, Response::new(body));
+                }
+                RequestBody::PutRecord { record } => {
+                    assert_eq!(record.sequence, 2, "the newest goes back");
+                    assert!(
+                        stale.contains(&t.to.id),
+                        "only to a peer that had the old one"
+                    );
+                    stale.retain(|p| *p != t.to.id);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(asked, 4, "all four asked");
+        assert!(stale.is_empty(), "every stale peer repaired: {stale:?}");
+        let read = events(&mut dht).into_iter().find_map(|e| match e {
+            Event::QueryFinished {
+                id,
+                result: QueryResult::GetRecord { record, .. },
+                ..
+            } if id == query => record,
+            _ => None,
+        });
+        assert_eq!(read.map(|r| r.sequence), Some(2));
+    }
+
+    #[test]
+    fn a_dropped_peer_that_is_back_takes_its_slot_from_a_younger_entry() {
+        let config = Config {
+            k: 2,
+            ..Config::default()
+        };
+        let mut dht: Dht<u32> = Dht::new(Key::from_bytes([0; 32]), config);
+        // Three peers of bucket 255 (first bit set); the bucket holds two.
+        let peer = |b: u8, addr| {
+            let mut id = [0u8; 32];
+            id[0] = 0x80 | b;
+            Contact::new(Key::from_bytes(id), addr)
+        };
+        let (a, b, c) = (peer(1, 1), peer(2, 2), peer(3, 3));
+        let t0 = Timestamp::EPOCH + HOUR;
+        for p in [&a, &b] {
+            dht.handle_request(t0, p.clone(), Request::new(RequestBody::Ping));
+        }
+        // A's connection breaks and it does not answer: dropped; C fills its slot.
+        dht.connection_lost(t0, &a.id);
+        let ping = dht.poll_transmit().expect("a liveness ping");
+        dht.handle_failure(t0, ping.id);
+        assert!(!dht.contains_peer(&a.id));
+        let t1 = t0 + Duration::from_secs(5);
+        dht.handle_request(t1, c.clone(), Request::new(RequestBody::Ping));
+        assert!(dht.contains_peer(&c.id) && dht.contains_peer(&b.id));
+        while dht.poll_transmit().is_some() {}
+        // A minute later A is pinged again and answers: it is back, in C's place (C is younger
+        // than A), and C waits in the replacement cache.
+        let t2 = t0 + Duration::from_secs(61);
+        dht.handle_timeout(t2);
+        let retry = std::iter::from_fn(|| dht.poll_transmit())
+            .find(|t| t.to.id == a.id)
+            .expect("A is tried again");
+        dht.handle_response(t2, retry.id, Response::new(ResponseBody::Pong));
+        assert!(dht.contains_peer(&a.id), "back");
+        assert!(dht.contains_peer(&b.id), "B, older than A, stays");
+        assert!(
+            !dht.contains_peer(&c.id),
+            "C, the youngest, gave up its slot"
+        );
     }
 
     #[test]

@@ -116,7 +116,14 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 | Kind::Place,
                 ResponseBody::Nodes { closer },
             ) => Some(closer),
-            (Kind::GetRecord { best, answers }, ResponseBody::Value { record, closer }) => {
+            (
+                Kind::GetRecord {
+                    best,
+                    answers,
+                    seen,
+                },
+                ResponseBody::Value { record, closer },
+            ) => {
                 if let Some(record) = record {
                     let valid = record.key() == target && record.verify(now).is_ok();
                     if !valid {
@@ -128,6 +135,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                         return;
                     }
                     *answers += 1;
+                    seen.push((from.clone(), record.sequence));
                     if best.as_ref().is_none_or(|b| record.sequence > b.sequence) {
                         *best = Some(record);
                     }
@@ -202,7 +210,18 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             _ => None,
         };
         let done_early = match &q.kind {
-            Kind::GetRecord { answers, .. } => *answers >= self.config.record_quorum.max(1),
+            // A quorum of answers, unless they disagree: then some peers hold an old version
+            // (after a partition, or while an update spreads) and the lookup runs to its end,
+            // where the newest it met wins.
+            Kind::GetRecord {
+                answers,
+                seen,
+                best,
+            } => {
+                let newest = best.as_ref().map_or(0, |b| b.sequence);
+                *answers >= self.config.record_quorum.max(1)
+                    && seen.iter().all(|(_, seq)| *seq == newest)
+            }
             // Enough live holders: those that answered that they hold it, plus at most one
             // claim per responder about others.
             Kind::Holders {
@@ -307,6 +326,32 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         }
     }
 
+    /// Read repair: the peers that answered a read with an older version of `record` get
+    /// this one, and so does this peer's own store if it held an older one.
+    fn repair_record(
+        &mut self,
+        now: Timestamp,
+        record: &SignedRecord,
+        seen: Vec<(Contact<A>, u64)>,
+    ) {
+        for (peer, seq) in seen {
+            if seq < record.sequence {
+                let body = RequestBody::PutRecord {
+                    record: record.clone(),
+                };
+                self.send(now, peer, body, Purpose::Push);
+            }
+        }
+        let key = record.key();
+        if self
+            .store
+            .get(&key, now)
+            .is_some_and(|held| held.sequence < record.sequence)
+        {
+            let _ = self.accept_record(now, record.clone());
+        }
+    }
+
     pub(super) fn finish(&mut self, now: Timestamp, id: QueryId, timed_out: bool) {
         let Some(q) = self.queries.remove(&id) else {
             return;
@@ -333,11 +378,20 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 QueryResult::Bootstrap { closest }
             }
             Kind::FindNode => QueryResult::FindNode { target, closest },
-            Kind::GetRecord { best, answers } => QueryResult::GetRecord {
-                key: target,
-                record: best,
+            Kind::GetRecord {
+                best,
                 answers,
-            },
+                seen,
+            } => {
+                if let Some(record) = &best {
+                    self.repair_record(now, record, seen);
+                }
+                QueryResult::GetRecord {
+                    key: target,
+                    record: best,
+                    answers,
+                }
+            }
             Kind::PutRecord { .. } => QueryResult::PutRecord {
                 key: target,
                 stored,

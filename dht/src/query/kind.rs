@@ -19,6 +19,9 @@ pub(crate) enum Kind<A> {
     GetRecord {
         best: Option<SignedRecord>,
         answers: usize,
+        /// The responders that returned a valid record, and its sequence: at the end, those
+        /// behind `best` are sent it (read repair).
+        seen: Vec<(Contact<A>, u64)>,
     },
     /// A record stored on the k closest.
     PutRecord { record: SignedRecord },

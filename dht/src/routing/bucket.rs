@@ -10,6 +10,9 @@ use crate::{Address, Contact, Key, Timestamp};
 pub(crate) struct Entry<A> {
     pub(crate) contact: Contact<A>,
     pub(crate) last_seen: Timestamp,
+    /// When it was first seen (its seniority: a peer dropped for failures and back takes the
+    /// place of a younger one, see [`super::RoutingTable::reinstate`]).
+    pub(crate) added: Timestamp,
     /// Consecutive failed requests.
     pub(crate) failures: u32,
 }
@@ -19,6 +22,7 @@ impl<A: Address> Entry<A> {
         Self {
             contact,
             last_seen: now,
+            added: now,
             failures: 0,
         }
     }

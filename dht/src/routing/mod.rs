@@ -40,6 +40,8 @@ pub(crate) enum InsertOutcome<A> {
 #[derive(Debug)]
 pub(crate) struct Removal<A> {
     pub(crate) removed: Contact<A>,
+    /// When the removed entry was first seen.
+    pub(crate) added: Timestamp,
     pub(crate) promoted: Option<Contact<A>>,
 }
 
@@ -170,7 +172,8 @@ impl<A: Address> RoutingTable<A> {
     ) -> Removal<A> {
         let config = &self.config;
         let bucket = &mut self.buckets[index];
-        let removed = bucket.entries.remove(pos).contact;
+        let entry = bucket.entries.remove(pos);
+        let (removed, added) = (entry.contact, entry.added);
         if bucket.probing == Some(removed.id) {
             bucket.probing = None;
         }
@@ -185,7 +188,52 @@ impl<A: Address> RoutingTable<A> {
         if promoted.is_none() {
             self.len -= 1;
         }
-        Removal { removed, promoted }
+        Removal {
+            removed,
+            added,
+            promoted,
+        }
+    }
+
+    /// A peer dropped for failures answers again, but its bucket filled meanwhile: it takes the
+    /// place of the youngest entry first seen after it (`added`, its own first sighting), which
+    /// moves to the replacement cache and is returned. Kademlia keeps the longest-known live
+    /// peers; a partition or an outage made this one fail through no fault it can be charged
+    /// with, and without this every bucket that refilled during a cut keeps only one side for
+    /// good (netsim `--partition`). None if no entry is younger, or the peer is already in.
+    pub(crate) fn reinstate(
+        &mut self,
+        contact: Contact<A>,
+        added: Timestamp,
+        now: Timestamp,
+    ) -> Option<Contact<A>> {
+        let index = self.local.bucket_index(&contact.id)?;
+        let config = &self.config;
+        let bucket = &mut self.buckets[index];
+        if bucket.position(&contact.id).is_some() {
+            return None;
+        }
+        let (pos, _) = bucket
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.added > added)
+            .max_by_key(|(_, e)| e.added)?;
+        let displaced = bucket.entries.remove(pos);
+        if !bucket.prefix_allows(&contact.addr, config.ip_prefix_cap, None) {
+            bucket.entries.insert(pos, displaced);
+            return None;
+        }
+        if bucket.probing == Some(displaced.contact.id) {
+            bucket.probing = None;
+        }
+        bucket.replacements.retain(|e| e.contact.id != contact.id);
+        let mut entry = Entry::new(contact, now);
+        entry.added = added;
+        bucket.entries.push(entry);
+        let out = displaced.contact.clone();
+        bucket.cache(displaced, config.replacement_cache);
+        Some(out)
     }
 
     /// The `n` contacts in the table closest to `target`, closest first.
