@@ -153,6 +153,10 @@ pub(crate) enum Command {
     Announce {
         key: Key,
     },
+    /// Announce `key` in the background, paced by the engine.
+    AnnounceLater {
+        key: Key,
+    },
     Hold {
         key: Key,
     },
@@ -504,6 +508,7 @@ impl Driver {
                     self.waiters.insert(id, Waiter::Background);
                 }
             }
+            Command::AnnounceLater { key } => self.engine.announce_later(now, key),
             Command::Hold { key } => self.engine.hold(key),
             Command::Release { keys } => {
                 for key in &keys {

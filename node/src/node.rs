@@ -315,22 +315,21 @@ impl NodeBuilder {
     }
 }
 
-/// Announces every pinned root again after a start (the engine then announces each again every
-/// half `provider_ttl` while the node runs), a few at a time so as not to crowd out other
-/// queries.
+/// Announces every pinned root again after a start; the engine paces them with its other
+/// background announcements (and announces each again every half `provider_ttl` while the node
+/// runs).
 async fn announce_pins(node: Node) {
     let Ok(pins) = node.pins().await else {
         return;
     };
     for id in pins {
         if node
-            .tell(Command::Announce { key: id.key() })
+            .tell(Command::AnnounceLater { key: id.key() })
             .await
             .is_err()
         {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -71,12 +71,30 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 p.at = now;
             }
         }
+        self.announce_due(now);
+    }
+
+    /// Starts the announcements that are due — never made ([`Dht::announce_later`]), or made
+    /// half a `provider_ttl` ago — at most [`BACKGROUND_ANNOUNCES`] running at once, so that a
+    /// node with thousands of pinned roots does not crowd out its user's queries; each that
+    /// ends starts the next.
+    pub(super) fn announce_due(&mut self, now: Timestamp) {
+        let running = self
+            .queries
+            .values()
+            .filter(|q| q.internal && matches!(q.kind, Kind::Announce))
+            .count();
+        let room = BACKGROUND_ANNOUNCES.saturating_sub(running);
+        if room == 0 {
+            return;
+        }
         let every = self.config.provider_ttl / 2;
         let due: Vec<Key> = self
             .announcing
             .iter()
-            .filter(|(_, at)| now.saturating_duration_since(**at) >= every)
+            .filter(|(_, at)| at.is_none_or(|at| now.saturating_duration_since(at) >= every))
             .map(|(k, _)| *k)
+            .take(room)
             .collect();
         for key in due {
             if self
@@ -85,7 +103,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             {
                 break;
             }
-            self.announcing.insert(key, now);
+            self.announcing.insert(key, Some(now));
         }
     }
 

@@ -185,7 +185,7 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     /// Records this peer published, stored again every `republish_interval`.
     published: BTreeMap<Key, Published>,
     /// Keys this peer announces itself a provider of, and when it last did.
-    announcing: BTreeMap<Key, Timestamp>,
+    announcing: BTreeMap<Key, Option<Timestamp>>,
     /// Peers dropped from the routing table for not answering, pinged again with backoff.
     dropped: BTreeMap<Key, Dropped<A>>,
     /// The last bootstrap's seeds, tried again while the table is empty, and the next wait.
@@ -260,6 +260,8 @@ const RETRY_DROPPED_MAX: Duration = Duration::from_secs(300);
 const RETRY_DROPPED_ATTEMPTS: u32 = 40;
 /// Dropped peers pinged again per jobs run.
 const RETRIES_PER_RUN: usize = 32;
+/// Background announcements (re-announcing, [`Dht::announce_later`]) running at once.
+const BACKGROUND_ANNOUNCES: usize = 8;
 /// Dropped peers pinged at once when one of them is back (a cut healed, most likely), at most
 /// once per [`RETRY_DROPPED_FIRST`].
 const RETRIES_ON_COMEBACK: usize = 256;
@@ -742,8 +744,16 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// closest peers, and again every half `provider_ttl` until [`Dht::stop_announcing`].
     pub fn announce(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
         let id = self.start(now, Kind::Announce, key, Vec::new(), false)?;
-        self.announcing.insert(key, now);
+        self.announcing.insert(key, Some(now));
         Ok(id)
+    }
+
+    /// Announces `key` like [`Dht::announce`], but in the background, paced with the other
+    /// announcements (at most eight at once): what a node calls for each
+    /// pinned root after a start. No event follows.
+    pub fn announce_later(&mut self, now: Timestamp, key: Key) {
+        self.announcing.entry(key).or_insert(None);
+        self.announce_due(now);
     }
 
     /// Stops announcing `key` (the content was unpinned or dropped); the provider records out
@@ -1373,6 +1383,39 @@ mod tests {
             _ => None,
         });
         assert_eq!(read.map(|r| r.sequence), Some(2));
+    }
+
+    #[test]
+    fn background_announcements_run_eight_at_a_time_each_that_ends_starting_the_next() {
+        let (mut dht, _) = one_peer();
+        let t = Timestamp::EPOCH + HOUR;
+        dht.handle_timeout(t);
+        let others = dht.queries_in_progress(); // maintenance
+        for i in 0..20u8 {
+            dht.announce_later(t, Key::hash(&[i]));
+        }
+        assert_eq!(dht.queries_in_progress(), others + 8);
+        let mut announced = 0;
+        // Each answer moves one announcement on: its lookup ends, it stores, the next starts.
+        for _ in 0..200 {
+            let Some(tx) = dht.poll_transmit() else { break };
+            let body = match tx.request.body {
+                RequestBody::AddProvider { .. } => {
+                    announced += 1;
+                    ResponseBody::Stored
+                }
+                _ => ResponseBody::Nodes { closer: Vec::new() },
+            };
+            dht.handle_response(t, tx.id, Response::new(body));
+            assert!(dht.queries_in_progress() <= others + 8);
+        }
+        assert_eq!(announced, 20, "every key announced, none twice");
+        assert_eq!(dht.queries_in_progress(), 0);
+        assert!(
+            events(&mut dht)
+                .iter()
+                .all(|e| !matches!(e, Event::QueryFinished { .. }))
+        );
     }
 
     #[test]

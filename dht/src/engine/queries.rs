@@ -439,6 +439,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         if !q.internal {
             self.events
                 .push_back(Event::QueryFinished { id, result, stats });
+        } else if matches!(result, QueryResult::Announce { .. }) {
+            self.announce_due(now); // the next in line
         }
     }
 
