@@ -79,6 +79,16 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// node with thousands of pinned roots does not crowd out its user's queries; each that
     /// ends starts the next.
     pub(super) fn announce_due(&mut self, now: Timestamp) {
+        // Not from within itself (an announcement with nobody to ask ends at once, and would
+        // start the next from inside this loop), and not before there is a peer to tell.
+        if self.announcing_now || self.announcing.is_empty() {
+            return;
+        }
+        if self.table.len() == 0 {
+            self.announce_when_peers = true;
+            return;
+        }
+        self.announce_when_peers = false;
         let running = self
             .queries
             .values()
@@ -96,15 +106,18 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             .map(|(k, _)| *k)
             .take(room)
             .collect();
+        self.announcing_now = true;
         for key in due {
+            self.announcing.insert(key, Some(now));
             if self
                 .start(now, Kind::Announce, key, Vec::new(), true)
                 .is_err()
             {
+                self.announcing.insert(key, None);
                 break;
             }
-            self.announcing.insert(key, Some(now));
         }
+        self.announcing_now = false;
     }
 
     pub(super) fn refresh_older_than(&mut self, now: Timestamp, interval: Duration) -> usize {

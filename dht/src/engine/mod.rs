@@ -193,6 +193,10 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     bootstrap_wait: Duration,
     /// When a dropped peer last came back and every other dropped peer was tried at once.
     last_comeback: Option<Timestamp>,
+    /// `announce_due` is running (it does not run again from inside itself); it found the
+    /// routing table empty and waits for a peer.
+    announcing_now: bool,
+    announce_when_peers: bool,
     /// The repair audit and handoffs of held chunks.
     custody: Custody<A>,
     queries: BTreeMap<QueryId, Query<A>>,
@@ -382,6 +386,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             bootstrap_seeds: Vec::new(),
             bootstrap_wait: BOOTSTRAP_RETRY_FIRST,
             last_comeback: None,
+            announcing_now: false,
+            announce_when_peers: false,
             custody: Custody::default(),
             queries: BTreeMap::new(),
             pending: HashMap::new(),
@@ -1056,6 +1062,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             }
         }
         self.events.push_back(Event::PeerAdded { peer });
+        if self.announce_when_peers {
+            self.announce_due(now);
+        }
     }
 
     // ---- records ------------------------------------------------------------------------------
@@ -1383,6 +1392,31 @@ mod tests {
             _ => None,
         });
         assert_eq!(read.map(|r| r.sequence), Some(2));
+    }
+
+    #[test]
+    fn background_announcements_wait_for_a_peer() {
+        let mut dht: Dht<u32> = Dht::new(Key::from_bytes([0; 32]), Config::default());
+        let t = Timestamp::EPOCH + HOUR;
+        // Nobody to tell: ten thousand keys start nothing (and recurse nowhere).
+        for i in 0..10_000u32 {
+            dht.announce_later(t, Key::hash(&i.to_le_bytes()));
+        }
+        assert_eq!(dht.queries_in_progress(), 0);
+        let mut id = [0u8; 32];
+        id[0] = 0x80;
+        dht.handle_request(
+            t,
+            Contact::new(Key::from_bytes(id), 1),
+            Request::new(RequestBody::Ping),
+        );
+        let announces = std::iter::from_fn(|| dht.poll_transmit())
+            .filter(|t| matches!(t.request.body, RequestBody::FindNode { .. }))
+            .count();
+        assert!(
+            announces >= 8,
+            "the first peer sets them going: {announces}"
+        );
     }
 
     #[test]
