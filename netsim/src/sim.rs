@@ -25,6 +25,14 @@ use crate::queue::EventQueue;
 use crate::workload::Workbook;
 use crate::{AdversaryKind, JoinMode, Scenario};
 
+/// A node keeps a connection to a peer this long after their last exchange (the node's
+/// `IDLE_CONNECTION_TIMEOUT`).
+const CONNECTION_IDLE: Duration = Duration::from_secs(300);
+
+/// How long after a peer leaves its open connections are seen to break: libp2p's ping every
+/// 15 s and its timeout, for a peer that vanished without closing them.
+const BREAK_NOTICED: Duration = Duration::from_secs(30);
+
 /// Joins in [`JoinMode::Bootstrap`] are this far apart.
 const JOIN_SPACING: Duration = Duration::from_millis(20);
 
@@ -89,6 +97,8 @@ pub(crate) enum Action {
     Republish { index: usize },
     /// A node's session ends.
     Leave { node: u32 },
+    /// `node`'s connection to `peer`, which left, is seen to break (see [`CONNECTION_IDLE`]).
+    ConnectionLost { node: u32, peer: Key },
     /// A new node arrives.
     Arrive,
     /// The partition starts.
@@ -436,6 +446,13 @@ impl Simulator {
             Action::Publish { index } => self.publish(index),
             Action::Republish { index } => self.republish(index),
             Action::Leave { node } => self.leave(node),
+            Action::ConnectionLost { node, peer } => {
+                let now = self.now;
+                if let Some(engine) = self.nodes[node as usize].engine.as_mut() {
+                    engine.connection_lost(now, &peer);
+                    self.flush(node);
+                }
+            }
             Action::Arrive => self.arrive(),
             Action::Cut => {
                 self.work.across_at_cut = Some(self.routing_across());
@@ -665,6 +682,28 @@ impl Simulator {
         self.honest.remove(&id);
         self.all.remove(&id);
         self.counters.leaves += 1;
+        // The node keeps a connection to each peer it exchanged with in the last
+        // `CONNECTION_IDLE`; those peers see it break (libp2p's ping fails, or the transport
+        // reports the close) and tell their engines, as the node's driver does.
+        let now = self.now;
+        let mut broken = Vec::new();
+        for (slot, node) in self.nodes.iter().enumerate() {
+            let Some(engine) = node.engine.as_ref() else {
+                continue;
+            };
+            if engine
+                .peer_last_seen(&id)
+                .is_some_and(|at| now.saturating_duration_since(at) <= CONNECTION_IDLE)
+            {
+                broken.push(slot as u32);
+            }
+        }
+        for node in broken {
+            self.queue.push(
+                now + BREAK_NOTICED,
+                Action::ConnectionLost { node, peer: id },
+            );
+        }
     }
 
     fn arrive(&mut self) {

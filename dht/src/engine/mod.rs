@@ -861,6 +861,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.table.entry(id).is_some()
     }
 
+    /// When this peer last heard from `id`, if it is in the routing table.
+    pub fn peer_last_seen(&self, id: &Key) -> Option<Timestamp> {
+        self.table.entry(id).map(|e| e.last_seen)
+    }
+
     /// The record this peer stores under `key`, if it holds one live at `now` (no network
     /// traffic).
     pub fn stored_record(&self, key: &Key, now: Timestamp) -> Option<&SignedRecord> {
