@@ -46,15 +46,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.published.retain(|_, p| p.record.expires > now);
         let interval = self.config.republish_interval;
         let mut due = Vec::new();
-        for p in self.published.values_mut() {
-            let left = p.record.expires.saturating_duration_since(now);
-            if !p.renewal_asked && left <= p.ttl / 2 {
-                p.renewal_asked = true;
-                self.events.push_back(Event::RenewRecord {
-                    record: p.record.clone(),
-                    ttl: p.ttl,
-                });
-            }
+        let keys: Vec<Key> = self.published.keys().copied().collect();
+        for key in &keys {
+            self.ask_renewal(now, key);
+        }
+        for p in self.published.values() {
             if now.saturating_duration_since(p.at) >= interval {
                 due.push(p.record.clone());
             }
@@ -118,6 +114,22 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             }
         }
         self.announcing_now = false;
+    }
+
+    /// Asks the node to renew the record it published under `key` once it has lived half its
+    /// lifetime (once per publication).
+    pub(super) fn ask_renewal(&mut self, now: Timestamp, key: &Key) {
+        let Some(p) = self.published.get_mut(key) else {
+            return;
+        };
+        let left = p.record.expires.saturating_duration_since(now);
+        if !p.renewal_asked && left <= p.ttl / 2 {
+            p.renewal_asked = true;
+            self.events.push_back(Event::RenewRecord {
+                record: p.record.clone(),
+                ttl: p.ttl,
+            });
+        }
     }
 
     pub(super) fn refresh_older_than(&mut self, now: Timestamp, interval: Duration) -> usize {

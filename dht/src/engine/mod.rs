@@ -299,6 +299,8 @@ enum Timer {
     Fetch(FetchId, u64),
     /// Try the last bootstrap's seeds again.
     Bootstrap,
+    /// A record this peer published reaches half its lifetime: ask for a renewal.
+    Renew(Key),
 }
 
 #[derive(Debug)]
@@ -586,6 +588,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                     }
                 }
                 Timer::Bootstrap => {}
+                Timer::Renew(key) => self.ask_renewal(now, &key),
             }
         }
         self.run_jobs(now);
@@ -636,6 +639,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 Timer::Request(id) => self.pending.contains_key(id),
                 Timer::Query(id) => self.queries.contains_key(id),
                 Timer::Fetch(..) | Timer::Bootstrap => true,
+                Timer::Renew(key) => self.published.get(key).is_some_and(|p| !p.renewal_asked),
             };
             if live {
                 break;
@@ -736,6 +740,10 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                     renewal_asked: false,
                 },
             );
+            // At half its life exactly, not at the next jobs run: a short-lived record would
+            // lapse first.
+            self.timers
+                .push(Reverse((record.expires - ttl / 2, Timer::Renew(key))));
         }
         self.start(now, Kind::PutRecord { record }, key, Vec::new(), false)
     }
