@@ -57,6 +57,11 @@ pub struct Config {
     pub store: StoreLimits,
     /// Inbound request budget per peer.
     pub rate: RateLimit,
+    /// Inbound chunk request budget per peer, for the node's chunk protocol (see
+    /// [`crate::Dht::allow_chunk_request`]). Default a burst of 1024 and 512 a second: 128
+    /// MiB/s of average (256 KiB) chunks to one peer, above what one reader fetches from one
+    /// holder on a fast link, so that a flood is cut off and a reader is not.
+    pub chunk_rate: RateLimit,
     /// Queries running at once; a command beyond this is refused with
     /// [`crate::QueryError::Busy`]. Together with `alpha` and `disjoint_paths` this bounds the
     /// requests in flight. Default 256.
@@ -135,6 +140,11 @@ impl Default for Config {
             repair_budget: 256,
             store: StoreLimits::default(),
             rate: RateLimit::default(),
+            chunk_rate: RateLimit {
+                burst: 1024,
+                per_second: 512,
+                max_tracked_peers: 4096,
+            },
             max_queries: 256,
             probe_after: Duration::from_secs(60),
             max_tracked_peers: 8192,

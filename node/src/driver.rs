@@ -987,6 +987,17 @@ impl Driver {
     ) {
         let store = self.store.clone();
         let done = self.done_tx.clone();
+        let now = self.clock.now();
+        if !self.engine.allow_chunk_request(now, &node_id(&peer)) {
+            let limited =
+                ChunkResponse::Refused("rate limited: too many chunk requests; slow down".into());
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .chunk
+                .send_response(channel, limited);
+            return;
+        }
         let Ok(permit) = self.inbound_permits.clone().try_acquire_owned() else {
             let busy = ChunkResponse::Refused("busy; try another holder".into());
             let _ = self

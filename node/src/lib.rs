@@ -39,6 +39,7 @@ mod get;
 mod health;
 pub mod http;
 mod id;
+pub mod limits;
 pub mod manifest;
 mod names;
 mod node;

@@ -154,6 +154,8 @@ impl NodeBuilder {
             }
         }
 
+        // One host, one IP: its inbound connections are capped, except on a local network.
+        let per_ip = self.dht.ip_prefix_cap.map(|_| crate::limits::MAX_PER_IP);
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -163,7 +165,7 @@ impl NodeBuilder {
             )
             .map_err(|e| SpawnError::Transport(e.to_string()))?
             .with_quic()
-            .with_behaviour(Behaviour::new)
+            .with_behaviour(|key| Behaviour::new(key, per_ip))
             .map_err(|e| SpawnError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
             .build();

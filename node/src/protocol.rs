@@ -117,10 +117,15 @@ pub(crate) struct Behaviour {
     pub(crate) chunk: request_response::cbor::Behaviour<ChunkRequest, ChunkResponse>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
+    limits: libp2p::connection_limits::Behaviour,
+    memory: libp2p::memory_connection_limits::Behaviour,
+    per_ip: crate::limits::IpLimit,
 }
 
 impl Behaviour {
-    pub(crate) fn new(key: &libp2p::identity::Keypair) -> Self {
+    /// The behaviour, with at most `per_ip` inbound connections from one IP address (`None`:
+    /// no cap, for a local network).
+    pub(crate) fn new(key: &libp2p::identity::Keypair, per_ip: Option<usize>) -> Self {
         let kad_codec = request_response::cbor::codec::Codec::default()
             .set_request_size_maximum(MAX_KAD_MESSAGE)
             .set_response_size_maximum(MAX_KAD_MESSAGE);
@@ -150,6 +155,11 @@ impl Behaviour {
                 key.public(),
             )),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+            limits: crate::limits::connection_limits(),
+            memory: libp2p::memory_connection_limits::Behaviour::with_max_percentage(
+                crate::limits::MAX_MEMORY_FRACTION,
+            ),
+            per_ip: crate::limits::IpLimit::new(per_ip),
         }
     }
 }

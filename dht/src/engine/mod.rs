@@ -175,6 +175,8 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     store: S,
     scores: Scores,
     limiter: RateLimiter,
+    /// The budget of chunk requests per peer (`Config::chunk_rate`).
+    chunk_limiter: RateLimiter,
     rng: ChaCha8Rng,
     /// Chunks this peer stores, ordered so that repair decisions come out in a fixed order.
     held: BTreeSet<Key>,
@@ -378,6 +380,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             store,
             scores: Scores::new(config.max_tracked_peers),
             limiter: RateLimiter::new(config.rate.clone()),
+            chunk_limiter: RateLimiter::new(config.chunk_rate.clone()),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             held: BTreeSet::new(),
             fetches: Fetches::new(config.fetch.clone()),
@@ -867,6 +870,12 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// Whether `id` is in the routing table.
     pub fn contains_peer(&self, id: &Key) -> bool {
         self.table.entry(id).is_some()
+    }
+
+    /// Whether `peer` may make one more chunk request now (`Config::chunk_rate`); the node
+    /// refuses one beyond the budget without reading the disk.
+    pub fn allow_chunk_request(&mut self, now: Timestamp, peer: &Key) -> bool {
+        self.chunk_limiter.allow(peer, now)
     }
 
     /// When this peer last heard from `id`, if it is in the routing table.
@@ -1405,6 +1414,26 @@ mod tests {
             _ => None,
         });
         assert_eq!(read.map(|r| r.sequence), Some(2));
+    }
+
+    #[test]
+    fn chunk_requests_beyond_a_peers_budget_are_refused_and_the_budget_refills() {
+        let (mut dht, peer) = one_peer();
+        let t = Timestamp::EPOCH + HOUR;
+        let burst = dht.config().chunk_rate.burst;
+        let allowed = (0..burst + 10)
+            .filter(|_| dht.allow_chunk_request(t, &peer.id))
+            .count();
+        assert_eq!(allowed, burst as usize, "a burst, then refusals");
+        assert!(
+            dht.allow_chunk_request(t, &Key::hash(b"another")),
+            "another peer has its own budget"
+        );
+        let later = t + Duration::from_secs(1);
+        let refilled = (0..burst)
+            .filter(|_| dht.allow_chunk_request(later, &peer.id))
+            .count();
+        assert_eq!(refilled, dht.config().chunk_rate.per_second as usize);
     }
 
     #[test]
