@@ -1047,18 +1047,17 @@ impl Driver {
                 });
             }
             ChunkRequest::Prove { id, nonce } => {
-                // Only a copy kept as a replica is proven: a cached one may be evicted.
-                let responsible = self.engine.is_responsible(&id);
+                // Only a copy kept for good (pinned, or a replica) is proven: a cached one may
+                // be evicted. Answering changes nothing: a challenger whose proof comes back
+                // missing offers a copy (`Keep`), which makes a responsible peer keep it.
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    let kept = responsible
-                        && !store.is_missing(&id)
-                        && matches!(store.add_reason(&id, Reason::Replica), Ok(true));
+                    let kept = !store.is_missing(&id) && matches!(store.keeps(&id), Ok(true));
                     let response = match kept.then(|| store.read(&id)) {
                         Some(Ok(Some(bytes))) => ChunkResponse::Proof(proof(&nonce, &bytes)),
                         _ => ChunkResponse::NotFound,
                     };
-                    let _ = done.blocking_send(Done::Stored(channel, id, response));
+                    let _ = done.blocking_send(Done::Respond(channel, response));
                 });
             }
             ChunkRequest::Store { id, bytes } => {

@@ -19,8 +19,9 @@ const HEALTH_CONCURRENCY: usize = 8;
 pub struct ChunkHealth {
     /// The chunk id, as hex.
     pub id: String,
-    /// Other peers that proved they hold the chunk (a keyed hash of its bytes under a fresh
-    /// random key, which only a holder of the bytes can compute).
+    /// Other peers that proved they keep the chunk, pinned or as a replica (a keyed hash of
+    /// its bytes under a fresh random key, which only a holder of the bytes can compute; a
+    /// cached copy, which may be evicted, does not count).
     pub copies: usize,
     /// Other peers that said they hold it (its closest peers, and announced providers).
     pub claimed: usize,

@@ -802,6 +802,17 @@ impl Store {
         })
     }
 
+    /// Whether the chunk is kept for good: pinned, or a responsible replica (not only cached).
+    pub fn keeps(&self, id: &Key) -> Result<bool, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CHUNKS)?;
+            Ok(table
+                .get(id.as_bytes())?
+                .is_some_and(|g| g.value().0 > 0 || g.value().1))
+        })
+    }
+
     /// Pinned content roots.
     pub fn pinned_roots(&self) -> Result<Vec<Key>, StoreError> {
         self.with_db(|db| {
