@@ -222,6 +222,12 @@ impl ContentStore {
         self.chunks.get(key).map(|c| c.size)
     }
 
+    /// Whether this node keeps `key` for good (published or placed here, not only cached): the
+    /// copies a node proves when challenged.
+    pub(crate) fn keeps(&self, key: &Key) -> bool {
+        self.chunks.get(key).is_some_and(|c| c.source.is_origin())
+    }
+
     /// A placed copy that is no longer among the closest becomes cache (evictable); returns
     /// what its arrival in the cache evicted. Published copies stay: the publisher pinned them.
     pub(crate) fn demote(&mut self, key: &Key, tick: u64) -> Vec<Key> {

@@ -283,8 +283,8 @@ impl Simulator {
     }
 
     /// `slot`'s engine challenges `peer` over `key` (`Event::Challenge`): the node's proof
-    /// exchange, modelled. An online honest peer that stores the chunk proves it, one that
-    /// does not says so, an adversary's proof is wrong, and a peer that is gone (or across a
+    /// exchange, modelled. An online honest peer that keeps the chunk for good (published or
+    /// placed there; not a cached copy) proves it, one that does not says so, an adversary's proof is wrong, and a peer that is gone (or across a
     /// cut) is unreachable after [`DIAL_TIMEOUT`]. Answered after a round trip; each way
     /// costs [`PROOF_MESSAGE_BYTES`] of repair traffic.
     pub(crate) fn on_challenge(&mut self, slot: u32, key: Key, peer: Contact<u32>) {
@@ -294,7 +294,7 @@ impl Simulator {
                 let node = &self.nodes[dest as usize];
                 let outcome = if node.adversary {
                     ProofOutcome::Invalid
-                } else if node.store.contains(&key) {
+                } else if node.store.keeps(&key) {
                     ProofOutcome::Valid
                 } else {
                     ProofOutcome::Missing
