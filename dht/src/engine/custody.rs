@@ -36,6 +36,15 @@ const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Handoffs checked at most per jobs run.
 const HANDOFFS_PER_RUN: usize = 64;
 
+/// The window over which departures from the routing table are counted to estimate how long
+/// peers stay, and the most departures remembered.
+const CHURN_WINDOW: Duration = Duration::from_secs(1800);
+const MAX_DEPARTURES: usize = 4096;
+
+/// The audit runs at least this often under heavy churn: a quarter of the estimated mean
+/// session, never more often than this.
+const MIN_AUDIT_INTERVAL: Duration = Duration::from_secs(120);
+
 /// The answer to a challenge with `nonce` over a chunk's `bytes`: a BLAKE3 hash keyed by the
 /// nonce of the chunk's length and of [`PROOF_WINDOW`] bytes at an offset the nonce picks. The
 /// challenger computes it over its own copy, the challenged peer over its copy; they match
@@ -105,6 +114,8 @@ pub(super) struct Custody<A> {
     handoff_order: VecDeque<Key>,
     /// Challenges sent and not reported on: (chunk, peer) → (peer's contact, when).
     challenges: HashMap<(Key, Key), (Contact<A>, Timestamp)>,
+    /// When peers left the routing table for not answering, within [`CHURN_WINDOW`].
+    departures: VecDeque<Timestamp>,
     /// The current audit round, and when it began.
     round: u64,
     round_began: Option<Timestamp>,
@@ -120,6 +131,7 @@ impl<A> Default for Custody<A> {
             handoffs: HashMap::new(),
             handoff_order: VecDeque::new(),
             challenges: HashMap::new(),
+            departures: VecDeque::new(),
             round: 0,
             round_began: None,
             stats: RepairStats::default(),
@@ -143,6 +155,26 @@ impl<A> Custody<A> {
         }
         self.proven.remove(key);
         self.handoffs.remove(key);
+    }
+
+    /// A peer left the routing table for not answering.
+    pub(super) fn departed(&mut self, now: Timestamp) {
+        if self.departures.len() >= MAX_DEPARTURES {
+            self.departures.pop_front();
+        }
+        self.departures.push_back(now);
+    }
+
+    /// Departures within the window ending `now`.
+    fn recent_departures(&mut self, now: Timestamp) -> usize {
+        while self
+            .departures
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) > CHURN_WINDOW)
+        {
+            self.departures.pop_front();
+        }
+        self.departures.len()
     }
 
     fn requeue(&mut self, key: Key, round: u64, copies: u8) {
@@ -255,6 +287,21 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         });
     }
 
+    /// How often each chunk is audited: `repair_interval`, or under heavy churn a quarter of
+    /// the mean time a peer stays, estimated from the routing table (its size over the rate
+    /// at which entries leave for not answering), so that a chunk's holders are checked a few
+    /// times in the life of each (netsim, 15-minute sessions: see BENCHMARKS.md).
+    pub(super) fn audit_interval(&mut self, now: Timestamp) -> Duration {
+        let configured = self.config.repair_interval;
+        let departures = self.custody.recent_departures(now);
+        if departures == 0 {
+            return configured;
+        }
+        let per_second = departures as f64 / CHURN_WINDOW.as_secs_f64();
+        let session = Duration::from_secs_f64(self.table.len().max(1) as f64 / per_second);
+        (session / 4).clamp(MIN_AUDIT_INTERVAL.min(configured), configured)
+    }
+
     /// The repair audit's share of one jobs run (see the module docs).
     pub(super) fn audit(&mut self, now: Timestamp) {
         self.custody
@@ -263,7 +310,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         if self.custody.queue.is_empty() {
             return;
         }
-        let interval = self.config.repair_interval;
+        let interval = self.audit_interval(now);
         let round = self.custody.round;
         let behind = self
             .custody
@@ -571,6 +618,41 @@ mod tests {
         );
         assert_eq!(dht.repair_stats().handoffs, 0);
         assert_eq!(dht.repair_stats().released, 1);
+    }
+
+    #[test]
+    fn the_audit_runs_more_often_when_peers_leave_fast() {
+        let ids: Vec<[u8; 32]> = (0..20u8)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[0] = 0x80 | i;
+                id[1] = i;
+                id
+            })
+            .collect();
+        let (mut dht, _) = engine(5, &ids);
+        let n = dht.routing_table_len();
+        assert!(n >= 10, "{n}");
+        let t = Timestamp::EPOCH + Duration::from_secs(3600);
+        assert_eq!(
+            dht.audit_interval(t),
+            Duration::from_secs(600),
+            "no churn seen"
+        );
+        // As many departures in half an hour as the table holds: peers stay 30 minutes, and
+        // each chunk is audited every 7.5.
+        for _ in 0..n {
+            dht.custody.departed(t);
+        }
+        assert_eq!(dht.audit_interval(t), Duration::from_secs(450));
+        // Far more: never below two minutes.
+        for _ in 0..20 * n {
+            dht.custody.departed(t);
+        }
+        assert_eq!(dht.audit_interval(t), MIN_AUDIT_INTERVAL);
+        // Half an hour on, those departures no longer count.
+        let later = t + CHURN_WINDOW + MINUTE;
+        assert_eq!(dht.audit_interval(later), Duration::from_secs(600));
     }
 
     #[test]

@@ -1031,6 +1031,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         let Some(removal) = removal else {
             return;
         };
+        self.custody.departed(now);
         if self.dropped.len() >= MAX_DROPPED
             && let Some(oldest) = self
                 .dropped
