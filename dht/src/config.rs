@@ -48,7 +48,9 @@ pub struct Config {
     /// ([`crate::Event::Challenge`]), and each that does not is sent a copy
     /// ([`crate::Event::Replicate`]); one that does not answer counts as failing, one that
     /// proves wrong is penalised. Spread over the interval, the chunks with the fewest proven
-    /// copies first. Default 10 min.
+    /// copies first. Under heavy churn the audit runs more often: every quarter of the mean
+    /// time a peer stays, as the routing table sees it, but not more often than every 2
+    /// minutes. Default 10 min.
     pub repair_interval: Duration,
     /// Chunks checked at most per minute, whatever the interval asks (a budget on the repair
     /// traffic). Default 256.
