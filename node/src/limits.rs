@@ -2,10 +2,10 @@
 //!
 //! Three libp2p behaviours in the node's [`crate::protocol`] behaviour:
 //! - libp2p's `connection_limits`: pending and established connections, in and out, in all
-//!   and per peer ([`connection_limits`]);
+//!   and per peer;
 //! - libp2p's `memory_connection_limits`: no new connection while the process uses more than
 //!   [`MAX_MEMORY_FRACTION`] of the machine's memory;
-//! - [`IpLimit`]: inbound connections per remote IP address, so that one host cannot take all
+//! - `IpLimit`: inbound connections per remote IP address, so that one host cannot take all
 //!   the inbound slots with many peer ids. Off on a local network (every peer on 127.0.0.1).
 
 use std::collections::HashMap;
