@@ -7,7 +7,7 @@
 
 mod store;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 pub use store::{MemoryRecordStore, ProviderRecord, RecordStore, StoreError};
@@ -97,7 +97,9 @@ impl SignedRecord {
             VerifyingKey::from_bytes(&self.public_key).map_err(|_| RecordError::BadPublicKey)?;
         let message = signed_message(&self.public_key, &self.value, self.sequence, self.expires);
         let signature = Signature::from_bytes(&self.signature);
-        key.verify(&message, &signature)
+        // Strict: no small-order public key, no malleable signature (with the plain check, the
+        // identity point as key and (identity, 0) as signature verify any message).
+        key.verify_strict(&message, &signature)
             .map_err(|_| RecordError::BadSignature)?;
         if self.expires <= now {
             return Err(RecordError::Expired);
@@ -146,5 +148,24 @@ mod tests {
         other_key.public_key = SignedRecord::sign(&[2; 32], vec![], 0, now).public_key;
         assert_eq!(other_key.verify(now), Err(RecordError::BadSignature));
         assert_eq!(r.verify(r.expires), Err(RecordError::Expired));
+    }
+
+    #[test]
+    fn a_weak_key_cannot_sign_everything() {
+        // The identity point as the public key, and R = identity, S = 0 as the signature:
+        // [S]B = R + [k]A holds for every message, so a plain check accepts any value.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&identity);
+        let now = Timestamp::from_micros(1_000);
+        let forged = SignedRecord {
+            public_key: identity,
+            value: b"anything".to_vec(),
+            sequence: 1,
+            expires: now + std::time::Duration::from_secs(60),
+            signature,
+        };
+        assert_eq!(forged.verify(now), Err(RecordError::BadSignature));
     }
 }
