@@ -1415,6 +1415,28 @@ mod tests {
             _ => None,
         });
         assert_eq!(read.map(|r| r.sequence), Some(2));
+        // The reader remembers it: three peers that answer with the old version later cannot
+        // roll it back.
+        assert_eq!(dht.stored_record(&key, t0).map(|r| r.sequence), Some(2));
+        let again = dht.get_record(t0, key).unwrap();
+        while let Some(t) = dht.poll_transmit() {
+            if let RequestBody::FindValue { .. } = t.request.body {
+                let body = ResponseBody::Value {
+                    record: Some(v1.clone()),
+                    closer: Vec::new(),
+                };
+                dht.handle_response(t0, t.id, Response::new(body));
+            }
+        }
+        let read = events(&mut dht).into_iter().find_map(|e| match e {
+            Event::QueryFinished {
+                id,
+                result: QueryResult::GetRecord { record, .. },
+                ..
+            } if id == again => record,
+            _ => None,
+        });
+        assert_eq!(read.map(|r| r.sequence), Some(2), "no rollback");
     }
 
     #[test]

@@ -327,7 +327,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     }
 
     /// Read repair: the peers that answered a read with an older version of `record` get
-    /// this one, and so does this peer's own store if it held an older one.
+    /// this one, and this peer's own store keeps it (unless it holds a newer one), so that it
+    /// remembers the newest version it has seen: a later read starts from it, and answers
+    /// that roll the name back make that read run to the end of its lookup.
     fn repair_record(
         &mut self,
         now: Timestamp,
@@ -346,7 +348,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         if self
             .store
             .get(&key, now)
-            .is_some_and(|held| held.sequence < record.sequence)
+            .is_none_or(|held| held.sequence < record.sequence)
         {
             let _ = self.accept_record(now, record.clone());
         }
