@@ -110,6 +110,14 @@ async fn a_renewed_name_outlives_its_first_ttl_and_reaches_a_node_that_joined_la
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert!(renewed.expires > first.expires);
+    // Signed again for the lifetime it was published with, not for what was left of it.
+    let life = |r: &cairn_dht::SignedRecord| r.expires.as_micros() - r.sequence;
+    assert_eq!(life(&first), ttl.as_micros() as u64);
+    assert_eq!(
+        life(&renewed),
+        ttl.as_micros() as u64,
+        "the full ten seconds again"
+    );
     // Past the first record's expiry, a node that joins now still resolves the name.
     tokio::time::sleep_until(published + ttl + std::time::Duration::from_secs(1)).await;
     let late = net.scratch("late");

@@ -422,8 +422,9 @@ impl Driver {
             return;
         }
         let now = self.clock.now();
-        let sequence = now.as_micros().max(record.sequence.saturating_add(1));
-        let renewed = SignedRecord::sign(&self.name_secret, record.value, sequence, now + ttl);
+        // For the lifetime it was published with (which its sequence records), or `ttl`, the
+        // life the engine saw it start with, for a record whose sequence is no signing time.
+        let renewed = crate::names::resign(&self.name_secret, &record, now, ttl);
         match self.engine.put_record(now, renewed) {
             Ok(_) => debug!("renewed this node's name record"),
             Err(e) => warn!(%e, "could not renew this node's name record"),

@@ -114,6 +114,28 @@ impl Node {
     }
 }
 
+/// `record`, a record of this node's name, signed again at `now` for the lifetime it was
+/// published with: its sequence is its signing time in microseconds (see
+/// [`Node::publish_name`]), so the lifetime is its expiry less its sequence. A record whose
+/// sequence is not such a time (the lifetime would be out of range) gets `fallback`.
+pub(crate) fn resign(
+    secret: &[u8; 32],
+    record: &SignedRecord,
+    now: Timestamp,
+    fallback: Duration,
+) -> SignedRecord {
+    let max = cairn_dht::StoreLimits::default().max_record_ttl;
+    let published =
+        Duration::from_micros(record.expires.as_micros().saturating_sub(record.sequence));
+    let ttl = if published >= Duration::from_secs(1) && published <= max {
+        published
+    } else {
+        fallback
+    };
+    let sequence = now.as_micros().max(record.sequence.saturating_add(1));
+    SignedRecord::sign(secret, record.value.clone(), sequence, now + ttl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

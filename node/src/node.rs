@@ -240,10 +240,15 @@ impl NodeBuilder {
             }
             None => DiskRecordStore::in_memory(dht.store.clone()),
         };
-        // This node's own name, if its last record is still valid: published again once the
-        // node has peers (and then kept alive by the engine's republishing and renewals).
+        // This node's own name, if its last record is still valid: signed again for the
+        // lifetime it was published with and published once the node has peers (then kept
+        // alive by the engine's republishing and renewals).
         let own = Key::for_record(&SignedRecord::public_key_of(&name_secret));
-        let own_record = records.get(&own, clock.now()).cloned();
+        let now = clock.now();
+        let own_record = records.get(&own, now).cloned().map(|r| {
+            let left = r.expires.saturating_duration_since(now);
+            crate::names::resign(&name_secret, &r, now, left)
+        });
         let mut engine = Dht::with_store(node_id(&peer_id), dht, records);
         let (held, missing) = {
             let store = store.clone();
