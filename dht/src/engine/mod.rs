@@ -699,10 +699,12 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     }
 
     /// Reads the signed record under `key`: asks the closest peers until `record_quorum` valid
-    /// answers (or the lookup ends) and returns the highest sequence.
+    /// answers from other peers agree (or the lookup ends) and returns the highest sequence,
+    /// this peer's own copy included. The own copy does not count toward the quorum: a reader
+    /// that holds a record still hears from `record_quorum` others.
     pub fn get_record(&mut self, now: Timestamp, key: Key) -> Result<QueryId, QueryError> {
         let best = self.store.get(&key, now).cloned();
-        let answers = usize::from(best.is_some());
+        let answers = 0;
         self.start(
             now,
             Kind::GetRecord {
