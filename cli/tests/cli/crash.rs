@@ -9,7 +9,7 @@ use std::time::Duration;
 use cairn_tests::random_bytes;
 use tokio::time::{Instant, timeout};
 
-use super::{STEP, assert_ok, cairn, run, start, stderr, stdout};
+use super::{STEP, assert_ok, cairn, lone_daemon, run, start, stderr, stdout};
 
 /// Chunk files under `dir/chunks` (two-level fan-out), with their names.
 fn chunk_files(data_dir: &Path) -> Vec<(String, PathBuf)> {
@@ -56,15 +56,7 @@ async fn sigkill_during_a_large_put_leaves_a_sound_store_that_serves_what_it_had
     let root = tempfile::tempdir().unwrap();
     let data_dir: PathBuf = root.path().join("d");
     let dir = data_dir.to_str().unwrap();
-    let args = [
-        "daemon",
-        "--data-dir",
-        dir,
-        "--api",
-        "127.0.0.1:0",
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/quic-v1",
-    ];
+    let args = lone_daemon(dir);
     // What was stored before: a small file, put and pinned by the first daemon.
     let daemon = start(&args, "cairn daemon ready").await;
     let small = random_bytes(700_000, 31);

@@ -123,6 +123,20 @@ async fn start(args: &[&str], ready: &str) -> Child {
     child
 }
 
+/// The arguments of a daemon on its own, on data directory `dir`, its API and QUIC on
+/// system-chosen loopback ports.
+fn lone_daemon(dir: &str) -> [&str; 7] {
+    [
+        "daemon",
+        "--data-dir",
+        dir,
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+    ]
+}
+
 /// SIGTERM, then wait (bounded) for a clean exit.
 async fn terminate(mut child: Child) {
     let pid = child.id().expect("running").to_string();
@@ -343,15 +357,7 @@ async fn sigterm_stops_the_daemon_and_a_new_one_serves_the_same_content() {
     let root = tempfile::tempdir().unwrap();
     let data_dir: PathBuf = root.path().join("d");
     let dir = data_dir.to_str().unwrap();
-    let args = [
-        "daemon",
-        "--data-dir",
-        dir,
-        "--api",
-        "127.0.0.1:0",
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/quic-v1",
-    ];
+    let args = lone_daemon(dir);
     let daemon = start(&args, "cairn daemon ready").await;
     let data = random_bytes(1_500_000, 13);
     let input = root.path().join("f.bin");
