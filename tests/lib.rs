@@ -23,6 +23,11 @@ pub struct Testnet {
 impl Testnet {
     /// Starts `n` nodes: node 0 first, then the others bootstrapping from it, one at a time.
     pub async fn new(n: usize) -> anyhow::Result<Self> {
+        Self::with_config(n, cairn_dht::Config::default()).await
+    }
+
+    /// Starts `n` nodes as [`Testnet::new`] does, each with this engine configuration.
+    pub async fn with_config(n: usize, config: cairn_dht::Config) -> anyhow::Result<Self> {
         init_logging();
         let root = tempfile::tempdir()?;
         let mut net = Self {
@@ -33,7 +38,7 @@ impl Testnet {
         for i in 0..n {
             let dir = net.root.path().join(format!("node{i}"));
             let bootstrap = net.nodes.first().map(|n: &Node| n.addrs()[0].clone());
-            let node = spawn(&dir, bootstrap)
+            let node = spawn_with(&dir, bootstrap, config.clone())
                 .await
                 .with_context(|| format!("starting node {i}"))?;
             net.nodes.push(node);
@@ -85,7 +90,17 @@ impl Testnet {
 /// Starts a node on 127.0.0.1 (QUIC and TCP, system-chosen ports) with the IP-prefix cap off,
 /// since every peer shares one address here.
 pub async fn spawn(dir: &Path, bootstrap: Option<Multiaddr>) -> anyhow::Result<Node> {
+    spawn_with(dir, bootstrap, cairn_dht::Config::default()).await
+}
+
+/// Starts a node as [`spawn`] does, with this engine configuration.
+pub async fn spawn_with(
+    dir: &Path,
+    bootstrap: Option<Multiaddr>,
+    config: cairn_dht::Config,
+) -> anyhow::Result<Node> {
     let mut b = Node::builder()
+        .dht_config(config)
         .data_dir(dir)
         .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
         .listen("/ip4/127.0.0.1/tcp/0".parse()?)

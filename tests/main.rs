@@ -1,9 +1,11 @@
 //! cairn's integration tests: real nodes on 127.0.0.1, one binary, a module per topic.
 
+mod attack;
 mod bad_input;
 mod churn;
 mod health;
 mod http_server;
+mod liar;
 mod put_get;
 mod recovery;
 mod rejoin;

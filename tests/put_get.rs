@@ -91,7 +91,7 @@ async fn each_chunk_is_on_exactly_the_replication_closest_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds() {
+async fn copies_rotted_on_disk_are_never_sent_and_the_get_still_succeeds() {
     let mut net = Testnet::new(8).await.unwrap();
     let replication = cairn_dht::Config::default().replication;
     let data = random_bytes(3 * 1024 * 1024, 6);
@@ -103,9 +103,10 @@ async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds(
     assert_eq!(put.replica_failures, 0, "{put:?}");
     let ids = chunk_ids(origin, put.id).await;
     origin.shutdown().await;
-    // On every chunk, all but one of its replicas now serve flipped bytes (bit rot on disk,
-    // which a server does not check before serving: the reader verifies).
-    let mut corrupted = 0;
+    // On every chunk, all but one of its replicas now hold flipped bytes (bit rot on disk). A
+    // holder checks a chunk before it sends it (a reader bans a peer that sends bytes that do
+    // not match), so the damaged copies are deleted and never sent.
+    let mut corrupted = Vec::new();
     for id in &ids {
         let holders: Vec<usize> = (1..net.nodes.len())
             .filter(|&i| net.nodes[i].store().contains(id).unwrap())
@@ -124,10 +125,10 @@ async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds(
             let mut bytes = std::fs::read(&path).unwrap();
             bytes[0] ^= 0xff;
             std::fs::write(&path, bytes).unwrap();
-            corrupted += 1;
+            corrupted.push(path);
         }
     }
-    assert!(corrupted > ids.len());
+    assert!(corrupted.len() > ids.len());
     // A reader that joins now and holds nothing of it. (Peers may also copy chunks to it as a
     // new closest peer: a corrupt copy is refused, and counted, there too.)
     let first = net.nodes[1].addrs()[0].clone();
@@ -139,9 +140,18 @@ async fn a_holder_serving_corrupt_bytes_is_penalised_and_the_get_still_succeeds(
     assert!(got == data, "the bytes differ");
     let mut penalised = 0;
     for n in &net.nodes[1..] {
-        penalised += n.stats().await.unwrap().network.penalised;
+        let network = n.stats().await.unwrap().network;
+        penalised += network.penalised;
+        assert_eq!(
+            network.banned, 0,
+            "an honest node with a damaged disk was banned"
+        );
     }
-    assert!(penalised > 0, "no corrupt holder was caught");
+    assert_eq!(penalised, 0, "a damaged copy was sent");
+    assert!(
+        corrupted.iter().any(|p| !p.exists()),
+        "the damaged copies asked for were deleted"
+    );
     net.shutdown().await;
 }
 

@@ -580,7 +580,7 @@ impl Client {
             "peer id:      {}\nname:         {}\nlistening:    {addrs}\nrouting table: {} peers ({} connected)\n\
              stored:       {} of {} bytes quota\nchunks:       {} ({} pinned, {} replica, {} cached)\n\
              repair:       {} chunks responsible, {} below {} proven copies, {} not yet checked, {} handed over\n\
-             repair sent:  {} copies ({} bytes); proofs {} valid, {} wrong",
+             repair sent:  {} copies ({} bytes); proofs {} valid, {} wrong\n             misbehaviour: {} penalties, {} peers banned now",
             s["peer_id"].as_str().unwrap_or("?"),
             s["name"].as_str().unwrap_or("?"),
             s["routing_table"],
@@ -600,6 +600,8 @@ impl Client {
             s["repair"]["bytes_sent"],
             s["repair"]["proofs_valid"],
             s["repair"]["proofs_invalid"],
+            s["penalised_peers"],
+            s["banned_peers"],
         );
         out.print(text, s);
         Ok(())

@@ -59,6 +59,8 @@ pub struct Config {
     pub store: StoreLimits,
     /// Inbound request budget per peer.
     pub rate: RateLimit,
+    /// When misbehaving peers are banned, and for how long.
+    pub bans: crate::BanConfig,
     /// Inbound chunk request budget per peer, for the node's chunk protocol (see
     /// [`crate::Dht::allow_chunk_request`]). Default a burst of 1024 and 512 a second: 128
     /// MiB/s of average (256 KiB) chunks to one peer, above what one reader fetches from one
@@ -142,6 +144,7 @@ impl Default for Config {
             repair_budget: 256,
             store: StoreLimits::default(),
             rate: RateLimit::default(),
+            bans: crate::BanConfig::default(),
             chunk_rate: RateLimit {
                 burst: 1024,
                 per_second: 512,

@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::{Contact, Key, Timestamp};
+use crate::{Contact, Key, Offence, Timestamp};
 
 /// Identifies a fetch; events about it carry it back.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -143,8 +143,13 @@ pub(crate) enum Action<A> {
     },
     /// The fetch gave up.
     Failed { fetch: FetchId, error: FetchError },
-    /// A transfer with `peer` went well or not; `lied` if it claimed the chunk or sent garbage.
-    Outcome { peer: Key, ok: bool, lied: bool },
+    /// A transfer with `peer` went well or not; `offence` if it claimed the chunk and did not
+    /// have it, or sent garbage.
+    Outcome {
+        peer: Key,
+        ok: bool,
+        offence: Option<Offence>,
+    },
     /// Announce this peer as a provider of `root`.
     Announce { root: Key },
 }
@@ -496,16 +501,15 @@ impl<A: Clone> Fetches<A> {
             self.drive(now, fetch, rtt, out);
             return;
         }
-        let lied = match outcome {
-            ChunkOutcome::Ok => false,
-            ChunkOutcome::NotFound => c.claimed.contains(from),
-            ChunkOutcome::Corrupt => true,
-            ChunkOutcome::Failed | ChunkOutcome::Dropped => false,
+        let offence = match outcome {
+            ChunkOutcome::NotFound if c.claimed.contains(from) => Some(Offence::FalseHolder),
+            ChunkOutcome::Corrupt => Some(Offence::CorruptChunk),
+            _ => None,
         };
         out.push(Action::Outcome {
             peer: *from,
             ok: outcome == ChunkOutcome::Ok,
-            lied,
+            offence,
         });
         let primary = matches!(c.state, State::Requesting { from: f, .. } if f == *from);
         let current = primary || hedged;
@@ -580,7 +584,7 @@ impl<A: Clone> Fetches<A> {
                 out.push(Action::Outcome {
                     peer: from,
                     ok: false,
-                    lied: false,
+                    offence: None,
                 });
                 if c.hedge.as_ref().is_some_and(|h| h.deadline > now) {
                     promote(c);
@@ -589,7 +593,7 @@ impl<A: Clone> Fetches<A> {
                         out.push(Action::Outcome {
                             peer: h.from.id,
                             ok: false,
-                            lied: false,
+                            offence: None,
                         });
                     }
                     c.state = State::Ready;
@@ -1064,7 +1068,7 @@ mod tests {
         assert!(more.contains(&Action::Outcome {
             peer: holder(1).id,
             ok: false,
-            lied: true
+            offence: Some(Offence::FalseHolder)
         }));
         assert_eq!(requests(&more), vec![(0, 2)]);
         // A plain failure is no lie.
@@ -1072,7 +1076,7 @@ mod tests {
         assert!(more.contains(&Action::Outcome {
             peer: holder(2).id,
             ok: false,
-            lied: false
+            offence: None
         }));
     }
 
@@ -1223,7 +1227,7 @@ mod tests {
             more.contains(&Action::Outcome {
                 peer: holder(3).id,
                 ok: false,
-                lied: false
+                offence: None
             }),
             "a provider of the content did not claim this chunk"
         );

@@ -51,6 +51,7 @@
 //! assert!(a.contains_peer(&b_id) && b.contains_peer(&a_id));
 //! ```
 
+mod bans;
 mod config;
 mod contact;
 mod engine;
@@ -65,6 +66,7 @@ mod rtt;
 mod scores;
 mod time;
 
+pub use bans::{Ban, BanConfig, BannedPrefix, Offence};
 pub use config::{Config, RateLimit, StoreLimits, TimeoutConfig};
 pub use contact::{Address, Contact};
 pub use engine::{Dht, Event, PROOF_WINDOW, ProofOutcome, RepairStats, RequestId, Transmit, proof};

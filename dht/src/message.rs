@@ -126,6 +126,9 @@ pub enum RemoteError {
     /// The peer's store is full.
     #[error("peer's record store is full")]
     StoreFull,
+    /// The peer banned us for misbehaviour (for a while).
+    #[error("peer has banned us for misbehaviour")]
+    Banned,
 }
 
 impl Request {

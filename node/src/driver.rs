@@ -3,11 +3,12 @@
 //! timer. It makes no protocol decision: it feeds the engine and carries out what it says.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_dht::{
-    ChunkOutcome, Contact, Dht, Event, FetchError, FetchId, Key, ProofOutcome, QueryError, QueryId,
-    QueryResult, RequestId, SignedRecord, Timestamp, proof,
+    Ban, ChunkOutcome, Contact, Dht, Event, FetchError, FetchId, Key, Offence, ProofOutcome,
+    QueryError, QueryId, QueryResult, RequestId, SignedRecord, Timestamp, proof,
 };
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -24,6 +25,7 @@ use crate::protocol::{
 };
 use crate::records::DiskRecordStore;
 use crate::store::{Reason, Store};
+use crate::wire::{Frame, WireError};
 
 /// Commands queued from handles to the driver at most.
 pub(crate) const COMMAND_QUEUE: usize = 256;
@@ -96,6 +98,8 @@ pub struct NetworkStatus {
     /// Times a peer was penalised for chunk bytes that did not match their id (in answer to a
     /// fetch or as a replica copy) or for a wrong proof of holding a chunk.
     pub penalised: u64,
+    /// Peers banned now for misbehaviour (see [`cairn_dht::Offence`]).
+    pub banned: usize,
     /// What the repair audit and handoffs found and did.
     pub repair: cairn_dht::RepairStats,
     /// Bytes of chunk copies sent to peers that lacked them (repair traffic) since start.
@@ -246,6 +250,9 @@ pub(crate) struct Driver {
     listen: HashMap<PeerId, Multiaddr>,
     /// The remote address of a connected peer, if no better one is known.
     remote: HashMap<PeerId, Multiaddr>,
+    /// The IP a connected peer's latest connection came from or went to: what the engine is
+    /// told, for its per-prefix caps and bans, rather than an address the peer claims.
+    observed: HashMap<PeerId, IpAddr>,
     penalised: u64,
     /// Commands to ourselves, for replica copies running on their own tasks. Weak, so that the
     /// driver still stops when the last handle is dropped.
@@ -257,6 +264,8 @@ pub(crate) struct Driver {
     /// This node's name key: the engine asks for its records to be signed again before they
     /// lapse.
     name_secret: [u8; 32],
+    /// Peers banned by the engine, by node id, until it lifts the ban.
+    banned: HashMap<Key, PeerId>,
 }
 
 enum ChunkWaiter {
@@ -311,12 +320,14 @@ impl Driver {
             fetches: HashMap::new(),
             listen: HashMap::new(),
             remote: HashMap::new(),
+            observed: HashMap::new(),
             penalised: 0,
             self_tx,
             repair_permits: Arc::new(Semaphore::new(REPAIR_CONCURRENCY)),
             repair_bytes: Arc::new(AtomicU64::new(0)),
             inbound_permits: Arc::new(Semaphore::new(INBOUND_CHUNK_CONCURRENCY)),
             name_secret,
+            banned: HashMap::new(),
         }
     }
 
@@ -359,7 +370,7 @@ impl Driver {
                 .swarm
                 .behaviour_mut()
                 .kad
-                .send_request(&peer, t.request);
+                .send_request(&peer, Frame::Valid(t.request));
             self.kad_out.insert(out, t.id);
         }
         while let Some(event) = self.engine.poll_event() {
@@ -376,6 +387,13 @@ impl Driver {
                     }
                 }
                 Event::RecordStored { key, .. } => debug!(%key, "stored a record for a peer"),
+                Event::Banned { peer, ban } => self.ban(peer, ban),
+                Event::BanLifted { peer } => {
+                    if let Some(peer) = self.banned.remove(&peer) {
+                        debug!(%peer, "ban lifted");
+                        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    }
+                }
                 Event::RenewRecord { record, ttl } => self.renew(record, ttl),
                 Event::Replicate { key, to } => self.replicate(key, to.addr),
                 Event::Challenge { key, peer, nonce } => self.challenge(key, peer, nonce),
@@ -413,6 +431,41 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Enforces a ban the engine decided: the peer is disconnected and refused on reconnect
+    /// (libp2p's block list), and so is its address prefix if the ban covers it.
+    fn ban(&mut self, id: Key, ban: Ban) {
+        let Some(peer) = self.peer_of_id(&id) else {
+            return; // never connected: the engine refuses it anyway
+        };
+        warn!(%peer, "banned a peer for misbehaviour");
+        self.banned.insert(id, peer);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        if let Some(prefix) = ban.prefix {
+            let until = self.clock.instant(ban.until);
+            self.swarm.behaviour_mut().per_ip.ban(prefix, until);
+        }
+        self.listen.remove(&peer);
+    }
+
+    /// The libp2p peer whose node id is `id`, among the peers this driver knows of.
+    fn peer_of_id(&self, id: &Key) -> Option<PeerId> {
+        self.observed
+            .keys()
+            .chain(self.listen.keys())
+            .chain(self.remote.keys())
+            .find(|p| node_id(p) == *id)
+            .copied()
+    }
+
+    /// `peer` sent bytes that are not a message (garbage, or larger than the protocol allows):
+    /// the engine counts it toward a ban, and the stream is dropped unanswered.
+    fn on_malformed(&mut self, now: Timestamp, peer: PeerId, error: &WireError) {
+        debug!(%peer, %error, "peer sent a malformed message");
+        let ip = self.observed.get(&peer).copied();
+        self.engine
+            .report(now, &node_id(&peer), ip, Offence::Malformed);
     }
 
     /// Signs this node's record again with a later expiry (the same lifetime from now) and a
@@ -575,6 +628,7 @@ impl Driver {
                     routing_table: self.engine.routing_table_len(),
                     connected: self.swarm.connected_peers().count(),
                     penalised: self.penalised,
+                    banned: self.engine.banned_peers(self.clock.now()).len(),
                     repair: self.engine.repair_stats(),
                     repair_bytes_sent: self.repair_bytes.load(Ordering::Relaxed),
                     replication: self.engine.config().replication,
@@ -625,7 +679,7 @@ impl Driver {
             .swarm
             .behaviour_mut()
             .chunk
-            .send_request(&to.peer, request);
+            .send_request(&to.peer, Frame::Valid(request));
         self.chunk_out.insert(out, waiter);
     }
 
@@ -668,6 +722,9 @@ impl Driver {
                 peer_id, endpoint, ..
             } => {
                 let addr = endpoint.get_remote_address().clone();
+                if let Some(ip) = crate::limits::ip_of(&addr) {
+                    self.observed.insert(peer_id, ip);
+                }
                 if endpoint.is_dialer() {
                     self.listen.entry(peer_id).or_insert(addr);
                 } else {
@@ -681,6 +738,7 @@ impl Driver {
                 ..
             } => {
                 self.remote.remove(&peer_id);
+                self.observed.remove(&peer_id);
                 let id = node_id(&peer_id);
                 if !self.engine.contains_peer(&id) {
                     self.listen.remove(&peer_id);
@@ -698,17 +756,30 @@ impl Driver {
     fn on_kad(
         &mut self,
         now: Timestamp,
-        event: request_response::Event<cairn_dht::Request, cairn_dht::Response<PeerAddr>>,
+        event: request_response::Event<Frame<cairn_dht::Request>, cairn_dht::Response<PeerAddr>>,
     ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
+                    request: Frame::Invalid(e),
+                    ..
+                } => self.on_malformed(now, peer, &e),
+                request_response::Message::Request {
+                    request: Frame::Valid(request),
+                    channel,
+                    ..
                 } => {
-                    let Some(addr) = self
+                    // The address the peer listens on, unless its IP is not the one the connection
+                    // came from (a claim the engine's per-prefix cap must not trust): then the
+                    // connection's own.
+                    let observed = self.observed.get(&peer).copied();
+                    let claimed = self
                         .listen
                         .get(&peer)
+                        .filter(|a| observed.is_none_or(|ip| crate::limits::ip_of(a) == Some(ip)));
+                    let Some(addr) = claimed
                         .or_else(|| self.remote.get(&peer))
+                        .or_else(|| self.listen.get(&peer))
                         .cloned()
                     else {
                         return; // no address at all: cannot happen on an open connection
@@ -737,6 +808,11 @@ impl Driver {
                 ..
             } => {
                 debug!(%peer, %error, "dht request failed");
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && let Some(wire) = WireError::of(e)
+                {
+                    self.on_malformed(now, peer, wire);
+                }
                 if let Some(id) = self.kad_out.remove(&request_id) {
                     self.engine.handle_failure(now, id);
                 }
@@ -785,11 +861,20 @@ impl Driver {
             .handle_chunk(now, fetch, index, &node_id(&peer), outcome);
     }
 
-    fn on_chunk(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {
+    fn on_chunk(&mut self, event: request_response::Event<Frame<ChunkRequest>, ChunkResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
+                    request: Frame::Invalid(e),
+                    ..
+                } => {
+                    let now = self.clock.now();
+                    self.on_malformed(now, peer, &e);
+                }
+                request_response::Message::Request {
+                    request: Frame::Valid(request),
+                    channel,
+                    ..
                 } => self.serve_chunk(peer, request, channel),
                 request_response::Message::Response {
                     request_id,
@@ -842,6 +927,12 @@ impl Driver {
                 peer,
                 ..
             } => {
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && let Some(wire) = WireError::of(e)
+                {
+                    let now = self.clock.now();
+                    self.on_malformed(now, peer, wire);
+                }
                 let e = TransferError::Network(error.to_string());
                 match self.chunk_out.remove(&request_id) {
                     Some(ChunkWaiter::Engine {
@@ -896,7 +987,7 @@ impl Driver {
             } else {
                 let read = {
                     let store = store.clone();
-                    tokio::task::spawn_blocking(move || store.read(&id)).await
+                    tokio::task::spawn_blocking(move || store.read_verified(&id)).await
                 };
                 let Ok(Ok(Some(bytes))) = read else {
                     return; // evicted or gone meanwhile: nothing to copy
@@ -945,7 +1036,7 @@ impl Driver {
             None => self.engine.handle_proof(now, id, &peer, outcome),
             Some(reply) => {
                 if outcome == ProofOutcome::Invalid {
-                    self.engine.report_misbehaviour(now, &peer);
+                    self.engine.report(now, &peer, None, Offence::WrongProof);
                 }
                 let _ = reply.send(outcome);
             }
@@ -958,7 +1049,7 @@ impl Driver {
         let store = self.store.clone();
         let commands = self.self_tx.clone();
         tokio::spawn(async move {
-            let expected = tokio::task::spawn_blocking(move || match store.read(&id) {
+            let expected = tokio::task::spawn_blocking(move || match store.read_verified(&id) {
                 Ok(Some(bytes)) => Some(proof(&nonce, &bytes)),
                 _ => None,
             })
@@ -1012,7 +1103,7 @@ impl Driver {
             ChunkRequest::Get { id } => {
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    let response = match store.read(&id) {
+                    let response = match store.read_verified(&id) {
                         Ok(Some(bytes)) => ChunkResponse::Data(bytes),
                         Ok(None) => ChunkResponse::NotFound,
                         Err(e) => {
@@ -1054,7 +1145,7 @@ impl Driver {
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     let kept = !store.is_missing(&id) && matches!(store.keeps(&id), Ok(true));
-                    let response = match kept.then(|| store.read(&id)) {
+                    let response = match kept.then(|| store.read_verified(&id)) {
                         Some(Ok(Some(bytes))) => ChunkResponse::Proof(proof(&nonce, &bytes)),
                         _ => ChunkResponse::NotFound,
                     };
@@ -1065,7 +1156,9 @@ impl Driver {
                 if Key::hash(&bytes) != id {
                     self.penalised += 1;
                     let now = self.clock.now();
-                    self.engine.report_misbehaviour(now, &node_id(&peer));
+                    let ip = self.observed.get(&peer).copied();
+                    self.engine
+                        .report(now, &node_id(&peer), ip, Offence::CorruptChunk);
                     let refusal =
                         ChunkResponse::Refused("bytes do not hash to the chunk id".into());
                     let _ = self
@@ -1076,6 +1169,10 @@ impl Driver {
                     return;
                 }
                 if !self.engine.is_responsible(&id) {
+                    let now = self.clock.now();
+                    let ip = self.observed.get(&peer).copied();
+                    self.engine
+                        .report(now, &node_id(&peer), ip, Offence::JunkPush);
                     let refusal = ChunkResponse::Refused(
                         "this peer is not among the closest to the chunk; offer it to a closer one"
                             .into(),

@@ -937,6 +937,7 @@ async fn status(State(state): State<AppState>) -> Result<axum::Json<serde_json::
         "chunks_replica": s.replica,
         "chunks_cached": s.cached,
         "penalised_peers": stats.network.penalised,
+        "banned_peers": stats.network.banned,
         "replication": stats.network.replication,
         "repair": {
             "chunks_responsible": stats.network.repair.responsible,

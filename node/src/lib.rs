@@ -48,6 +48,7 @@ pub mod protocol;
 mod put;
 mod records;
 pub mod store;
+pub mod wire;
 
 pub use cairn_dht as dht;
 pub use driver::{NetworkStatus, PeerInfo};

@@ -6,12 +6,17 @@
 //! - libp2p's `memory_connection_limits`: no new connection while the process uses more than
 //!   [`MAX_MEMORY_FRACTION`] of the machine's memory;
 //! - `IpLimit`: inbound connections per remote IP address, so that one host cannot take all
-//!   the inbound slots with many peer ids. Off on a local network (every peer on 127.0.0.1).
+//!   the inbound slots with many peer ids (off on a local network, where every peer is on
+//!   127.0.0.1), and none from an address prefix the engine banned (see
+//!   [`cairn_dht::BannedPrefix`]).
+//!
+//! Banned peer ids are refused by libp2p's `allow_block_list`, also in that behaviour.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::{ConnectedPoint, Endpoint};
@@ -50,7 +55,7 @@ pub(crate) fn connection_limits() -> connection_limits::Behaviour {
 }
 
 /// The remote IP of an address, if it has one.
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+pub(crate) fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
         Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
@@ -63,6 +68,8 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 #[derive(Debug, Default)]
 pub(crate) struct IpLimit {
     max: Option<usize>,
+    /// Prefixes refused until the instant given.
+    banned: Vec<(cairn_dht::BannedPrefix, Instant)>,
     /// The IP of each inbound connection counted, and the count per IP.
     by_connection: HashMap<ConnectionId, IpAddr>,
     per_ip: HashMap<IpAddr, usize>,
@@ -76,12 +83,33 @@ pub(crate) struct TooManyFromIp {
     max: usize,
 }
 
+/// An inbound connection from a banned address prefix.
+#[derive(Debug, thiserror::Error)]
+#[error("{ip} is in an address prefix banned for misbehaviour")]
+pub(crate) struct BannedIp {
+    ip: IpAddr,
+}
+
 impl IpLimit {
     pub(crate) fn new(max: Option<usize>) -> Self {
         Self {
             max,
             ..Self::default()
         }
+    }
+
+    /// Refuses connections from `prefix` until `until`.
+    pub(crate) fn ban(&mut self, prefix: cairn_dht::BannedPrefix, until: Instant) {
+        let now = Instant::now();
+        self.banned.retain(|(p, end)| *end > now && *p != prefix);
+        self.banned.push((prefix, until));
+    }
+
+    fn is_banned(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        self.banned
+            .iter()
+            .any(|(p, end)| *end > now && p.covers(ip))
     }
 
     fn forget(&mut self, id: &ConnectionId) {
@@ -106,7 +134,13 @@ impl NetworkBehaviour for IpLimit {
         _local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        let (Some(max), Some(ip)) = (self.max, ip_of(remote)) else {
+        let Some(ip) = ip_of(remote) else {
+            return Ok(());
+        };
+        if self.is_banned(ip) {
+            return Err(ConnectionDenied::new(BannedIp { ip }));
+        }
+        let Some(max) = self.max else {
             return Ok(());
         };
         let n = self.per_ip.entry(ip).or_default();

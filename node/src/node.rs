@@ -92,10 +92,11 @@ impl NodeBuilder {
         self
     }
 
-    /// Turns the per-bucket IP-prefix cap off: for networks where many peers share one address,
-    /// such as a local test network on 127.0.0.1.
+    /// Turns the per-bucket IP-prefix cap and bans of address prefixes off: for networks where
+    /// many peers share one address, such as a local test network on 127.0.0.1.
     pub fn local_network(mut self) -> Self {
         self.dht.ip_prefix_cap = None;
+        self.dht.bans.prefix_after = None;
         self
     }
 

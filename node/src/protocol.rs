@@ -1,7 +1,8 @@
 //! The wire: the libp2p behaviour, the DHT address type, and the chunk transfer protocol.
 //!
 //! - `/cairn/kad/1.0.0`: the engine's [`cairn_dht::Request`]/[`cairn_dht::Response`] over
-//!   request-response with the CBOR codec, requests and responses capped at [`MAX_KAD_MESSAGE`].
+//!   request-response in CBOR ([`crate::wire`]), requests and responses capped at
+//!   [`MAX_KAD_MESSAGE`].
 //! - `/cairn/chunk/1.0.0`: [`ChunkRequest`]/[`ChunkResponse`], capped at one chunk plus framing.
 //! - identify (so peers learn each other's listen addresses) and ping (whose round trips feed
 //!   the engine's timeouts and holder ranking).
@@ -109,29 +110,30 @@ pub enum ChunkResponse {
     Refused(String),
 }
 
+/// The DHT protocol's codec (see [`crate::wire`]).
+pub type KadCodec = crate::wire::Codec<cairn_dht::Request, cairn_dht::Response<PeerAddr>>;
+/// The chunk protocol's codec (see [`crate::wire`]).
+pub type ChunkCodec = crate::wire::Codec<ChunkRequest, ChunkResponse>;
+
 /// The node's libp2p behaviour.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
-    pub(crate) kad:
-        request_response::cbor::Behaviour<cairn_dht::Request, cairn_dht::Response<PeerAddr>>,
-    pub(crate) chunk: request_response::cbor::Behaviour<ChunkRequest, ChunkResponse>,
+    pub(crate) kad: request_response::Behaviour<KadCodec>,
+    pub(crate) chunk: request_response::Behaviour<ChunkCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     limits: libp2p::connection_limits::Behaviour,
     memory: libp2p::memory_connection_limits::Behaviour,
-    per_ip: crate::limits::IpLimit,
+    pub(crate) per_ip: crate::limits::IpLimit,
+    pub(crate) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
 }
 
 impl Behaviour {
     /// The behaviour, with at most `per_ip` inbound connections from one IP address (`None`:
     /// no cap, for a local network).
     pub(crate) fn new(key: &libp2p::identity::Keypair, per_ip: Option<usize>) -> Self {
-        let kad_codec = request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(MAX_KAD_MESSAGE)
-            .set_response_size_maximum(MAX_KAD_MESSAGE);
-        let chunk_codec = request_response::cbor::codec::Codec::default()
-            .set_request_size_maximum(MAX_CHUNK_MESSAGE)
-            .set_response_size_maximum(MAX_CHUNK_MESSAGE);
+        let kad_codec = KadCodec::new(MAX_KAD_MESSAGE, MAX_KAD_MESSAGE);
+        let chunk_codec = ChunkCodec::new(MAX_CHUNK_MESSAGE, MAX_CHUNK_MESSAGE);
         // The engine times DHT requests itself (adaptive per peer); this is only a backstop.
         let kad_config = request_response::Config::default()
             .with_request_timeout(Duration::from_secs(15))
@@ -160,6 +162,7 @@ impl Behaviour {
                 crate::limits::MAX_MEMORY_FRACTION,
             ),
             per_ip: crate::limits::IpLimit::new(per_ip),
+            blocked: Default::default(),
         }
     }
 }

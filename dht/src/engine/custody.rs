@@ -218,7 +218,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 if let Some(p) = self.custody.proven.get_mut(&key) {
                     p.retain(|(p, _)| p != peer);
                 }
-                self.report_misbehaviour(now, peer);
+                self.report(now, peer, None, Offence::WrongProof);
             }
             ProofOutcome::Unreachable => self.connection_lost(now, peer),
             ProofOutcome::Unchecked => {}

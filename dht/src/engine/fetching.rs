@@ -15,10 +15,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         root: Option<Key>,
         announce: bool,
     ) -> Result<FetchId, QueryError> {
-        let providers = root
+        let mut providers = root
             .and_then(|r| self.recent_providers.get(&r))
             .cloned()
             .unwrap_or_default();
+        providers.retain(|p| !self.bans.under_ban(&p.id));
         self.fetches
             .start(root, announce, providers)
             .ok_or(QueryError::Busy {
@@ -141,15 +142,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 Action::Failed { fetch, error } => {
                     self.events.push_back(Event::FetchFailed { fetch, error });
                 }
-                Action::Outcome { peer, ok, lied } => {
-                    if ok {
-                        self.scores.on_success(&peer, now);
-                    } else if lied {
-                        self.report_misbehaviour(now, &peer);
-                    } else {
-                        self.scores.on_failure(&peer, 1, now);
-                    }
-                }
+                Action::Outcome { peer, ok, offence } => match (ok, offence) {
+                    (true, _) => self.scores.on_success(&peer, now),
+                    (false, Some(offence)) => self.report(now, &peer, None, offence),
+                    (false, None) => self.scores.on_failure(&peer, 1, now),
+                },
                 Action::Announce { root } => {
                     let _ = self.start(now, Kind::Announce, root, Vec::new(), true);
                 }

@@ -11,6 +11,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         }
         self.next_jobs = now + JOBS_INTERVAL;
         self.store.remove_expired(now);
+        for peer in self.bans.expire(now) {
+            self.events.push_back(Event::BanLifted { peer });
+        }
         if let Some(interval) = self.config.refresh_interval {
             self.refresh_older_than(now, interval);
         }

@@ -14,11 +14,13 @@ pub use custody::{PROOF_WINDOW, ProofOutcome, RepairStats, proof};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::bans::{Ban, Bans, Offence};
 use crate::fetch::{Action, ChunkOutcome, FetchError, FetchId, Fetches};
 use crate::message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
 use crate::placement;
@@ -151,6 +153,21 @@ pub enum Event<A> {
         /// Who sent it.
         from: Key,
     },
+    /// `peer` misbehaved past [`crate::BanConfig::threshold`] and is banned until `ban.until`:
+    /// the engine refuses its requests, keeps it out of the routing table and drops it from
+    /// lookup answers; the node should disconnect it and refuse its connections (and those
+    /// from `ban.prefix`, if set) until [`Event::BanLifted`].
+    Banned {
+        /// The peer.
+        peer: Key,
+        /// Until when, and the address prefix banned with it.
+        ban: Ban,
+    },
+    /// `peer`'s ban ended.
+    BanLifted {
+        /// The peer.
+        peer: Key,
+    },
 }
 
 /// The Kademlia engine of one peer, sans-IO in the style of quinn-proto's `Connection`.
@@ -174,6 +191,7 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     table: RoutingTable<A>,
     store: S,
     scores: Scores,
+    bans: Bans,
     limiter: RateLimiter,
     /// The budget of chunk requests per peer (`Config::chunk_rate`).
     chunk_limiter: RateLimiter,
@@ -379,6 +397,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             table,
             store,
             scores: Scores::new(config.max_tracked_peers),
+            bans: Bans::new(config.bans.clone()),
             limiter: RateLimiter::new(config.rate.clone()),
             chunk_limiter: RateLimiter::new(config.chunk_rate.clone()),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
@@ -421,6 +440,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 supported: PROTOCOL_VERSION,
             });
         }
+        if self.bans.is_banned(now, &from.id) {
+            return Response::error(RemoteError::Banned);
+        }
         if !self.limiter.allow(&from.id, now) {
             return Response::error(RemoteError::RateLimited);
         }
@@ -445,7 +467,13 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                         .push_back(Event::RecordStored { key, from: from.id });
                     ResponseBody::Stored
                 }
-                Err(e) => ResponseBody::Error(e),
+                Err((e, forged)) => {
+                    if forged {
+                        self.charge(now, &from, Offence::ForgedRecord);
+                        return Response::error(e);
+                    }
+                    ResponseBody::Error(e)
+                }
             },
             RequestBody::AddProvider { key } => {
                 let record = ProviderRecord {
@@ -614,12 +642,60 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         }
     }
 
-    /// `peer` sent data that failed verification (a chunk whose hash does not match): it is
-    /// penalised and dropped from the routing table.
-    pub fn report_misbehaviour(&mut self, now: Timestamp, peer: &Key) {
-        self.scores.on_failure(peer, MISBEHAVIOUR_WEIGHT, now);
-        let removal = self.table.remove(peer, |k| self.scores.rtt(k));
-        self.on_removal(now, removal);
+    /// `peer` did `offence` where the engine could not see it (a chunk whose bytes do not match
+    /// its id, an undecodable message): it costs the peer reliability and points toward a ban
+    /// (see `crate::BanConfig`); `ip` is the address the transport saw it at, if the caller
+    /// knows it (else the engine uses the one in its routing table). All but
+    /// [`Offence::JunkPush`] drop the peer from the routing table too.
+    pub fn report(&mut self, now: Timestamp, peer: &Key, ip: Option<IpAddr>, offence: Offence) {
+        let ip = ip.or_else(|| self.table.entry(peer).and_then(|e| e.contact.addr.ip()));
+        self.charge_at(now, peer, ip, offence);
+    }
+
+    /// Whether `peer` is banned now (see [`Event::Banned`]).
+    pub fn is_banned(&self, now: Timestamp, peer: &Key) -> bool {
+        self.bans.is_banned(now, peer)
+    }
+
+    /// Whether connections from `ip` are refused now: enough peers of its prefix were banned
+    /// (`crate::BanConfig::prefix_after`).
+    pub fn is_banned_ip(&self, now: Timestamp, ip: IpAddr) -> bool {
+        self.bans.is_banned_ip(now, ip)
+    }
+
+    /// The peers banned now, with the end of each ban, in id order.
+    pub fn banned_peers(&self, now: Timestamp) -> Vec<(Key, Timestamp)> {
+        let mut v: Vec<(Key, Timestamp)> = self.bans.banned(now).map(|(k, t)| (*k, t)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Charges `from` with `offence` at the address it was met at.
+    pub(super) fn charge(&mut self, now: Timestamp, from: &Contact<A>, offence: Offence) {
+        self.charge_at(now, &from.id, from.addr.ip(), offence);
+    }
+
+    fn charge_at(&mut self, now: Timestamp, peer: &Key, ip: Option<IpAddr>, offence: Offence) {
+        let minor = offence == Offence::JunkPush;
+        self.scores
+            .on_failure(peer, if minor { 1 } else { MISBEHAVIOUR_WEIGHT }, now);
+        let ban = self.bans.charge(now, peer, ip, offence);
+        if !minor || ban.is_some() {
+            let removal = self.table.remove(peer, |k| self.scores.rtt(k));
+            self.on_removal(now, removal);
+            self.dropped.remove(peer);
+        }
+        if let Some(ban) = ban {
+            self.events.push_back(Event::Banned { peer: *peer, ban });
+            // Requests queued for it are not sent: they fail now.
+            let (to_it, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.transmits)
+                .into_iter()
+                .partition(|t| t.to.id == *peer);
+            self.transmits = rest;
+            for t in to_it {
+                self.fail_request(now, t.id, false);
+            }
+        }
     }
 
     // ---- outputs ------------------------------------------------------------------------------
@@ -965,6 +1041,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     // ---- peers and the routing table ----------------------------------------------------------
 
     fn on_alive(&mut self, now: Timestamp, contact: Contact<A>, may_probe: bool) {
+        if self.bans.shuns(now, &contact) {
+            return;
+        }
         let dropped = self.dropped.remove(&contact.id);
         if dropped.is_some() {
             self.on_comeback(now);
@@ -1110,14 +1189,20 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         record.verify(now)
     }
 
-    fn accept_record(&mut self, now: Timestamp, record: SignedRecord) -> Result<Key, RemoteError> {
+    /// Stores a record a peer sent; on refusal, why, and whether the record was a forgery
+    /// (a signature that does not check, which no honest peer sends).
+    fn accept_record(
+        &mut self,
+        now: Timestamp,
+        record: SignedRecord,
+    ) -> Result<Key, (RemoteError, bool)> {
         self.check_record(now, &record)
-            .map_err(|_| RemoteError::InvalidRecord)?;
+            .map_err(|e| (RemoteError::InvalidRecord, e.is_forgery()))?;
         let key = record.key();
         match self.store.put(record) {
             Ok(()) => Ok(key),
-            Err(StoreError::Stale { held }) => Err(RemoteError::StaleRecord { held }),
-            Err(StoreError::Full) => Err(RemoteError::StoreFull),
+            Err(StoreError::Stale { held }) => Err((RemoteError::StaleRecord { held }, false)),
+            Err(StoreError::Full) => Err((RemoteError::StoreFull, false)),
         }
     }
 }
@@ -1192,6 +1277,67 @@ mod tests {
 
     fn events(dht: &mut Dht<u32>) -> Vec<Event<u32>> {
         std::iter::from_fn(|| dht.poll_event()).collect()
+    }
+
+    #[test]
+    fn a_peer_that_stores_a_forged_record_is_banned_refused_and_kept_out_then_forgiven() {
+        let (mut dht, liar) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        let mut forged = SignedRecord::sign(&[7; 32], b"v".to_vec(), 1, t0 + HOUR);
+        forged.value = b"forged".to_vec();
+        let put = |dht: &mut Dht<u32>, t| {
+            dht.handle_request(
+                t,
+                liar.clone(),
+                Request::new(RequestBody::PutRecord {
+                    record: forged.clone(),
+                }),
+            )
+        };
+        assert_eq!(
+            put(&mut dht, t0).body,
+            ResponseBody::Error(RemoteError::InvalidRecord)
+        );
+        assert!(
+            !dht.contains_peer(&liar.id),
+            "dropped from the table at once"
+        );
+        assert!(dht.is_banned(t0, &liar.id), "one forgery bans");
+        let banned: Vec<_> = events(&mut dht)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Banned { peer, ban } => Some((peer, ban.until)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(banned, vec![(liar.id, t0 + HOUR)]);
+        // Refused, and not let back into the table by its requests.
+        let ping = dht.handle_request(t0, liar.clone(), Request::new(RequestBody::Ping));
+        assert_eq!(ping.body, ResponseBody::Error(RemoteError::Banned));
+        assert!(!dht.contains_peer(&liar.id));
+        // A lookup answer naming it does not bring it back either.
+        let mut id = [0u8; 32];
+        id[0] = 0x40;
+        let honest = Contact::new(Key::from_bytes(id), 2);
+        dht.handle_request(t0, honest.clone(), Request::new(RequestBody::Ping));
+        dht.find_node(t0, Key::from_bytes([0x81; 32])).unwrap();
+        while let Some(t) = dht.poll_transmit() {
+            assert_ne!(t.to.id, liar.id, "a banned peer is not asked");
+            let closer = vec![liar.clone()];
+            dht.handle_response(t0, t.id, Response::new(ResponseBody::Nodes { closer }));
+        }
+        assert!(!dht.contains_peer(&liar.id));
+        assert_eq!(dht.banned_peers(t0), vec![(liar.id, t0 + HOUR)]);
+        // The ban ends: lifted, and the peer may come back.
+        let later = t0 + HOUR + Duration::from_secs(61);
+        dht.handle_timeout(later);
+        assert!(
+            events(&mut dht)
+                .iter()
+                .any(|e| matches!(e, Event::BanLifted { peer } if *peer == liar.id))
+        );
+        dht.handle_request(later, liar.clone(), Request::new(RequestBody::Ping));
+        assert!(dht.contains_peer(&liar.id));
     }
 
     #[test]

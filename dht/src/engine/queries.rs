@@ -105,6 +105,13 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             return;
         };
         let target = *q.lookup.target();
+        if self.bans.is_banned(now, &from.id) {
+            // Banned while the lookup ran: its answer is worth nothing.
+            q.stats.failures += 1;
+            q.lookup.on_failure(path, &from.id);
+            self.advance(now, id);
+            return;
+        }
         let mut new_providers = Vec::new();
         let closer = match (&mut q.kind, response.body) {
             (
@@ -125,12 +132,19 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 ResponseBody::Value { record, closer },
             ) => {
                 if let Some(record) = record {
-                    let valid = record.key() == target && record.verify(now).is_ok();
-                    if !valid {
-                        // A forged or mismatched record: the peer lied.
-                        self.scores.on_failure(&from.id, MISBEHAVIOUR_WEIGHT, now);
+                    let checked = match record.verify(now) {
+                        Ok(()) if record.key() == target => Ok(()),
+                        Ok(()) => Err(true), // a record of another key: a lie
+                        Err(e) => Err(e.is_forgery()),
+                    };
+                    if let Err(forged) = checked {
                         q.stats.failures += 1;
                         q.lookup.on_failure(path, &from.id);
+                        if forged {
+                            self.charge(now, &from, Offence::ForgedRecord);
+                        } else {
+                            self.scores.on_failure(&from.id, 1, now);
+                        }
                         self.advance(now, id);
                         return;
                     }
@@ -162,7 +176,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 }
                 let mut named = false;
                 for p in providers.into_iter().take(self.config.k) {
-                    if p.id != self.local && p.addr.matches_id(&p.id) {
+                    if p.id != self.local && p.addr.matches_id(&p.id) && !self.bans.shuns(now, &p) {
                         named |= !verified.contains(&p.id);
                         if !announced.iter().any(|a| a.id == p.id) {
                             announced.push(p.clone());
@@ -181,7 +195,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             _ => None, // an error, or an answer to another question
         };
         match closer {
-            Some(closer) => {
+            Some(mut closer) => {
+                closer.retain(|c| !self.bans.shuns(now, c));
                 q.stats.successes += 1;
                 q.lookup.on_success(path, &from.id, closer);
             }

@@ -63,6 +63,14 @@ pub enum RecordError {
     },
 }
 
+impl RecordError {
+    /// Whether the record was forged or altered (a key or signature that does not check), which
+    /// no honest peer sends, as opposed to one that merely lapsed or exceeds this peer's limits.
+    pub fn is_forgery(&self) -> bool {
+        matches!(self, RecordError::BadPublicKey | RecordError::BadSignature)
+    }
+}
+
 impl SignedRecord {
     /// Signs `value` as version `sequence` of the name owned by `secret_key`.
     pub fn sign(secret_key: &[u8; 32], value: Vec<u8>, sequence: u64, expires: Timestamp) -> Self {

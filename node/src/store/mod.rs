@@ -758,6 +758,33 @@ impl Store {
         Ok(bytes)
     }
 
+    /// The chunk's bytes if stored and intact: what this node sends to others (served, copied,
+    /// proven). A file whose bytes no longer match its id (damaged on disk) is deleted, the
+    /// chunk reads as missing from then on (so repair fetches it again), and `None` is returned:
+    /// a reader bans a peer that sends bytes that do not match.
+    pub fn read_verified(&self, id: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(bytes) = self.read(id)? else {
+            return Ok(None);
+        };
+        if Key::hash(&bytes) == *id {
+            return Ok(Some(bytes));
+        }
+        {
+            let _guard = self.stripe(id);
+            match self.chunks.remove(id) {
+                Ok(()) => {
+                    warn!(%id, "a stored chunk no longer matches its id (disk damage?); deleted it, not sent")
+                }
+                Err(e) => {
+                    warn!(%id, %e, "a stored chunk no longer matches its id; could not delete it")
+                }
+            }
+        }
+        // Reading again notes the chunk as missing, for repair.
+        let _ = self.read(id);
+        Ok(None)
+    }
+
     /// Rewrites the bytes of a stored chunk whose file was found corrupt (the index is
     /// unchanged). The caller has verified `bytes` against `id`.
     pub fn repair(&self, id: &Key, bytes: &[u8]) -> Result<(), StoreError> {
