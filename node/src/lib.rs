@@ -39,6 +39,7 @@ mod get;
 mod health;
 pub mod http;
 mod id;
+mod keys;
 pub mod limits;
 pub mod manifest;
 mod names;
@@ -51,13 +52,16 @@ pub mod store;
 
 pub use cairn_dht as dht;
 pub use driver::{NetworkStatus, PeerInfo};
-pub use error::{GetError, NameError, NodeStopped, PutError, SpawnError, printable};
+pub use error::{
+    GetError, KeyError, NameError, NodeStopped, PutError, SpawnError, TtlError, printable,
+};
 pub use get::{GetReader, GetSummary, Resolved};
 pub use health::{ChunkHealth, Health};
 pub use id::{CONTENT_ID_PREFIX, ContentId, ContentIdError};
+pub use keys::{KEYS_DIR, KeyInfo, KeyName, MAX_KEY_NAME, MAX_KEYS, SELF_KEY};
 pub use libp2p::{Multiaddr, PeerId};
 pub use manifest::{EntryKind, Manifest, ManifestError};
-pub use names::{DEFAULT_NAME_TTL, NAME_PREFIX, Name};
+pub use names::{DEFAULT_NAME_TTL, MAX_NAME_TTL, NAME_PREFIX, Name, parse_ttl};
 pub use node::{
     DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
     NodeStats,
