@@ -214,6 +214,25 @@ pub enum KeyError {
     Stopped(#[from] NodeStopped),
 }
 
+/// Resolving `NAME[/path]` or `ID[/path]` to content failed (see [`crate::ContentPath`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The root is neither a content id nor a name.
+    #[error(
+        "'{0}' is not a cairn content id or name: it should start with 'cairn1' (a content id) or 'cairnname1' (a name)"
+    )]
+    Root(String),
+    /// The root is a malformed content id.
+    #[error(transparent)]
+    Id(#[from] crate::ContentIdError),
+    /// The root is a name that is malformed or does not resolve.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The content or the path in it could not be read.
+    #[error(transparent)]
+    Get(#[from] GetError),
+}
+
 /// A get failed. Nothing partial is left at the output path.
 #[derive(Debug, thiserror::Error)]
 pub enum GetError {

@@ -44,6 +44,7 @@ pub mod limits;
 pub mod manifest;
 mod names;
 mod node;
+mod path;
 mod peers;
 pub mod protocol;
 mod put;
@@ -53,7 +54,8 @@ pub mod store;
 pub use cairn_dht as dht;
 pub use driver::{NetworkStatus, PeerInfo};
 pub use error::{
-    GetError, KeyError, NameError, NodeStopped, PutError, SpawnError, TtlError, printable,
+    GetError, KeyError, NameError, NodeStopped, PutError, ResolveError, SpawnError, TtlError,
+    printable,
 };
 pub use get::{GetReader, GetSummary, Resolved};
 pub use health::{ChunkHealth, Health};
@@ -66,5 +68,6 @@ pub use node::{
     DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
     NodeStats,
 };
+pub use path::{ContentPath, ContentRoot};
 pub use peers::AddPeerError;
 pub use put::{DirWalk, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW, Upload, WalkStep};
