@@ -4,6 +4,7 @@ mod bad_input;
 mod churn;
 mod health;
 mod http_server;
+mod names;
 mod put_get;
 mod recovery;
 mod rejoin;
