@@ -6,6 +6,7 @@ mod churn;
 mod health;
 mod http_server;
 mod liar;
+mod names;
 mod put_get;
 mod recovery;
 mod rejoin;

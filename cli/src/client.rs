@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cairn_node::framed::{Decoder, Frame};
 use cairn_node::fsutil::{FileChanged, FileSnapshot, OutputTarget, output_target, staging_dir};
-use cairn_node::http::{ApiFiles, DirBody, FileCount, Listing, ListingItem, PutReply, UploadReply};
+use cairn_node::http::{
+    ApiFiles, DirBody, FileCount, KeyReply, Listing, ListingItem, NameReply, PublishBody,
+    PublishReply, PutReply, ResolvedReply, UploadReply,
+};
 use cairn_node::manifest::MAX_DEPTH;
-use cairn_node::{ContentId, DirWalk, WalkStep};
+use cairn_node::{ContentId, ContentPath, ContentRoot, DirWalk, KeyName, WalkStep};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use serde_json::Value;
@@ -264,18 +267,27 @@ impl Client {
         Ok(self.send(request).await?.json().await?)
     }
 
-    /// Gets content to `output` (default: the id, in the current directory). A file or a
+    /// Gets what `target` (`ID[/path]` or `NAME[/path]`) leads to, to `output` (default: the
+    /// path's last segment, else the id or name, in the current directory). A file or a
     /// directory tree appears whole or not at all; a device or FIFO is written to in place; a
     /// symbolic link is followed.
     pub(crate) async fn get(
         &self,
-        id: &str,
+        target: &str,
         output: Option<PathBuf>,
         out: &Output,
     ) -> anyhow::Result<()> {
-        let id = parse_id(id)?;
+        let target: ContentPath = target.parse()?;
+        let id = self.content_id(&target).await?;
         let listing = self.ls(&id).await?;
-        let dest = output.unwrap_or_else(|| PathBuf::from(id.to_string()));
+        let dest = output.unwrap_or_else(|| {
+            // Entry names are checked by `valid_name` when a directory is written; a path's
+            // last segment is one of them.
+            match target.file_name() {
+                Some(name) if cairn_node::manifest::valid_name(name) => PathBuf::from(name),
+                _ => PathBuf::from(target.root.to_string()),
+            }
+        });
         let size = listing.size;
         let bar = out.bar(Some(size), "get");
         let written = match output_target(&dest)? {
@@ -322,9 +334,29 @@ impl Client {
         bar.finish_and_clear();
         out.print(
             format!("{}", written.display()),
-            serde_json::json!({ "id": id.to_string(), "path": written, "size": size }),
+            serde_json::json!({
+                "target": target.to_string(),
+                "id": id.to_string(),
+                "path": written,
+                "size": size,
+            }),
         );
         Ok(())
+    }
+
+    /// The content id `target` leads to: itself for a bare id, else asked of the daemon, which
+    /// resolves the name and follows the path.
+    async fn content_id(&self, target: &ContentPath) -> anyhow::Result<ContentId> {
+        if let (ContentRoot::Id(id), "") = (target.root, target.path.as_str()) {
+            return Ok(id);
+        }
+        let mut url = reqwest::Url::parse(&format!("{}/resolve", self.base))?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("the API address {} is no base URL", self.base))?
+            .push(&target.root.to_string())
+            .extend(target.path.split('/').filter(|s| !s.is_empty()));
+        let reply: ResolvedReply = self.send(self.http.get(url)).await?.json().await?;
+        parse_id(&reply.id)
     }
 
     /// Writes a directory tree to `dir`, which must not exist: iteratively, and no deeper than
@@ -434,8 +466,8 @@ impl Client {
         ))
     }
 
-    pub(crate) async fn cat(&self, id: &str) -> anyhow::Result<()> {
-        let id = parse_id(id)?;
+    pub(crate) async fn cat(&self, target: &str) -> anyhow::Result<()> {
+        let id = self.content_id(&target.parse()?).await?;
         let mut frames = std::pin::pin!(self.framed_get(&id.to_string()).await?);
         let mut stdout = tokio::io::stdout();
         while let Some(bytes) = frames.next().await {
@@ -489,33 +521,81 @@ impl Client {
         Ok(())
     }
 
-    pub(crate) async fn publish(&self, id: &str, ttl: u64, out: &Output) -> anyhow::Result<()> {
+    /// Publishes the name of key `key` pointing at `id`, and prints the name.
+    pub(crate) async fn publish(
+        &self,
+        id: &str,
+        key: &str,
+        ttl: Duration,
+        out: &Output,
+    ) -> anyhow::Result<()> {
         let id = parse_id(id)?;
-        let body = serde_json::json!({ "id": id.to_string(), "ttl_secs": ttl });
-        let reply: Value = self
+        let key: KeyName = key.parse()?;
+        let body = PublishBody {
+            id: id.to_string(),
+            ttl_secs: Some(ttl.as_secs()),
+            key: Some(key.to_string()),
+        };
+        let reply: PublishReply = self
             .send(self.http.post(format!("{}/names", self.base)).json(&body))
             .await?
             .json()
             .await?;
-        let text = format!(
-            "{} -> {} (stored on {} peers)",
-            reply["name"].as_str().unwrap_or("?"),
-            id,
-            reply["stored"]
-        );
-        out.print(text, reply);
+        if reply.stored == 0 && !out.json {
+            eprintln!(
+                "warning: the name is on this node only; no other peer took the record (is the daemon connected to a network?)"
+            );
+        }
+        out.print(&reply.name, serde_json::to_value(&reply)?);
         Ok(())
     }
 
     pub(crate) async fn resolve(&self, name: &str, out: &Output) -> anyhow::Result<()> {
         let name: cairn_node::Name = name.parse()?;
         let url = format!("{}/names/{name}", self.base);
-        let reply: Value = self.send(self.http.get(url)).await?.json().await?;
-        let id = reply["id"]
-            .as_str()
-            .context("the daemon's answer has no content id")?
-            .to_owned();
-        out.print(id, reply);
+        let reply: NameReply = self.send(self.http.get(url)).await?.json().await?;
+        out.print(&reply.id, serde_json::to_value(&reply)?);
+        Ok(())
+    }
+
+    /// Creates key `name` and prints its name.
+    pub(crate) async fn generate_key(&self, name: &str, out: &Output) -> anyhow::Result<()> {
+        let key: KeyName = name.parse()?;
+        let url = format!("{}/keys/{key}", self.base);
+        let reply: KeyReply = self.send(self.http.post(url)).await?.json().await?;
+        out.print(&reply.name, serde_json::to_value(&reply)?);
+        Ok(())
+    }
+
+    /// Lists the keys: a line each, or a JSON object each.
+    pub(crate) async fn keys(&self, out: &Output) -> anyhow::Result<()> {
+        let keys: Vec<KeyReply> = self
+            .send(self.http.get(format!("{}/keys", self.base)))
+            .await?
+            .json()
+            .await?;
+        let width = keys.iter().map(|k| k.key.len()).max().unwrap_or(0);
+        for k in &keys {
+            out.print(
+                format!("{:width$}  {}", k.key, k.name),
+                serde_json::to_value(k)?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes key `name`.
+    pub(crate) async fn remove_key(&self, name: &str, out: &Output) -> anyhow::Result<()> {
+        let key: KeyName = name.parse()?;
+        let url = format!("{}/keys/{key}", self.base);
+        let reply: KeyReply = self.send(self.http.delete(url)).await?.json().await?;
+        out.print(
+            format!(
+                "removed key {} ({}); its name is no longer renewed and lapses when its record expires",
+                reply.key, reply.name
+            ),
+            serde_json::to_value(&reply)?,
+        );
         Ok(())
     }
 

@@ -13,6 +13,7 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// cairn: a peer-to-peer content store.
@@ -61,17 +62,29 @@ enum Command {
         path: PathBuf,
     },
     /// Fetch content to a file or directory
+    ///
+    /// What to fetch is a content id or a name, optionally followed by a path in a directory;
+    /// a name is resolved first, to whatever it points at now.
+    #[command(
+        after_long_help = "Examples:\n  cairn get cairn1… -o photo.jpg\n  cairn get cairnname1…/docs/guide.pdf     # writes guide.pdf"
+    )]
     Get {
-        /// Content id (cairn1…)
-        id: String,
-        /// Output path [default: the content id, in the current directory]
+        /// Content id (cairn1…) or name (cairnname1…), optionally followed by /path/in/dir
+        #[arg(value_name = "ID|NAME[/PATH]")]
+        target: String,
+        /// Output path [default: the last segment of PATH, else the id or name, in the current
+        /// directory]
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
     },
     /// Write a file's content to standard output
+    #[command(
+        after_long_help = "Examples:\n  cairn cat cairn1…\n  cairn cat cairnname1…/notes/today.txt"
+    )]
     Cat {
-        /// Content id (cairn1…)
-        id: String,
+        /// Content id (cairn1…) or name (cairnname1…), optionally followed by /path/in/dir
+        #[arg(value_name = "ID|NAME[/PATH]")]
+        target: String,
     },
     /// Keep content on this node for good
     #[command(subcommand)]
@@ -79,6 +92,9 @@ enum Command {
     /// Publish or resolve a mutable name
     #[command(subcommand)]
     Name(NameCommand),
+    /// Create, list or remove the keys names are published under
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// List the peers in the routing table, or add one
     Peers {
         #[command(subcommand)]
@@ -132,17 +148,56 @@ enum PeersCommand {
 
 #[derive(Subcommand, Debug)]
 enum NameCommand {
-    /// Point this node's name at a content id
+    /// Point a name of this node at a content id, and print the name
+    ///
+    /// The name is the one of key `self` (this node's own name) unless --key names another
+    /// (see `cairn key gen`). The daemon renews the record at half its life for as long as it
+    /// runs, and publishes it again when it restarts.
+    #[command(
+        after_long_help = "Examples:\n  cairn name publish cairn1…\n  cairn name publish cairn1… --key blog --ttl 7d"
+    )]
     Publish {
-        /// Content id
+        /// Content id (cairn1…)
         id: String,
-        /// How long the record lives, in seconds (at most 7 days)
-        #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=604_800))]
-        ttl: u64,
+        /// The key whose name to publish
+        #[arg(long, value_name = "KEY", default_value = cairn_node::SELF_KEY)]
+        key: String,
+        /// How long the record lives unless renewed: seconds, or a number with s, m, h or d
+        /// (90s, 10m, 24h, 7d); at most 7 days
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        ttl: String,
     },
     /// Print the content id a name points at
+    #[command(after_long_help = "Example:\n  cairn name resolve cairnname1…")]
     Resolve {
         /// Name (cairnname1…)
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Create a key and print its name (cairnname1…)
+    ///
+    /// A key name is 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'. The
+    /// secret key is kept in the daemon's data directory (keys/NAME, mode 0600): back it up, as
+    /// nobody can publish under its name without it.
+    #[command(
+        after_long_help = "Example:\n  cairn key gen blog && cairn name publish cairn1… --key blog"
+    )]
+    Gen {
+        /// What to call the key
+        name: String,
+    },
+    /// List the keys, each with its name (`self` is this node's own)
+    #[command(after_long_help = "Example:\n  cairn key ls --json")]
+    Ls,
+    /// Remove a key for good; its name is no longer renewed and lapses
+    ///
+    /// `self` cannot be removed. Nobody can publish under the removed key's name again.
+    #[command(after_long_help = "Example:\n  cairn key rm blog")]
+    Rm {
+        /// The key
         name: String,
     },
 }
@@ -179,22 +234,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client::Client::connect(&settings)?;
             match command {
                 Command::Put { path } => client.put(&path, &out).await,
-                Command::Get { id, output } => {
+                Command::Get { target, output } => {
                     // Dropping the get on Ctrl-C or SIGTERM removes its staged output.
                     tokio::select! {
-                        r = client.get(&id, output, &out) => r,
+                        r = client.get(&target, output, &out) => r,
                         () = daemon::shutdown_signal() => {
                             anyhow::bail!("interrupted; the partial download was removed")
                         }
                     }
                 }
-                Command::Cat { id } => client.cat(&id).await,
+                Command::Cat { target } => client.cat(&target).await,
                 Command::Pin(PinCommand::Add { id }) => client.pin(&id, true, &out).await,
                 Command::Pin(PinCommand::Rm { id }) => client.pin(&id, false, &out).await,
                 Command::Pin(PinCommand::Ls) => client.pins(&out).await,
-                Command::Name(NameCommand::Publish { id, ttl }) => {
-                    client.publish(&id, ttl, &out).await
+                Command::Name(NameCommand::Publish { id, key, ttl }) => {
+                    let ttl = cairn_node::parse_ttl(&ttl).context("--ttl")?;
+                    client.publish(&id, &key, ttl, &out).await
                 }
+                Command::Key(KeyCommand::Gen { name }) => client.generate_key(&name, &out).await,
+                Command::Key(KeyCommand::Ls) => client.keys(&out).await,
+                Command::Key(KeyCommand::Rm { name }) => client.remove_key(&name, &out).await,
                 Command::Name(NameCommand::Resolve { name }) => client.resolve(&name, &out).await,
                 Command::Peers { command: None } => client.peers(&out).await,
                 Command::Peers {

@@ -261,9 +261,9 @@ pub(crate) struct Driver {
     /// Bytes of replica copies sent, counted by the copying tasks.
     repair_bytes: Arc<AtomicU64>,
     inbound_permits: Arc<Semaphore>,
-    /// This node's name key: the engine asks for its records to be signed again before they
+    /// This node's name keys: the engine asks for their records to be signed again before they
     /// lapse.
-    name_secret: [u8; 32],
+    keys: Arc<crate::keys::Keyring>,
     /// Peers banned by the engine, by node id, until it lifts the ban.
     banned: HashMap<Key, PeerId>,
 }
@@ -303,7 +303,7 @@ impl Driver {
         clock: Clock,
         commands: mpsc::Receiver<Command>,
         self_tx: mpsc::WeakSender<Command>,
-        name_secret: [u8; 32],
+        keys: Arc<crate::keys::Keyring>,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
         Self {
@@ -326,7 +326,7 @@ impl Driver {
             repair_permits: Arc::new(Semaphore::new(REPAIR_CONCURRENCY)),
             repair_bytes: Arc::new(AtomicU64::new(0)),
             inbound_permits: Arc::new(Semaphore::new(INBOUND_CHUNK_CONCURRENCY)),
-            name_secret,
+            keys,
             banned: HashMap::new(),
         }
     }
@@ -468,19 +468,20 @@ impl Driver {
             .report(now, &node_id(&peer), ip, Offence::Malformed);
     }
 
-    /// Signs this node's record again with a later expiry (the same lifetime from now) and a
-    /// higher sequence, and publishes it; a record under another key is not ours to renew.
+    /// Signs a record of one of this node's names again with a later expiry (the same lifetime
+    /// from now) and a higher sequence, and publishes it; a record under a key this node does
+    /// not hold (any more) is not ours to renew.
     fn renew(&mut self, record: SignedRecord, ttl: Duration) {
-        if record.public_key != SignedRecord::public_key_of(&self.name_secret) {
+        let Some(secret) = self.keys.secret_for(&record.public_key) else {
             return;
-        }
+        };
         let now = self.clock.now();
         // For the lifetime it was published with (which its sequence records), or `ttl`, the
         // life the engine saw it start with, for a record whose sequence is no signing time.
-        let renewed = crate::names::resign(&self.name_secret, &record, now, ttl);
+        let renewed = crate::names::resign(&secret, &record, now, ttl);
         match self.engine.put_record(now, renewed) {
-            Ok(_) => debug!("renewed this node's name record"),
-            Err(e) => warn!(%e, "could not renew this node's name record"),
+            Ok(_) => debug!(key = %record.key(), "renewed a name record of this node"),
+            Err(e) => warn!(key = %record.key(), %e, "could not renew a name record of this node"),
         }
     }
 

@@ -43,6 +43,16 @@ pub enum SpawnError {
         /// What is wrong.
         reason: String,
     },
+    /// A named key's file (in `keys/`) is unreadable or is not a key.
+    #[error(
+        "key file {path} is unusable ({reason}); restore it from a backup, or move it out of the keys directory to start without it (its name then lapses)"
+    )]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The chunk store could not be opened.
     #[error("cannot open the chunk store: {0}")]
     Store(#[from] StoreError),
@@ -142,9 +152,85 @@ pub enum NameError {
     /// No peer holds a live record for the name.
     #[error("no peer holds a record for {0}; it was never published or has expired")]
     NotFound(String),
+    /// The lifetime asked for a record is not one peers keep.
+    #[error(transparent)]
+    Ttl(#[from] TtlError),
+    /// The key to publish under is not usable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// The node stopped.
     #[error(transparent)]
     Stopped(#[from] NodeStopped),
+}
+
+/// A name's lifetime is malformed or out of range (see [`crate::parse_ttl`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TtlError {
+    /// The text is not a duration.
+    #[error(
+        "'{0}' is not a duration: use seconds, or a number followed by s, m, h or d (90s, 10m, 24h, 7d)"
+    )]
+    Malformed(String),
+    /// Shorter than a second, or longer than peers keep a record.
+    #[error(
+        "a name's lifetime must be 1s to 7d (the longest peers keep a record); '{0}' is out of range"
+    )]
+    OutOfRange(String),
+}
+
+/// Creating, listing or removing a named key failed (see [`crate::KeyName`]).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not a valid key name.
+    #[error(
+        "'{0}' is not a valid key name: use at most {max} letters, digits, '-', '_' or '.', not starting with '.'",
+        max = crate::keys::MAX_KEY_NAME
+    )]
+    BadName(String),
+    /// A key of that name exists; replacing it would lose its name for good.
+    #[error("a key named '{0}' already exists; choose another name")]
+    Exists(crate::KeyName),
+    /// No key of that name.
+    #[error(
+        "no key named '{0}'; list the keys with `cairn key ls`, or create it with `cairn key gen {0}`"
+    )]
+    Unknown(crate::KeyName),
+    /// `self`, the node's own key, cannot be removed.
+    #[error("the key 'self' is this node's own name key and cannot be removed")]
+    RemoveSelf,
+    /// The node holds [`crate::keys::MAX_KEYS`] keys already.
+    #[error("this node already holds {max} keys, the most it renews; remove one first", max = crate::keys::MAX_KEYS)]
+    TooMany,
+    /// The key file or its directory could not be written or removed.
+    #[error("cannot write key file {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The node stopped.
+    #[error(transparent)]
+    Stopped(#[from] NodeStopped),
+}
+
+/// Resolving `NAME[/path]` or `ID[/path]` to content failed (see [`crate::ContentPath`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The root is neither a content id nor a name.
+    #[error(
+        "'{0}' is not a cairn content id or name: it should start with 'cairn1' (a content id) or 'cairnname1' (a name)"
+    )]
+    Root(String),
+    /// The root is a malformed content id.
+    #[error(transparent)]
+    Id(#[from] crate::ContentIdError),
+    /// The root is a name that is malformed or does not resolve.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The content or the path in it could not be read.
+    #[error(transparent)]
+    Get(#[from] GetError),
 }
 
 /// A get failed. Nothing partial is left at the output path.

@@ -20,6 +20,36 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// As [`write_private`], but never over an existing file: fails with
+/// [`std::io::ErrorKind::AlreadyExists`] if `path` exists (for a key, whose loss would lose a
+/// name for good). The directory is synced after the rename, so the new file survives a crash.
+pub fn write_private_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Syncs directory `dir`, so that a file created, renamed or removed in it stays so after a
+/// crash. Best effort: some platforms and file systems cannot sync a directory.
+pub fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
 /// What a file looked like when a read of it started, to tell at its end whether it changed
 /// while it was read (a put must store what the file held, not a mix of two versions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -335,5 +365,23 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(std::fs::read(&path).unwrap(), b"x");
+    }
+
+    #[test]
+    fn new_private_files_never_replace_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        super::write_private_new(&path, b"first").unwrap();
+        let err = super::write_private_new(&path, b"second").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary is left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

@@ -4,7 +4,9 @@
 //!   and written, with the API address, into the data directory (mode 0600) so that the command
 //!   line finds both (see [`ApiFiles`]).
 //! - `/c/<id>` and `/c/<id>/path/in/dir` serve content to anyone who can reach the loopback
-//!   address, with Content-Type, Content-Length and range requests.
+//!   address, with Content-Type, Content-Length and range requests; `/n/<name>` and
+//!   `/n/<name>/path/in/dir` serve what a name points at, resolved at each request (a name that
+//!   does not resolve is a 404).
 //!
 //! | method and path | does |
 //! |---|---|
@@ -18,7 +20,9 @@
 //! | `GET /api/v0/peers`, `GET /api/v0/status` | peers, status (with repair figures) |
 //! | `GET /api/v0/health/<id>` | [`crate::Health`]: verified live copies of each chunk on other peers, with `min`, `median` and `at_risk` |
 //! | `POST /api/v0/gc` `{"dry_run": bool, "keep_bytes": n}` | removes cached chunks beyond `keep_bytes` (default 0), oldest first; [`crate::store::GcReport`] |
-//! | `POST /api/v0/names` `{"id": …}`, `GET /api/v0/names/<name>` | publish, resolve a name |
+//! | `POST /api/v0/names` [`PublishBody`], `GET /api/v0/names/<name>` | publish a name under a key ([`PublishReply`]), resolve a name ([`NameReply`]) |
+//! | `GET /api/v0/keys`, `POST/DELETE /api/v0/keys/<key>` | the node's named keys, create or remove one ([`KeyReply`]; `self` cannot be removed) |
+//! | `GET /api/v0/resolve/<id or name>[/path]` | [`ResolvedReply`]: the content a path leads to, its name resolved first |
 //!
 //! Errors from every route, unknown routes and malformed requests included, are JSON
 //! `{"error": "…"}` with a fitting status code: 4xx for a client's mistake, 5xx for the node's.
@@ -55,10 +59,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::error::{GetError, NameError, PutError};
+use crate::error::{GetError, KeyError, NameError, PutError, ResolveError};
 use crate::manifest::{EntryKind, Manifest};
-use crate::names::{DEFAULT_NAME_TTL, Name};
-use crate::{ContentId, Node};
+use crate::names::{DEFAULT_NAME_TTL, MAX_NAME_TTL, Name};
+use crate::{ContentId, ContentPath, KeyInfo, KeyName, Node};
 
 /// File in the data directory holding the API address.
 pub const API_ADDR_FILE: &str = "api.addr";
@@ -214,12 +218,20 @@ pub fn router(node: Node, token: &str) -> Router {
         .route("/gc", post(gc))
         .route("/names", post(publish))
         .route("/names/{name}", get(resolve))
+        .route("/keys", get(keys))
+        .route("/keys/{key}", post(generate_key).delete(remove_key))
+        .route("/resolve/{root}", get(resolve_path))
+        .route("/resolve/{root}/", get(resolve_path))
+        .route("/resolve/{root}/{*path}", get(resolve_path_in))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v0", api)
         .route("/c/{id}", get(gateway_root))
         .route("/c/{id}/", get(gateway_root))
         .route("/c/{id}/{*path}", get(gateway_path))
+        .route("/n/{name}", get(gateway_name_root))
+        .route("/n/{name}/", get(gateway_name_root))
+        .route("/n/{name}/{*path}", get(gateway_name_path))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
@@ -385,11 +397,43 @@ impl From<PutError> for ApiError {
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> Self {
         let status = match &e {
-            NameError::Malformed(_) => StatusCode::BAD_REQUEST,
+            NameError::Malformed(_) | NameError::Ttl(_) => StatusCode::BAD_REQUEST,
             NameError::NotFound(_) => StatusCode::NOT_FOUND,
+            NameError::Key(k) => return ApiError::from_key(k, e.to_string()),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        Self::from_key(&e, e.to_string())
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::Root(_) | ResolveError::Id(_) => {
+                ApiError(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            ResolveError::Name(e) => e.into(),
+            ResolveError::Get(e) => e.into(),
+        }
+    }
+}
+
+impl ApiError {
+    /// The status of key error `e`, with `message`.
+    fn from_key(e: &KeyError, message: String) -> Self {
+        let status = match e {
+            KeyError::BadName(_) | KeyError::RemoveSelf => StatusCode::BAD_REQUEST,
+            KeyError::Unknown(_) => StatusCode::NOT_FOUND,
+            KeyError::Exists(_) | KeyError::TooMany => StatusCode::CONFLICT,
+            KeyError::Io { .. } | KeyError::Stopped(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, message)
     }
 }
 
@@ -404,8 +448,7 @@ impl BodyShape for DirBody {
 }
 
 impl BodyShape for PublishBody {
-    const SHAPE: &'static str =
-        r#"a JSON object {"id": "<content id>", "ttl_secs": <optional seconds>}"#;
+    const SHAPE: &'static str = r#"a JSON object {"id": "<content id>", "ttl_secs": <optional seconds>, "key": "<optional key name>"}"#;
 }
 
 /// `axum::Json` whose rejection is a JSON [`ApiError`] saying what to send.
@@ -997,20 +1040,78 @@ async fn gc(
     })))
 }
 
-#[derive(Deserialize)]
-struct PublishBody {
-    id: String,
+/// The body of `POST /api/v0/names`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct PublishBody {
+    /// The content id the name points at.
+    pub id: String,
+    /// The record's lifetime in seconds, 1 to 604,800 (7 days) [default: 24 hours]; the node
+    /// renews it at half its life while it runs.
     #[serde(default)]
-    ttl_secs: Option<u64>,
+    pub ttl_secs: Option<u64>,
+    /// The key whose name to publish [default: `self`, the node's own name].
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// What `POST /api/v0/names` answers.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct PublishReply {
+    /// The name published (`cairnname1…`).
+    pub name: String,
+    /// The key it was published under.
+    pub key: String,
+    /// The content id it points at.
+    pub id: String,
+    /// Peers that stored the record.
+    pub stored: usize,
+}
+
+/// What `GET /api/v0/names/<name>` answers.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct NameReply {
+    /// The name.
+    pub name: String,
+    /// The content id it points at now.
+    pub id: String,
+}
+
+/// A key, as `GET /api/v0/keys` lists it and `POST`/`DELETE /api/v0/keys/<key>` answer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct KeyReply {
+    /// What the key is called on the node.
+    pub key: String,
+    /// The name it publishes (`cairnname1…`).
+    pub name: String,
+}
+
+impl From<KeyInfo> for KeyReply {
+    fn from(k: KeyInfo) -> Self {
+        Self {
+            key: k.key.to_string(),
+            name: k.name.to_string(),
+        }
+    }
+}
+
+/// What `GET /api/v0/resolve/<id or name>[/path]` answers.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ResolvedReply {
+    /// The content id the path leads to.
+    pub id: String,
+    /// "file" or "dir".
+    pub kind: String,
+    /// File bytes under it.
+    pub size: u64,
 }
 
 async fn publish(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PublishBody>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<PublishReply>, ApiError> {
     let id = parse_id(&body.id)?;
     // Peers refuse records that claim to live longer than their maximum (7 days by default).
-    let max = cairn_dht::StoreLimits::default().max_record_ttl.as_secs();
+    let max = MAX_NAME_TTL.as_secs();
     let ttl = match body.ttl_secs {
         None => DEFAULT_NAME_TTL,
         Some(secs @ 1..) if secs <= max => Duration::from_secs(secs),
@@ -1025,21 +1126,78 @@ async fn publish(
             ));
         }
     };
-    let (name, stored) = state.node.publish_name(id, ttl).await?;
-    Ok(axum::Json(
-        serde_json::json!({ "name": name.to_string(), "id": id.to_string(), "stored": stored }),
-    ))
+    let key: KeyName = match &body.key {
+        Some(text) => text.parse()?,
+        None => KeyName::self_key(),
+    };
+    let (name, stored) = state.node.publish_name_under(&key, id, ttl).await?;
+    Ok(axum::Json(PublishReply {
+        name: name.to_string(),
+        key: key.to_string(),
+        id: id.to_string(),
+        stored,
+    }))
 }
 
 async fn resolve(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<NameReply>, ApiError> {
     let name: Name = name.parse()?;
     let id = state.node.resolve_name(name).await?;
-    Ok(axum::Json(
-        serde_json::json!({ "name": name.to_string(), "id": id.to_string() }),
-    ))
+    Ok(axum::Json(NameReply {
+        name: name.to_string(),
+        id: id.to_string(),
+    }))
+}
+
+async fn keys(State(state): State<AppState>) -> axum::Json<Vec<KeyReply>> {
+    axum::Json(state.node.keys().into_iter().map(KeyReply::from).collect())
+}
+
+async fn generate_key(
+    State(state): State<AppState>,
+    ApiPath(key): ApiPath<String>,
+) -> Result<(StatusCode, axum::Json<KeyReply>), ApiError> {
+    let key: KeyName = key.parse()?;
+    let made = state.node.generate_key(&key).await?;
+    Ok((StatusCode::CREATED, axum::Json(made.into())))
+}
+
+async fn remove_key(
+    State(state): State<AppState>,
+    ApiPath(key): ApiPath<String>,
+) -> Result<axum::Json<KeyReply>, ApiError> {
+    let key: KeyName = key.parse()?;
+    Ok(axum::Json(state.node.remove_key(&key).await?.into()))
+}
+
+async fn resolve_path(
+    State(state): State<AppState>,
+    ApiPath(root): ApiPath<String>,
+) -> Result<axum::Json<ResolvedReply>, ApiError> {
+    resolve_content_path(&state, root, String::new()).await
+}
+
+async fn resolve_path_in(
+    State(state): State<AppState>,
+    ApiPath((root, path)): ApiPath<(String, String)>,
+) -> Result<axum::Json<ResolvedReply>, ApiError> {
+    resolve_content_path(&state, root, path).await
+}
+
+async fn resolve_content_path(
+    state: &AppState,
+    root: String,
+    path: String,
+) -> Result<axum::Json<ResolvedReply>, ApiError> {
+    let target: ContentPath = format!("{root}/{path}").parse()?;
+    let resolved = state.node.resolve_path(&target).await?;
+    Ok(axum::Json(ResolvedReply {
+        id: resolved.id.to_string(),
+        kind: kind_name(resolved.kind),
+        size: resolved.size,
+    }))
 }
 
 async fn gateway_root(
@@ -1058,6 +1216,22 @@ async fn gateway_path(
     gateway(state, id, path, headers).await
 }
 
+async fn gateway_name_root(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    gateway_name(state, name, String::new(), headers).await
+}
+
+async fn gateway_name_path(
+    State(state): State<AppState>,
+    ApiPath((name, path)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    gateway_name(state, name, path, headers).await
+}
+
 async fn gateway(
     state: AppState,
     id: String,
@@ -1065,25 +1239,49 @@ async fn gateway(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let resolved = state.node.resolve(id, &path).await?;
+    serve_path(&state, &format!("/c/{id}"), id, &path, &headers).await
+}
+
+/// `/n/<name>[/path]`: the name resolved now, then served as `/c/` serves its content.
+async fn gateway_name(
+    state: AppState,
+    name: String,
+    path: String,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name: Name = name.parse()?;
+    let id = state.node.resolve_name(name).await?;
+    serve_path(&state, &format!("/n/{name}"), id, &path, &headers).await
+}
+
+/// Serves `path` in content `id`: a file's bytes, or a directory's index whose links start
+/// with `base` (`/c/<id>` or `/n/<name>`).
+async fn serve_path(
+    state: &AppState,
+    base: &str,
+    id: ContentId,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let resolved = state.node.resolve(id, path).await?;
     if resolved.kind == EntryKind::Dir {
-        return dir_index(&state.node, id, &path, resolved.id).await;
+        return dir_index(&state.node, base, path, resolved.id).await;
     }
-    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
     serve_file(
         &state.node,
         resolved.id,
         resolved.size,
         Some(mime.essence_str()),
-        &headers,
+        headers,
     )
     .await
 }
 
-/// A plain HTML index of a directory.
+/// A plain HTML index of a directory, at `path` under `base`.
 async fn dir_index(
     node: &Node,
-    root: ContentId,
+    base: &str,
     path: &str,
     dir: ContentId,
 ) -> Result<Response, ApiError> {
@@ -1095,15 +1293,15 @@ async fn dir_index(
     };
     let path = path.trim_end_matches('/');
     let (title, href_base) = if path.is_empty() {
-        (format!("/c/{root}"), format!("/c/{root}"))
+        (base.to_owned(), base.to_owned())
     } else {
         let encoded: Vec<String> = path
             .split('/')
             .map(|segment| utf8_percent_encode(segment, PATH_SEGMENT).to_string())
             .collect();
         (
-            format!("/c/{root}/{path}"),
-            format!("/c/{root}/{}", encoded.join("/")),
+            format!("{base}/{path}"),
+            format!("{base}/{}", encoded.join("/")),
         )
     };
     let mut html = format!(

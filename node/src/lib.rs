@@ -39,10 +39,12 @@ mod get;
 mod health;
 pub mod http;
 mod id;
+mod keys;
 pub mod limits;
 pub mod manifest;
 mod names;
 mod node;
+mod path;
 mod peers;
 pub mod protocol;
 mod put;
@@ -52,16 +54,21 @@ pub mod wire;
 
 pub use cairn_dht as dht;
 pub use driver::{NetworkStatus, PeerInfo};
-pub use error::{GetError, NameError, NodeStopped, PutError, SpawnError, printable};
+pub use error::{
+    GetError, KeyError, NameError, NodeStopped, PutError, ResolveError, SpawnError, TtlError,
+    printable,
+};
 pub use get::{GetReader, GetSummary, Resolved};
 pub use health::{ChunkHealth, Health};
 pub use id::{CONTENT_ID_PREFIX, ContentId, ContentIdError};
+pub use keys::{KEYS_DIR, KeyInfo, KeyName, MAX_KEY_NAME, MAX_KEYS, SELF_KEY};
 pub use libp2p::{Multiaddr, PeerId};
 pub use manifest::{EntryKind, Manifest, ManifestError};
-pub use names::{DEFAULT_NAME_TTL, NAME_PREFIX, Name};
+pub use names::{DEFAULT_NAME_TTL, MAX_NAME_TTL, NAME_PREFIX, Name, parse_ttl};
 pub use node::{
     DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
     NodeStats,
 };
+pub use path::{ContentPath, ContentRoot};
 pub use peers::AddPeerError;
 pub use put::{DirWalk, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW, Upload, WalkStep};

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::ContentId;
 use crate::driver::{COMMAND_QUEUE, Clock, Command, Driver, NetworkStatus, PeerInfo};
 use crate::error::{NodeStopped, SpawnError};
+use crate::keys::{Keyring, random_secret};
 use crate::protocol::{Behaviour, PeerAddr, node_id, peer_of, without_peer};
 use crate::records::DiskRecordStore;
 use crate::store::{Store, StoreStats};
@@ -27,7 +28,8 @@ pub const DEFAULT_QUOTA: u64 = 10 << 30;
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Name of the identity key file in the data directory.
 pub const IDENTITY_FILE: &str = "identity.key";
-/// Name of the file holding the secret key of the node's name (see [`crate::Name`]).
+/// Name of the file holding the secret key of the node's own name, its key `self` (see
+/// [`crate::Name`], [`crate::KeyName`]); the other named keys are in [`crate::KEYS_DIR`].
 pub const NAME_KEY_FILE: &str = "name.key";
 
 /// Configures and starts a [`Node`].
@@ -104,7 +106,7 @@ impl NodeBuilder {
     /// the node is listening and, if bootstrap peers were given, the bootstrap lookup ended.
     pub async fn spawn(self) -> Result<Node, SpawnError> {
         let clock = Clock::new();
-        let (keypair, name_secret, store) = match &self.data_dir {
+        let (keypair, keys, store) = match &self.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| SpawnError::DataDir {
                     path: dir.clone(),
@@ -112,6 +114,7 @@ impl NodeBuilder {
                 })?;
                 let keypair = load_or_create_identity(&dir.join(IDENTITY_FILE))?;
                 let name_secret = load_or_create_name_key(&dir.join(NAME_KEY_FILE))?;
+                let keys = Keyring::open(dir, name_secret)?;
                 let (dir2, quota) = (dir.clone(), self.quota);
                 let store = tokio::task::spawn_blocking(move || Store::open(&dir2, quota))
                     .await
@@ -126,14 +129,15 @@ impl NodeBuilder {
                         r.roots.len()
                     );
                 }
-                (keypair, name_secret, store)
+                (keypair, keys, store)
             }
             None => (
                 identity::Keypair::generate_ed25519(),
-                random_secret(),
+                Keyring::in_memory(random_secret()),
                 Store::in_memory(self.quota)?,
             ),
         };
+        let keys = Arc::new(keys);
         let peer_id = keypair.public().to_peer_id();
         let mut seeds = Vec::new();
         for addr in &self.bootstrap {
@@ -241,15 +245,20 @@ impl NodeBuilder {
             }
             None => DiskRecordStore::in_memory(dht.store.clone()),
         };
-        // This node's own name, if its last record is still valid: signed again for the
+        // This node's names, each whose last record is still valid: signed again for the
         // lifetime it was published with and published once the node has peers (then kept
         // alive by the engine's republishing and renewals).
-        let own = Key::for_record(&SignedRecord::public_key_of(&name_secret));
         let now = clock.now();
-        let own_record = records.get(&own, now).cloned().map(|r| {
-            let left = r.expires.saturating_duration_since(now);
-            crate::names::resign(&name_secret, &r, now, left)
-        });
+        let own_records: Vec<SignedRecord> = keys
+            .secrets()
+            .iter()
+            .filter_map(|secret| {
+                let key = Key::for_record(&SignedRecord::public_key_of(secret));
+                let r = records.get(&key, now)?;
+                let left = r.expires.saturating_duration_since(now);
+                Some(crate::names::resign(secret, r, now, left))
+            })
+            .collect();
         let mut engine = Dht::with_store(node_id(&peer_id), dht, records);
         let (held, missing) = {
             let store = store.clone();
@@ -278,7 +287,7 @@ impl NodeBuilder {
             clock,
             rx,
             tx.downgrade(),
-            name_secret,
+            keys.clone(),
         );
         let task = tokio::spawn(driver.run());
         let node = Node {
@@ -288,7 +297,7 @@ impl NodeBuilder {
                 peer_id,
                 listen_addrs,
                 data_dir: self.data_dir.clone(),
-                name_secret,
+                keys,
                 task: Mutex::new(Some(task)),
             }),
         };
@@ -307,10 +316,11 @@ impl NodeBuilder {
             tokio::spawn(crate::peers::keep_saving(node.clone()));
         }
         tokio::spawn(announce_pins(node.clone()));
-        if let Some(record) = own_record {
+        for record in own_records {
+            let name = crate::Name::from_public_key(record.public_key);
             match node.put_record(record).await {
-                Ok(stored) => info!(stored, "published this node's name again"),
-                Err(e) => warn!(%e, "could not publish this node's name again"),
+                Ok(stored) => info!(%name, stored, "published a name of this node again"),
+                Err(e) => warn!(%name, %e, "could not publish a name of this node again"),
             }
         }
         let recovery = node.store().recovery();
@@ -433,12 +443,12 @@ pub(crate) struct Inner {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     pub(crate) data_dir: Option<PathBuf>,
-    pub(crate) name_secret: [u8; 32],
+    pub(crate) keys: Arc<Keyring>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Inner {
-    // By hand, so the name's secret key never reaches a log.
+    // By hand, so no secret key of a name ever reaches a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("peer_id", &self.peer_id)
@@ -699,11 +709,4 @@ fn load_or_create_name_key(path: &Path) -> Result<[u8; 32], SpawnError> {
         }
         Err(e) => Err(err(e.to_string())),
     }
-}
-
-fn random_secret() -> [u8; 32] {
-    use rand::Rng;
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    secret
 }

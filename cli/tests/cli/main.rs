@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod crash;
+mod names;
 mod survivors;
 
 use std::path::{Path, PathBuf};
