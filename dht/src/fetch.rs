@@ -247,6 +247,9 @@ struct Fetch<A> {
     providers: Vec<Contact<A>>,
     /// Holders that could not be reached: not asked again in this fetch.
     unreachable: BTreeSet<Key>,
+    /// Holders charged with a false claim in this fetch: one that lost a file's chunks (a
+    /// damaged disk) fails every one of them for the same reason, so it is charged once.
+    charged: BTreeSet<Key>,
     /// Chunks added and not released, by index.
     chunks: BTreeMap<u64, Chunk<A>>,
     next_index: u64,
@@ -308,6 +311,7 @@ impl<A: Clone> Fetches<A> {
                 root: content.filter(|_| announce),
                 providers,
                 unreachable: BTreeSet::new(),
+                charged: BTreeSet::new(),
                 chunks: BTreeMap::new(),
                 next_index: 0,
                 failed: false,
@@ -501,10 +505,18 @@ impl<A: Clone> Fetches<A> {
             self.drive(now, fetch, rtt, out);
             return;
         }
+        let claimed = c.claimed.contains(from);
         let offence = match outcome {
-            ChunkOutcome::NotFound if c.claimed.contains(from) => Some(Offence::FalseHolder),
+            ChunkOutcome::NotFound if claimed => self
+                .fetches
+                .get_mut(&fetch)
+                .is_some_and(|f| f.charged.insert(*from))
+                .then_some(Offence::FalseHolder),
             ChunkOutcome::Corrupt => Some(Offence::CorruptChunk),
             _ => None,
+        };
+        let Some(c) = self.chunk_mut(fetch, index) else {
+            return;
         };
         out.push(Action::Outcome {
             peer: *from,

@@ -15,6 +15,11 @@ pub struct PeerScore {
     pub successes: u32,
     /// Requests that failed, timed out, or were answered with bad data.
     pub failures: u32,
+    /// Peers it named in lookup answers that then answered (halved with `referrals_failed`
+    /// whenever their sum passes 64, so the figure follows the peer's recent answers).
+    pub referrals_ok: u32,
+    /// Peers it named in lookup answers that then failed.
+    pub referrals_failed: u32,
     last_seen: Timestamp,
 }
 
@@ -24,6 +29,13 @@ impl PeerScore {
     pub fn reliability(&self) -> f64 {
         (f64::from(self.successes) + 1.0)
             / (f64::from(self.successes) + f64::from(self.failures) + 2.0)
+    }
+
+    /// Whether the peers it names in lookup answers fail too often to be worth chasing: at
+    /// least 4 failed and more than a third of all. An honest peer's referrals fail only when
+    /// peers left since it last heard of them; a misrouter's made-up ones all fail.
+    pub fn misroutes(&self) -> bool {
+        self.referrals_failed >= 4 && 2 * self.referrals_failed > self.referrals_ok
     }
 }
 
@@ -82,6 +94,25 @@ impl Scores {
     pub(crate) fn on_success(&mut self, id: &Key, now: Timestamp) {
         let s = self.entry(id, now);
         s.successes = s.successes.saturating_add(1);
+    }
+
+    /// A peer `id` named in a lookup answer answered (`ok`) or failed.
+    pub(crate) fn on_referral(&mut self, id: &Key, ok: bool, now: Timestamp) {
+        let s = self.entry(id, now);
+        if ok {
+            s.referrals_ok = s.referrals_ok.saturating_add(1);
+        } else {
+            s.referrals_failed = s.referrals_failed.saturating_add(1);
+        }
+        if s.referrals_ok + s.referrals_failed > 64 {
+            s.referrals_ok /= 2;
+            s.referrals_failed /= 2;
+        }
+    }
+
+    /// Whether `id`'s lookup answers are to be ignored (see [`PeerScore::misroutes`]).
+    pub(crate) fn misroutes(&self, id: &Key) -> bool {
+        self.peers.get(id).is_some_and(PeerScore::misroutes)
     }
 
     pub(crate) fn on_failure(&mut self, id: &Key, weight: u32, now: Timestamp) {

@@ -230,6 +230,7 @@ enum Waiter {
 /// Store work done off the driver task, handed back to answer a peer.
 enum Done {
     Respond(ResponseChannel<ChunkResponse>, ChunkResponse),
+    /// An answer about chunk `id` that tells whether this node has it.
     Stored(ResponseChannel<ChunkResponse>, Key, ChunkResponse),
 }
 
@@ -1112,7 +1113,7 @@ impl Driver {
                             ChunkResponse::NotFound
                         }
                     };
-                    let _ = done.blocking_send(Done::Respond(channel, response));
+                    let _ = done.blocking_send(Done::Stored(channel, id, response));
                 });
             }
             ChunkRequest::Keep { id } => {
@@ -1201,7 +1202,11 @@ impl Driver {
         let (channel, response) = match done {
             Done::Respond(channel, response) => (channel, response),
             Done::Stored(channel, id, response) => {
-                if matches!(response, ChunkResponse::Stored | ChunkResponse::Proof(_)) {
+                if matches!(response, ChunkResponse::NotFound) && self.engine.holds(&id) {
+                    // Noted as held, not here (its file was damaged and deleted): stop
+                    // claiming it; the repair of the peers holding it too copies it back.
+                    self.engine.release(&id);
+                } else if matches!(response, ChunkResponse::Stored | ChunkResponse::Proof(_)) {
                     self.engine.hold(id);
                 }
                 (channel, response)

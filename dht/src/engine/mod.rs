@@ -321,6 +321,8 @@ enum Timer {
     Bootstrap,
     /// A record this peer published reaches half its lifetime: ask for a renewal.
     Renew(Key),
+    /// A lookup request has waited half its timeout: it stops counting against α.
+    Stall(RequestId),
 }
 
 #[derive(Debug)]
@@ -575,8 +577,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 if let Some(q) = self.queries.get_mut(&query) {
                     q.stats.failures += 1;
                     let retry = timed_out && q.lookup.on_timeout(path, &pending.to.id, known);
-                    if !retry {
-                        q.lookup.on_failure(path, &pending.to.id);
+                    if !retry && let Some(r) = q.lookup.on_failure(path, &pending.to.id) {
+                        self.scores.on_referral(&r.referrer, r.ok, now);
                     }
                     self.advance(now, query);
                 }
@@ -620,6 +622,18 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 }
                 Timer::Bootstrap => {}
                 Timer::Renew(key) => self.ask_renewal(now, &key),
+                Timer::Stall(id) => {
+                    let stalled = self.pending.get(&id).and_then(|p| match p.purpose {
+                        Purpose::Lookup { query, path } => Some((query, path, p.to.id)),
+                        _ => None,
+                    });
+                    if let Some((query, path, peer)) = stalled
+                        && let Some(q) = self.queries.get_mut(&query)
+                    {
+                        q.lookup.on_stall(path, &peer);
+                        self.advance(now, query);
+                    }
+                }
             }
         }
         self.run_jobs(now);
@@ -715,7 +729,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         // Drop timers whose request or query already ended.
         while let Some(Reverse((_, timer))) = self.timers.peek() {
             let live = match timer {
-                Timer::Request(id) => self.pending.contains_key(id),
+                Timer::Request(id) | Timer::Stall(id) => self.pending.contains_key(id),
                 Timer::Query(id) => self.queries.contains_key(id),
                 Timer::Fetch(..) | Timer::Bootstrap => true,
                 Timer::Renew(key) => self.published.get(key).is_some_and(|p| !p.renewal_asked),

@@ -35,7 +35,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             self.config.k,
             alpha,
             self.config.disjoint_paths,
-        );
+        )
+        .with_size_estimate(self.table.log2_size_estimate(self.config.k));
         self.table.mark_refreshed(&target, now);
         let deadline = now + self.config.query_timeout;
         self.timers.push(Reverse((deadline, Timer::Query(id))));
@@ -78,7 +79,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             // only with this).
             _ => RequestBody::FindNode {
                 target: *q.lookup.target(),
-                count: (self.config.k + 2 * q.stats.failures as usize).min(2 * self.config.k)
+                count: (self.config.k + 2 * q.lookup.unexplained_failures()).min(2 * self.config.k)
                     as u16,
             },
         };
@@ -197,12 +198,21 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         match closer {
             Some(mut closer) => {
                 closer.retain(|c| !self.bans.shuns(now, c));
+                if self.scores.misroutes(&from.id) {
+                    // Its referrals fail too often: an answer, but nothing in it is chased.
+                    closer.clear();
+                }
                 q.stats.successes += 1;
-                q.lookup.on_success(path, &from.id, closer);
+                if let Some(r) = q.lookup.on_success(path, &from.id, closer) {
+                    self.scores.on_referral(&r.referrer, r.ok, now);
+                }
             }
             None => {
                 q.stats.failures += 1;
-                q.lookup.on_failure(path, &from.id);
+                // A peer that answered with an error is alive: its referrer told the truth.
+                if let Some(r) = q.lookup.on_failure(path, &from.id) {
+                    self.scores.on_referral(&r.referrer, true, now);
+                }
             }
         }
         // A fetch gets each holder as soon as the lookup meets it: the first request need not
@@ -470,8 +480,13 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     ) {
         let id = RequestId(self.next_request);
         self.next_request += 1;
-        let deadline = now + self.scores.timeout(&to.id, &self.config.timeouts);
+        let timeout = self.scores.timeout(&to.id, &self.config.timeouts);
+        let deadline = now + timeout;
         self.timers.push(Reverse((deadline, Timer::Request(id))));
+        if matches!(purpose, Purpose::Lookup { .. }) {
+            self.timers
+                .push(Reverse((now + timeout / 2, Timer::Stall(id))));
+        }
         self.pending.insert(
             id,
             Pending {

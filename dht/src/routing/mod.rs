@@ -255,6 +255,27 @@ impl<A: Address> RoutingTable<A> {
         all.into_iter().map(|(_, c)| c.clone()).collect()
     }
 
+    /// log₂ of the network's size as this table sees it: ids are uniform, so the i-th closest
+    /// peer to our own id sharing b leading bits with it says about i · 2^b peers exist; the
+    /// median over our k closest, which one unusually near or far neighbour does not move.
+    /// `None` while the table holds fewer than k peers: a joining peer knows too little to tell.
+    pub(crate) fn log2_size_estimate(&self, k: usize) -> Option<f64> {
+        if self.len() < k.max(1) {
+            return None;
+        }
+        let mut estimates: Vec<f64> = self
+            .closest(&self.local, k)
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let shared = self.local.distance(&c.id).leading_zeros() as f64;
+                shared + ((i + 1) as f64).log2()
+            })
+            .collect();
+        estimates.sort_by(f64::total_cmp);
+        estimates.get(estimates.len() / 2).copied()
+    }
+
     /// The entry for `id`, if it is in the table.
     pub(crate) fn entry(&self, id: &Key) -> Option<&Entry<A>> {
         let index = self.local.bucket_index(id)?;
