@@ -106,8 +106,13 @@ pub struct StoreLimits {
     pub max_record_ttl: Duration,
     /// Keys with provider records kept at most. Default 65 536.
     pub max_provider_keys: usize,
-    /// Providers kept per key. Default 20.
+    /// Providers kept per key; when full, those known longest keep their places. Default 20.
     pub max_providers_per_key: usize,
+    /// Provider entries one provider may hold here, over all keys. Default 1024.
+    pub max_provider_entries_per_peer: usize,
+    /// Provider entries the providers of one IPv4 /24 or IPv6 /48 may hold here, over all keys
+    /// (ids are free, addresses are not). Default 4096.
+    pub max_provider_entries_per_prefix: usize,
 }
 
 /// A token bucket per peer on inbound requests. The defaults leave room for an honest heavy
@@ -178,6 +183,8 @@ impl Default for StoreLimits {
             max_record_ttl: Duration::from_secs(7 * 24 * 3600),
             max_provider_keys: 65_536,
             max_providers_per_key: 20,
+            max_provider_entries_per_peer: 1024,
+            max_provider_entries_per_prefix: 4096,
         }
     }
 }

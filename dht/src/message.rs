@@ -129,6 +129,10 @@ pub enum RemoteError {
     /// The peer banned us for misbehaviour (for a while).
     #[error("peer has banned us for misbehaviour")]
     Banned,
+    /// The peer is not among the closest to the key (by its own table), so it does not keep
+    /// records or provider entries for it.
+    #[error("peer is not among the closest to this key; store it on closer peers")]
+    NotResponsible,
 }
 
 impl Request {

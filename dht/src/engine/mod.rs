@@ -463,6 +463,20 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 record: self.store.get(&key, now).cloned(),
                 closer: self.table.closest(&key, k),
             },
+            // Records and provider entries are kept only by the peers a publisher's lookup
+            // finds closest: a peer that knows k peers closer to the key than itself (all of
+            // them in the key's bucket, which holds k at most) is not among them, has no
+            // business holding it, and a flood of junk keys lands on few peers.
+            RequestBody::PutRecord { record }
+                if !placement::among_closest(&self.table, &self.local, &record.key(), k) =>
+            {
+                ResponseBody::Error(RemoteError::NotResponsible)
+            }
+            RequestBody::AddProvider { key }
+                if !placement::among_closest(&self.table, &self.local, &key, k) =>
+            {
+                ResponseBody::Error(RemoteError::NotResponsible)
+            }
             RequestBody::PutRecord { record } => match self.accept_record(now, record) {
                 Ok(key) => {
                     self.events
@@ -1352,6 +1366,77 @@ mod tests {
         );
         dht.handle_request(later, liar.clone(), Request::new(RequestBody::Ping));
         assert!(dht.contains_peer(&liar.id));
+    }
+
+    #[test]
+    fn records_and_providers_far_from_this_peer_are_refused() {
+        let mut dht: Dht<u32> = Dht::new(Key::from_bytes([0; 32]), Config::default());
+        let now = Timestamp::EPOCH;
+        // 20 peers in the 0x80 half: all closer than us to any key there.
+        for i in 0..20u8 {
+            let mut id = [0u8; 32];
+            id[0] = 0x80 | i;
+            let peer = Contact::new(Key::from_bytes(id), u32::from(i) + 1);
+            dht.handle_request(now, peer, Request::new(RequestBody::Ping));
+        }
+        let asker = Contact::new(Key::from_bytes([0xc0; 32]), 99);
+        let mut far = [0u8; 32];
+        far[0] = 0x80;
+        far[31] = 7;
+        let answer = dht.handle_request(
+            now,
+            asker.clone(),
+            Request::new(RequestBody::AddProvider {
+                key: Key::from_bytes(far),
+            }),
+        );
+        assert_eq!(
+            answer.body,
+            ResponseBody::Error(RemoteError::NotResponsible)
+        );
+        // A key next to us is ours to keep.
+        let mut near = [0u8; 32];
+        near[31] = 7;
+        let answer = dht.handle_request(
+            now,
+            asker,
+            Request::new(RequestBody::AddProvider {
+                key: Key::from_bytes(near),
+            }),
+        );
+        assert_eq!(answer.body, ResponseBody::Stored);
+    }
+
+    #[test]
+    fn a_public_peer_cannot_point_lookups_at_private_addresses() {
+        use std::net::SocketAddr;
+        let mut dht: Dht<SocketAddr> = Dht::new(Key::from_bytes([0; 32]), Config::default());
+        let now = Timestamp::EPOCH;
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let id = |b: u8| {
+            let mut k = [0u8; 32];
+            k[0] = b;
+            Key::from_bytes(k)
+        };
+        let public = Contact::new(id(0x80), at("1.1.1.1:4001"));
+        dht.handle_request(now, public.clone(), Request::new(RequestBody::Ping));
+        dht.find_node(now, id(0x41)).unwrap();
+        let first = dht.poll_transmit().unwrap();
+        assert_eq!(first.to, public);
+        let closer = vec![
+            Contact::new(id(0x40), at("192.168.1.5:4001")),
+            Contact::new(id(0x42), at("127.0.0.1:4001")),
+            Contact::new(id(0x43), at("9.9.9.9:4001")),
+        ];
+        dht.handle_response(now, first.id, Response::new(ResponseBody::Nodes { closer }));
+        let asked: Vec<SocketAddr> = std::iter::from_fn(|| dht.poll_transmit())
+            .map(|t| t.to.addr)
+            .collect();
+        assert_eq!(asked, vec![at("9.9.9.9:4001")]);
+        assert!(!queries::is_public("10.1.2.3".parse().unwrap()));
+        assert!(!queries::is_public("100.64.0.1".parse().unwrap()));
+        assert!(!queries::is_public("fe80::1".parse().unwrap()));
+        assert!(queries::is_public("2a00::1".parse().unwrap()));
     }
 
     #[test]

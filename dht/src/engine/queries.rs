@@ -197,7 +197,20 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         };
         match closer {
             Some(mut closer) => {
-                closer.retain(|c| !self.bans.shuns(now, c));
+                // A peer reached at a public address may only name peers at public ones: a
+                // stranger on the internet must not steer dials into this node's LAN (peers
+                // on a LAN or one machine name each other at private addresses).
+                let public = from.addr.ip().is_some_and(is_public);
+                closer.retain(|c| {
+                    !self.bans.shuns(now, c) && (!public || c.addr.ip().is_none_or(is_public))
+                });
+                // A peer this table holds keeps the address it was seen at: a bogus address in
+                // a third party's answer must not make its dial fail and cost it its place.
+                for c in &mut closer {
+                    if let Some(e) = self.table.entry(&c.id) {
+                        c.addr = e.contact.addr.clone();
+                    }
+                }
                 if self.scores.misroutes(&from.id) {
                     // Its referrals fail too often: an answer, but nothing in it is chased.
                     closer.clear();
@@ -501,5 +514,39 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             to,
             request: Request::new(body),
         });
+    }
+}
+
+/// Whether `ip` can be reached across the internet: not loopback, private, link-local, shared
+/// (CGNAT), documentation, benchmarking, multicast or unspecified.
+pub(crate) fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, shared address space
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+        }
     }
 }

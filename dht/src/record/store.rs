@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::config::StoreLimits;
-use crate::{Contact, Key, SignedRecord, Timestamp};
+use crate::contact::IpPrefix;
+use crate::{Address, Contact, Key, SignedRecord, Timestamp};
 
 /// "This peer holds the content under this key", until `expires`.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -57,6 +58,9 @@ pub struct MemoryRecordStore<A> {
     records: HashMap<Key, SignedRecord>,
     // BTreeMap so that iteration (and so eviction) order is deterministic.
     providers: BTreeMap<Key, Vec<ProviderRecord<A>>>,
+    /// Provider entries held per provider, and per provider address prefix (quotas).
+    per_provider: HashMap<Key, usize>,
+    per_prefix: HashMap<IpPrefix, usize>,
 }
 
 impl<A> MemoryRecordStore<A> {
@@ -66,6 +70,8 @@ impl<A> MemoryRecordStore<A> {
             limits,
             records: HashMap::new(),
             providers: BTreeMap::new(),
+            per_provider: HashMap::new(),
+            per_prefix: HashMap::new(),
         }
     }
 
@@ -81,7 +87,32 @@ impl<A> MemoryRecordStore<A> {
     }
 }
 
-impl<A: Clone + PartialEq> RecordStore<A> for MemoryRecordStore<A> {
+impl<A: Address> MemoryRecordStore<A> {
+    /// Counts one entry of `p` more (`up`) or fewer.
+    fn count(
+        per_provider: &mut HashMap<Key, usize>,
+        per_prefix: &mut HashMap<IpPrefix, usize>,
+        p: &Contact<A>,
+        up: bool,
+    ) {
+        fn step<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, k: K, up: bool) {
+            let n = map.entry(k).or_default();
+            if up {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+            }
+        }
+        step(per_provider, p.id, up);
+        per_provider.retain(|_, n| *n > 0);
+        if let Some(ip) = p.addr.ip() {
+            step(per_prefix, IpPrefix::of(ip), up);
+            per_prefix.retain(|_, n| *n > 0);
+        }
+    }
+}
+
+impl<A: Address> RecordStore<A> for MemoryRecordStore<A> {
     fn get(&self, key: &Key, now: Timestamp) -> Option<&SignedRecord> {
         self.records.get(key).filter(|r| r.expires > now)
     }
@@ -113,27 +144,56 @@ impl<A: Clone + PartialEq> RecordStore<A> for MemoryRecordStore<A> {
         {
             return Err(StoreError::Full);
         }
-        let list = self.providers.entry(key).or_default();
-        if let Some(existing) = list
-            .iter_mut()
-            .find(|p| p.provider.id == record.provider.id)
+        if let Some(existing) = self
+            .providers
+            .get_mut(&key)
+            .and_then(|l| l.iter_mut().find(|p| p.provider.id == record.provider.id))
         {
-            *existing = record;
+            // A refresh keeps its place; the address is the one it announced from now.
+            let old = std::mem::replace(existing, record);
+            Self::count(
+                &mut self.per_provider,
+                &mut self.per_prefix,
+                &old.provider,
+                false,
+            );
+            Self::count(
+                &mut self.per_provider,
+                &mut self.per_prefix,
+                &existing.provider,
+                true,
+            );
             return Ok(());
         }
-        if list.len() >= self.limits.max_providers_per_key {
-            // Keep the announcements that will live longest.
-            let (i, soonest) = list
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, p)| p.expires)
-                .map(|(i, p)| (i, p.expires))
-                .expect("list is full, so not empty");
-            if soonest >= record.expires {
-                return Err(StoreError::Full);
-            }
-            list.remove(i);
+        // Quotas: one peer, or one address prefix, cannot fill the table.
+        let by_peer = self
+            .per_provider
+            .get(&record.provider.id)
+            .copied()
+            .unwrap_or(0);
+        let by_prefix = record
+            .provider
+            .addr
+            .ip()
+            .and_then(|ip| self.per_prefix.get(&IpPrefix::of(ip)).copied())
+            .unwrap_or(0);
+        if by_peer >= self.limits.max_provider_entries_per_peer
+            || by_prefix >= self.limits.max_provider_entries_per_prefix
+        {
+            return Err(StoreError::Full);
         }
+        let list = self.providers.entry(key).or_default();
+        if list.len() >= self.limits.max_providers_per_key {
+            // Full: the providers known longest keep their places (they refresh them), so
+            // ids that announce again and again cannot take a key's list over.
+            return Err(StoreError::Full);
+        }
+        Self::count(
+            &mut self.per_provider,
+            &mut self.per_prefix,
+            &record.provider,
+            true,
+        );
         list.push(record);
         Ok(())
     }
@@ -152,8 +212,15 @@ impl<A: Clone + PartialEq> RecordStore<A> for MemoryRecordStore<A> {
 
     fn remove_expired(&mut self, now: Timestamp) {
         self.records.retain(|_, r| r.expires > now);
+        let (per_provider, per_prefix) = (&mut self.per_provider, &mut self.per_prefix);
         self.providers.retain(|_, l| {
-            l.retain(|p| p.expires > now);
+            l.retain(|p| {
+                let live = p.expires > now;
+                if !live {
+                    Self::count(per_provider, per_prefix, &p.provider, false);
+                }
+                live
+            });
             !l.is_empty()
         });
     }
@@ -221,15 +288,17 @@ mod tests {
         };
         s.add_provider(key, p(1, 10)).unwrap();
         s.add_provider(key, p(2, 20)).unwrap();
-        // Full: a longer-lived announcement replaces the soonest to lapse; a shorter one is refused.
+        // Full: the providers known longest keep their places, however long a newcomer's
+        // announcement would live; they refresh theirs.
         assert_eq!(s.add_provider(key, p(3, 5)), Err(StoreError::Full));
-        s.add_provider(key, p(3, 30)).unwrap();
+        assert_eq!(s.add_provider(key, p(3, 30)), Err(StoreError::Full));
+        s.add_provider(key, p(1, 30)).unwrap();
         let ids: Vec<u32> = s
             .providers(&key, t(0))
             .into_iter()
             .map(|c| c.addr)
             .collect();
-        assert_eq!(ids, vec![2, 3]);
+        assert_eq!(ids, vec![1, 2]);
         assert_eq!(
             s.add_provider(Key::hash(b"other"), p(1, 10)),
             Err(StoreError::Full)
@@ -238,5 +307,46 @@ mod tests {
         assert_eq!(s.providers(&key, t(25)).len(), 1);
         s.remove_expired(t(100));
         assert_eq!(s.record_count(), 0);
+    }
+
+    #[test]
+    fn one_provider_or_one_prefix_cannot_fill_the_table() {
+        let limits = StoreLimits {
+            max_provider_entries_per_peer: 3,
+            max_provider_entries_per_prefix: 5,
+            ..StoreLimits::default()
+        };
+        let mut s: MemoryRecordStore<u32> = MemoryRecordStore::new(limits);
+        let t = |s| Timestamp::EPOCH + Duration::from_secs(s);
+        let entry = |id: u8, addr: u32| ProviderRecord {
+            provider: Contact::new(Key::hash(&[id]), addr),
+            expires: t(10),
+        };
+        let key = |n: u32| Key::hash(&n.to_be_bytes());
+        // netsim addresses: each u32 is its own /24, so ids 1 and 2 at one address share one.
+        for n in 0..3 {
+            s.add_provider(key(n), entry(1, 7)).unwrap();
+        }
+        assert_eq!(
+            s.add_provider(key(3), entry(1, 7)),
+            Err(StoreError::Full),
+            "per peer"
+        );
+        // A refresh is always taken.
+        s.add_provider(key(0), entry(1, 7)).unwrap();
+        for n in 10..12 {
+            s.add_provider(key(n), entry(2, 7)).unwrap();
+        }
+        assert_eq!(
+            s.add_provider(key(12), entry(3, 7)),
+            Err(StoreError::Full),
+            "per prefix"
+        );
+        s.add_provider(key(12), entry(3, 8)).unwrap();
+        // Expired entries give their quota back.
+        s.remove_expired(t(11));
+        for n in 20..23 {
+            s.add_provider(key(n), entry(1, 7)).unwrap();
+        }
     }
 }
