@@ -66,6 +66,12 @@ pub struct Config {
     /// MiB/s of average (256 KiB) chunks to one peer, above what one reader fetches from one
     /// holder on a fast link, so that a flood is cut off and a reader is not.
     pub chunk_rate: RateLimit,
+    /// Replica copies one peer may push to this one, in KiB (see
+    /// [`crate::Dht::allow_replica`]). Default a burst of 1 GiB and 64 KiB a second (225 MiB an
+    /// hour): far more than a peer's share of what a newcomer inherits when it joins (the
+    /// copies of the chunks it is now closest to come from all their holders), far less than
+    /// a disk.
+    pub replica_budget: RateLimit,
     /// Queries running at once; a command beyond this is refused with
     /// [`crate::QueryError::Busy`]. Together with `alpha` and `disjoint_paths` this bounds the
     /// requests in flight. Default 256.
@@ -153,6 +159,11 @@ impl Default for Config {
             chunk_rate: RateLimit {
                 burst: 1024,
                 per_second: 512,
+                max_tracked_peers: 4096,
+            },
+            replica_budget: RateLimit {
+                burst: 1 << 20,
+                per_second: 64,
                 max_tracked_peers: 4096,
             },
             max_queries: 256,

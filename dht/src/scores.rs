@@ -147,6 +147,11 @@ impl RateLimiter {
 
     /// Whether `peer` may make one more request at `now`.
     pub(crate) fn allow(&mut self, peer: &Key, now: Timestamp) -> bool {
+        self.allow_n(peer, now, 1)
+    }
+
+    /// Whether `peer` may spend `cost` tokens at `now` (they are taken if so).
+    pub(crate) fn allow_n(&mut self, peer: &Key, now: Timestamp, cost: u32) -> bool {
         let burst = f64::from(self.config.burst);
         if !self.buckets.contains_key(peer) && self.buckets.len() >= self.config.max_tracked_peers {
             let max = self.config.max_tracked_peers;
@@ -156,8 +161,9 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(*last).as_secs_f64();
         *tokens = (*tokens + elapsed * f64::from(self.config.per_second)).min(burst);
         *last = (*last).max(now);
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let cost = f64::from(cost.max(1));
+        if *tokens >= cost {
+            *tokens -= cost;
             true
         } else {
             false

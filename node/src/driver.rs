@@ -1170,8 +1170,20 @@ impl Driver {
                         .send_response(channel, refusal);
                     return;
                 }
+                let now = self.clock.now();
+                if !self.engine.allow_replica(now, &node_id(&peer), bytes.len()) {
+                    let refusal = ChunkResponse::Refused(
+                        "replica budget spent: this peer keeps no more copies from you for now"
+                            .into(),
+                    );
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .chunk
+                        .send_response(channel, refusal);
+                    return;
+                }
                 if !self.engine.is_responsible(&id) {
-                    let now = self.clock.now();
                     let ip = self.observed.get(&peer).copied();
                     self.engine
                         .report(now, &node_id(&peer), ip, Offence::JunkPush);

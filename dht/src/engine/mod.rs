@@ -195,6 +195,7 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     limiter: RateLimiter,
     /// The budget of chunk requests per peer (`Config::chunk_rate`).
     chunk_limiter: RateLimiter,
+    replica_limiter: RateLimiter,
     rng: ChaCha8Rng,
     /// Chunks this peer stores, ordered so that repair decisions come out in a fixed order.
     held: BTreeSet<Key>,
@@ -402,6 +403,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             bans: Bans::new(config.bans.clone()),
             limiter: RateLimiter::new(config.rate.clone()),
             chunk_limiter: RateLimiter::new(config.chunk_rate.clone()),
+            replica_limiter: RateLimiter::new(config.replica_budget.clone()),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             held: BTreeSet::new(),
             fetches: Fetches::new(config.fetch.clone()),
@@ -982,6 +984,14 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// refuses one beyond the budget without reading the disk.
     pub fn allow_chunk_request(&mut self, now: Timestamp, peer: &Key) -> bool {
         self.chunk_limiter.allow(peer, now)
+    }
+
+    /// Whether `peer` may have this peer keep `bytes` more of replica copies it pushes now
+    /// (`Config::replica_budget`, in KiB): one stranger cannot fill this peer's disk, however
+    /// close to its id the chunks it makes up are.
+    pub fn allow_replica(&mut self, now: Timestamp, peer: &Key, bytes: usize) -> bool {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.replica_limiter.allow_n(peer, now, kib)
     }
 
     /// When this peer last heard from `id`, if it is in the routing table.
