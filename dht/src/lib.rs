@@ -69,7 +69,10 @@ mod time;
 pub use bans::{Ban, BanConfig, BannedPrefix, Offence};
 pub use config::{Config, RateLimit, StoreLimits, TimeoutConfig};
 pub use contact::{Address, Contact};
-pub use engine::{Dht, Event, PROOF_WINDOW, ProofOutcome, RepairStats, RequestId, Transmit, proof};
+pub use engine::{
+    Dht, Event, PROOF_WINDOW, ProofOutcome, RepairStats, RequestId, Transmit, UNCONFIRMED_LAPSE,
+    proof,
+};
 pub use fetch::{ChunkOutcome, FetchConfig, FetchError, FetchId};
 pub use key::{Distance, KEY_BITS, Key};
 pub use message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};

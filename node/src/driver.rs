@@ -1218,8 +1218,11 @@ impl Driver {
                     // Noted as held, not here (its file was damaged and deleted): stop
                     // claiming it; the repair of the peers holding it too copies it back.
                     self.engine.release(&id);
-                } else if matches!(response, ChunkResponse::Stored | ChunkResponse::Proof(_)) {
-                    self.engine.hold(id);
+                } else if matches!(response, ChunkResponse::Stored) {
+                    // Kept at another peer's request (a push, or a repair's Keep): held, and
+                    // unconfirmed until a third peer proves a copy too.
+                    let now = self.clock.now();
+                    self.engine.hold_pushed(now, id);
                 }
                 (channel, response)
             }

@@ -195,6 +195,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         match outcome {
             ProofOutcome::Valid => {
                 self.custody.stats.proofs_valid += 1;
+                self.unconfirmed.remove(&key);
                 let r = self.config.replication.max(1);
                 let proven = self.custody.proven.entry(key).or_default();
                 proven.retain(|(p, _)| p != peer);
@@ -208,7 +209,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 }
             }
             ProofOutcome::Missing => {
-                if self.held.contains(&key) {
+                if self.held.contains(&key) && !self.unconfirmed.contains_key(&key) {
                     self.custody.stats.copies_sent += 1;
                     self.events.push_back(Event::Replicate { key, to: contact });
                 }
@@ -542,6 +543,50 @@ mod tests {
         );
         assert_eq!(copies, 1, "a copy goes to the peer that lacks it");
         assert_eq!(dht.repair_stats().below_target, 1);
+    }
+
+    #[test]
+    fn a_pushed_copy_nobody_else_holds_is_not_multiplied_and_lapses() {
+        let (mut dht, peers) = engine(5, &[far()]);
+        let (junk, genuine) = (key(7), key(8));
+        let t0 = Timestamp::EPOCH + Duration::from_secs(3600);
+        dht.hold_pushed(t0, junk);
+        dht.hold_pushed(t0, genuine);
+        assert!(dht.is_unconfirmed(&junk));
+        let mut t = t0;
+        let mut copies = Vec::new();
+        let mut released = Vec::new();
+        for _ in 0..31 {
+            t = t + MINUTE;
+            dht.handle_timeout(t);
+            let events = drain(&mut dht);
+            released.extend(events.iter().filter_map(|e| match e {
+                Event::Release { key } => Some(*key),
+                _ => None,
+            }));
+            for (k, p) in challenges(&events) {
+                // The other peer holds the genuine chunk, not the junk.
+                let outcome = if k == genuine {
+                    ProofOutcome::Valid
+                } else {
+                    ProofOutcome::Missing
+                };
+                dht.handle_proof(t, k, &p, outcome);
+            }
+            copies.extend(drain(&mut dht).into_iter().filter_map(|e| match e {
+                Event::Replicate { key, to } => Some((key, to.id)),
+                _ => None,
+            }));
+        }
+        assert!(copies.is_empty(), "the junk was not copied on: {copies:?}");
+        assert!(
+            !dht.is_unconfirmed(&genuine),
+            "confirmed by the other's proof"
+        );
+        assert!(dht.holds(&genuine));
+        assert_eq!(released, vec![junk], "the junk lapsed after 30 minutes");
+        assert!(!dht.holds(&junk));
+        let _ = peers;
     }
 
     #[test]

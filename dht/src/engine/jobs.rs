@@ -14,6 +14,16 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         for peer in self.bans.expire(now) {
             self.events.push_back(Event::BanLifted { peer });
         }
+        let lapsed: Vec<Key> = self
+            .unconfirmed
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= UNCONFIRMED_LAPSE)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in lapsed {
+            self.release(&key);
+            self.events.push_back(Event::Release { key });
+        }
         if let Some(interval) = self.config.refresh_interval {
             self.refresh_older_than(now, interval);
         }

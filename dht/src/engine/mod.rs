@@ -33,6 +33,10 @@ use crate::{
     SignedRecord, Timestamp,
 };
 
+/// A pushed replica that no other peer proved it holds within this long is released (see
+/// [`Dht::hold_pushed`]): three audits at the default `repair_interval`.
+pub const UNCONFIRMED_LAPSE: Duration = Duration::from_secs(30 * 60);
+
 /// How often `handle_timeout` runs housekeeping (record expiry, bucket refresh).
 const JOBS_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -112,8 +116,9 @@ pub enum Event<A> {
         nonce: [u8; 32],
     },
     /// This peer is no longer among the `replication` closest peers to the chunk `key`, and
-    /// all of them proved they hold it: the node may keep its copy as evictable cache instead
-    /// of a responsible replica (pinned data stays pinned).
+    /// all of them proved they hold it, or a copy pushed here lapsed with no other peer
+    /// proving it holds one too (see [`Dht::hold_pushed`]): the node may keep its copy as
+    /// evictable cache instead of a responsible replica (pinned data stays pinned).
     Release {
         /// The chunk.
         key: Key,
@@ -199,6 +204,9 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     rng: ChaCha8Rng,
     /// Chunks this peer stores, ordered so that repair decisions come out in a fixed order.
     held: BTreeSet<Key>,
+    /// Copies other peers pushed here that no other peer has yet proved it holds too, and since
+    /// when: not copied on by the audit, and released once [`UNCONFIRMED_LAPSE`] passes.
+    unconfirmed: BTreeMap<Key, Timestamp>,
     fetches: Fetches<A>,
     /// Who announced the content under recently looked-up keys: a fetch of a file whose root
     /// manifest was just fetched asks them first for every chunk.
@@ -406,6 +414,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             replica_limiter: RateLimiter::new(config.replica_budget.clone()),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             held: BTreeSet::new(),
+            unconfirmed: BTreeMap::new(),
             fetches: Fetches::new(config.fetch.clone()),
             recent_providers: RecentProviders::default(),
             published: BTreeMap::new(),
@@ -947,10 +956,30 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.custody.hold(key);
     }
 
+    /// Notes that this peer now stores the chunk under `key` because another peer pushed it
+    /// here as a replica. Until some other peer proves it holds the chunk too (the audit asks
+    /// them), the copy is *unconfirmed*: the audit does not copy it on to peers that lack it
+    /// (one stranger's junk pushed to one peer is not multiplied by the network's repair), and
+    /// after [`UNCONFIRMED_LAPSE`] it is released ([`Event::Release`]: the node keeps it as
+    /// evictable cache). A genuine put stores every replica at once, so the first audit
+    /// confirms it.
+    pub fn hold_pushed(&mut self, now: Timestamp, key: Key) {
+        if !self.held.contains(&key) {
+            self.unconfirmed.insert(key, now);
+        }
+        self.hold(key);
+    }
+
     /// Notes that this peer no longer stores the chunk under `key`.
     pub fn release(&mut self, key: &Key) {
         self.held.remove(key);
+        self.unconfirmed.remove(key);
         self.custody.forget(key);
+    }
+
+    /// Whether `key` is a pushed copy no other peer has proved yet (see [`Dht::hold_pushed`]).
+    pub fn is_unconfirmed(&self, key: &Key) -> bool {
+        self.unconfirmed.contains_key(key)
     }
 
     // ---- queries about state ------------------------------------------------------------------
