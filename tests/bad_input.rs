@@ -417,5 +417,8 @@ async fn a_directory_that_expands_to_billions_of_files_is_refused_before_writing
         0,
         "no staging left"
     );
+    // Pinning walks each distinct manifest once: three directories and the file, not 4,096³.
+    timeout(STEP, node.pin(root)).await.unwrap().unwrap();
+    assert_eq!(node.store().stats().unwrap().pinned, 4);
     net.shutdown().await;
 }
