@@ -345,7 +345,12 @@ impl Simulator {
         let node = &mut self.nodes[slot as usize];
         let evicted = node.store.insert(key, size, source, tick);
         if let Some(engine) = node.engine.as_mut() {
-            engine.hold(key);
+            // A copy another peer pushed is unconfirmed until a third proves one too, as the
+            // node's driver tells its engine (`Dht::hold_pushed`).
+            match source {
+                Source::Placed => engine.hold_pushed(self.now, key),
+                Source::Publisher | Source::Cached => engine.hold(key),
+            }
             for old in &evicted {
                 engine.release(old);
             }
