@@ -1155,42 +1155,25 @@ impl Driver {
                 });
             }
             ChunkRequest::Store { id, bytes } => {
-                if Key::hash(&bytes) != id {
-                    self.penalised += 1;
-                    let now = self.clock.now();
-                    let ip = self.observed.get(&peer).copied();
-                    self.engine
-                        .report(now, &node_id(&peer), ip, Offence::CorruptChunk);
-                    let refusal =
-                        ChunkResponse::Refused("bytes do not hash to the chunk id".into());
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .chunk
-                        .send_response(channel, refusal);
-                    return;
-                }
                 let now = self.clock.now();
-                if !self.engine.allow_replica(now, &node_id(&peer), bytes.len()) {
-                    let refusal = ChunkResponse::Refused(
-                        "replica budget spent: this peer keeps no more copies from you for now"
-                            .into(),
-                    );
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .chunk
-                        .send_response(channel, refusal);
-                    return;
-                }
-                if !self.engine.is_responsible(&id) {
-                    let ip = self.observed.get(&peer).copied();
-                    self.engine
-                        .report(now, &node_id(&peer), ip, Offence::JunkPush);
-                    let refusal = ChunkResponse::Refused(
-                        "this peer is not among the closest to the chunk; offer it to a closer one"
-                            .into(),
-                    );
+                let from = node_id(&peer);
+                let ip = self.observed.get(&peer).copied();
+                let refusal = if Key::hash(&bytes) != id {
+                    self.penalised += 1;
+                    self.engine.report(now, &from, ip, Offence::CorruptChunk);
+                    Some("bytes do not hash to the chunk id")
+                } else if !self.engine.allow_replica(now, &from, bytes.len()) {
+                    Some("replica budget spent: this peer keeps no more copies from you for now")
+                } else if !self.engine.is_responsible(&id) {
+                    self.engine.report(now, &from, ip, Offence::JunkPush);
+                    Some(
+                        "this peer is not among the closest to the chunk; offer it to a closer one",
+                    )
+                } else {
+                    None
+                };
+                if let Some(why) = refusal {
+                    let refusal = ChunkResponse::Refused(why.into());
                     let _ = self
                         .swarm
                         .behaviour_mut()
