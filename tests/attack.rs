@@ -113,6 +113,16 @@ async fn false_holders_sending_garbage_cost_the_liar_and_readers_get_the_right_b
             .await
             .unwrap()
             .unwrap();
+        // The liar announces itself as a provider of the whole file too, so that the reader's
+        // fetch, which starts from the root's providers, counts it among the first holders.
+        for n in &net.nodes {
+            let key = put.id.key();
+            let _ = timeout(
+                STEP,
+                liar.kad(n.peer_id(), RequestBody::AddProvider { key }),
+            )
+            .await;
+        }
         let got = timeout(STEP, reader.get_bytes(put.id))
             .await
             .unwrap()
