@@ -79,6 +79,21 @@ impl Testnet {
         p
     }
 
+    /// Stops every node and starts each again on its data directory, in the same order: node
+    /// 0 first, the others joining through it.
+    pub async fn restart_all(&mut self) -> anyhow::Result<()> {
+        let dirs = std::mem::take(&mut self.dirs);
+        for node in std::mem::take(&mut self.nodes) {
+            node.shutdown().await;
+        }
+        let mut seed = None;
+        for dir in dirs {
+            self.spawn_on(dir, seed.clone()).await?;
+            seed.get_or_insert_with(|| self.nodes[0].addrs()[0].clone());
+        }
+        Ok(())
+    }
+
     /// Stops every node.
     pub async fn shutdown(self) {
         for n in &self.nodes {

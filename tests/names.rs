@@ -212,18 +212,8 @@ async fn a_named_keys_name_survives_a_restart_and_is_renewed() {
         .unwrap()
         .expect("the record is out there");
 
-    let dirs = net.dirs.clone();
-    for node in std::mem::take(&mut net.nodes) {
-        node.shutdown().await;
-    }
-    net.dirs.clear();
-    net.spawn_on(dirs[0].clone(), None).await.expect("node 0");
+    net.restart_all().await.expect("every node again");
     let seed = net.nodes[0].addrs()[0].clone();
-    for dir in &dirs[1..] {
-        net.spawn_on(dir.clone(), Some(seed.clone()))
-            .await
-            .expect("node again");
-    }
     // The same keys and names after the restart.
     let again = &net.nodes[owner];
     assert_eq!(again.name(), own, "the self name is kept");

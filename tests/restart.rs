@@ -83,18 +83,8 @@ async fn a_renewed_name_outlives_its_first_ttl_and_reaches_a_node_that_joined_la
         .unwrap()
         .expect("the record is out there");
     // Every node stops and starts again on its directory.
-    let dirs = net.dirs.clone();
-    for node in std::mem::take(&mut net.nodes) {
-        node.shutdown().await;
-    }
-    net.dirs.clear();
-    net.spawn_on(dirs[0].clone(), None).await.expect("node 0");
+    net.restart_all().await.expect("every node again");
     let seed = net.nodes[0].addrs()[0].clone();
-    for dir in &dirs[1..] {
-        net.spawn_on(dir.clone(), Some(seed.clone()))
-            .await
-            .expect("node again");
-    }
     // Wait (bounded) for the renewal to reach the network: a higher sequence, a later expiry.
     let deadline = tokio::time::Instant::now() + STEP;
     let renewed = loop {

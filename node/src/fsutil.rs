@@ -7,6 +7,14 @@ use std::path::Path;
 /// the owner only (mode 0600 on Unix): for keys and tokens.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    private_temp(dir, bytes)?
+        .persist(path)
+        .map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A synced temporary file in `dir` holding `bytes`, mode 0600 on Unix, to be renamed into place.
+fn private_temp(dir: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     #[cfg(unix)]
     {
@@ -16,8 +24,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(tmp)
 }
 
 /// As [`write_private`], but never over an existing file: fails with
@@ -25,16 +32,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// name for good). The directory is synced after the rename, so the new file survives a crash.
 pub fn write_private_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    private_temp(dir, bytes)?
+        .persist_noclobber(path)
+        .map_err(|e| e.error)?;
     sync_dir(dir);
     Ok(())
 }
