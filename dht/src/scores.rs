@@ -20,6 +20,9 @@ pub struct PeerScore {
     pub referrals_ok: u32,
     /// Peers it named in lookup answers that then failed.
     pub referrals_failed: u32,
+    /// Requests to it that timed out since it last answered: each doubles its timeout (RFC
+    /// 6298 §5.5), so a peer slowed by load is not dropped for two answers a little late.
+    pub timeouts_in_a_row: u8,
     last_seen: Timestamp,
 }
 
@@ -38,6 +41,9 @@ impl PeerScore {
         self.referrals_failed >= 4 && 2 * self.referrals_failed > self.referrals_ok
     }
 }
+
+/// Doublings of a peer's timeout after requests to it timed out in a row (at most 8×).
+pub(crate) const MAX_BACKOFF: u8 = 3;
 
 /// Scores of the peers we met, bounded.
 #[derive(Debug)]
@@ -69,14 +75,26 @@ impl Scores {
     /// measured may sit anywhere in the network's spread of round trips, so it gets twice what the
     /// network-wide estimate supports (netsim: with the estimate alone, peers 250–300 ms away
     /// timed out and fell out of lookups and routing tables).
+    ///
+    /// Each timeout since the peer last answered doubles it, up to [`MAX_BACKOFF`] doublings
+    /// and the ceiling (RFC 6298 §5.5, TCP's backoff): a loaded peer answering just past its
+    /// estimate (a machine busy with a put) keeps its place in the routing tables, which drop a
+    /// peer after `max_failures` in a row, while a dead one costs only a little more.
     pub(crate) fn timeout(&self, id: &Key, config: &TimeoutConfig) -> Duration {
-        if let Some(rtt) = self.peers.get(id).and_then(|s| s.rtt) {
-            return rtt.timeout(config);
-        }
-        match self.global {
-            Some(global) => (global.timeout(config) * 2).clamp(config.min, config.max),
-            None => config.initial.clamp(config.min, config.max),
-        }
+        let score = self.peers.get(id);
+        let base = match (score.and_then(|s| s.rtt), self.global) {
+            (Some(rtt), _) => rtt.timeout(config),
+            (None, Some(global)) => (global.timeout(config) * 2).clamp(config.min, config.max),
+            (None, None) => config.initial.clamp(config.min, config.max),
+        };
+        let backoff = score.map_or(0, |s| s.timeouts_in_a_row.min(MAX_BACKOFF));
+        (base * (1u32 << backoff)).min(config.max)
+    }
+
+    /// A request to `id` timed out.
+    pub(crate) fn on_timeout(&mut self, id: &Key, now: Timestamp) {
+        let s = self.entry(id, now);
+        s.timeouts_in_a_row = s.timeouts_in_a_row.saturating_add(1);
     }
 
     pub(crate) fn on_rtt(&mut self, id: &Key, sample: Duration, now: Timestamp) {
@@ -85,6 +103,7 @@ impl Scores {
             Some(r) => r.update(sample),
             None => s.rtt = Some(RttEstimator::new(sample)),
         }
+        s.timeouts_in_a_row = 0;
         match &mut self.global {
             Some(r) => r.update(sample),
             None => self.global = Some(RttEstimator::new(sample)),
@@ -219,6 +238,17 @@ mod tests {
             s.timeout(&b, &config),
             (s.timeout(&a, &config) * 2).min(config.max)
         );
+        // Timeouts in a row double a peer's timeout, up to 8×; an answer ends the backoff.
+        let measured = s.timeout(&a, &config);
+        for doublings in [1u32, 2, 3, 3] {
+            s.on_timeout(&a, Timestamp::EPOCH);
+            assert_eq!(
+                s.timeout(&a, &config),
+                (measured * (1 << doublings)).min(config.max)
+            );
+        }
+        s.on_rtt(&a, Duration::from_millis(500), Timestamp::EPOCH);
+        assert!(s.timeout(&a, &config) < measured * 2);
         for i in 0..20u8 {
             s.on_success(&Key::hash(&[i]), Timestamp::from_micros(u64::from(i)));
         }

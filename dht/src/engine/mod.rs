@@ -568,6 +568,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         let Some(pending) = self.pending.remove(&id) else {
             return;
         };
+        if timed_out {
+            self.scores.on_timeout(&pending.to.id, now);
+        }
         let known = self
             .scores
             .get(&pending.to.id)
