@@ -36,6 +36,10 @@ const BREAK_NOTICED: Duration = Duration::from_secs(30);
 /// Joins in [`JoinMode::Bootstrap`] are this far apart.
 const JOIN_SPACING: Duration = Duration::from_millis(20);
 
+/// Peers of each bucket a warm-started node has met, in multiples of k (see
+/// `Simulator::warm_start`).
+const WARM_MET: usize = 2;
+
 /// A hard cap on events, far above any run the command line allows, so a bug cannot spin
 /// forever.
 const MAX_EVENTS: u64 = 20_000_000_000;
@@ -321,11 +325,14 @@ impl Simulator {
         slot
     }
 
-    /// Fills every routing table as a network that has run a while would have it: node x hears
-    /// from up to k random nodes of each of its buckets. The engine's `handle_request` decides
-    /// what enters (the IP-prefix cap keeps out most Sybils).
+    /// Fills every routing table as a network that has run a while would have it: node x has
+    /// met up to [`WARM_MET`] × k random nodes of each of its buckets and measured its round
+    /// trip to each (a real node pings every peer it connects to), and the engine decides what
+    /// enters: the IP-prefix cap keeps out most Sybils, and proximity neighbour selection keeps
+    /// the nearer peers of a bucket that has more than k to choose from.
     fn warm_start(&mut self) {
         let k = self.scenario.k;
+        let met = WARM_MET * k;
         let now = self.now;
         let ping = Request::new(RequestBody::Ping);
         let mut chosen: Vec<u32> = Vec::with_capacity(k);
@@ -342,11 +349,11 @@ impl Simulator {
                 flipped[shared / 8] ^= 0x80 >> (shared % 8);
                 let run = self.all.with_prefix(&Key::from_bytes(flipped), shared + 1);
                 chosen.clear();
-                if run.len() <= k {
+                if run.len() <= met {
                     chosen.extend(run.iter().map(|(_, s)| *s));
                 } else {
-                    // k distinct picks from the run (k is small next to the run).
-                    while chosen.len() < k {
+                    // Distinct picks from the run (a few k; the run is far larger).
+                    while chosen.len() < met {
                         let s = run[self.work_rng.random_range(0..run.len())].1;
                         if !chosen.contains(&s) {
                             chosen.push(s);
@@ -361,7 +368,10 @@ impl Simulator {
             }
             for p in peers {
                 let from = self.contact(p);
+                let (a, b) = (&self.nodes[x as usize], &self.nodes[p as usize]);
+                let rtt = self.geo.rtt(x, a.region, p, b.region);
                 if let Some(engine) = self.nodes[x as usize].engine.as_mut() {
+                    engine.handle_rtt(now, &from.id, rtt);
                     engine.handle_request(now, from, ping.clone());
                 }
             }

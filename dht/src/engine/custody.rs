@@ -359,11 +359,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 .filter(|c| key.distance(&c.id) < d_local)
                 .count();
             if closer >= r {
-                // Left to the peers that are. A copy held here all the same (a putter or a
-                // holder that had dropped a slow peer from its table sent it here instead) is
-                // handed over: released once the r closest proved theirs, so a chunk does not
-                // stay over-replicated for good.
-                self.begin_handoff(now, key);
+                // Left to the peers that are (a handoff checks its own copies).
                 self.custody.requeue(key, round, u8::MAX);
                 continue;
             }
@@ -672,45 +668,6 @@ mod tests {
             "{events:?}"
         );
         assert_eq!(dht.repair_stats().handoffs, 0);
-        assert_eq!(dht.repair_stats().released, 1);
-    }
-
-    #[test]
-    fn a_copy_held_outside_the_closest_set_is_handed_over_by_the_audit() {
-        let chunk = key(7);
-        let (mut dht, _) = engine(2, &[far()]);
-        let mut t = Timestamp::EPOCH + Duration::from_secs(3600);
-        let near: Vec<Contact<u32>> = [6u8, 5]
-            .iter()
-            .map(|&b| Contact::new(key(b), u32::from(b) + 10))
-            .collect();
-        for p in &near {
-            dht.handle_request(t, p.clone(), Request::new(RequestBody::Ping));
-        }
-        drain(&mut dht);
-        // Sent here by a peer whose table lacked the two closer ones (distances 1 and 2; this
-        // peer's is 7): not this peer's to keep, but nothing else would ever hand it over.
-        dht.hold(chunk);
-        t = t + MINUTE;
-        dht.handle_timeout(t);
-        assert_eq!(dht.repair_stats().handoffs, 1);
-        let mut asked = challenges(&drain(&mut dht));
-        asked.sort();
-        let mut both = vec![(chunk, near[0].id), (chunk, near[1].id)];
-        both.sort();
-        assert_eq!(asked, both, "the handoff checks both closest peers");
-        for p in &near {
-            dht.handle_proof(t, chunk, &p.id, ProofOutcome::Valid);
-        }
-        t = t + MINUTE;
-        dht.handle_timeout(t);
-        let events = drain(&mut dht);
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Release { key } if *key == chunk)),
-            "{events:?}"
-        );
         assert_eq!(dht.repair_stats().released, 1);
     }
 

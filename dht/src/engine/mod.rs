@@ -1137,6 +1137,20 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 return;
             }
         }
+        if let InsertOutcome::Cached { probe } = &outcome
+            && let Some(slow) = self
+                .table
+                .prefer_closer(&contact.id, |k| self.scores.rtt(k))
+        {
+            // Traded for a peer twice as close by: the slow one is alive and waits in the
+            // cache, so its chunks stay where they are (no departure, no copies to make).
+            if let Some(head) = probe {
+                self.table.probe_skipped(&head.id);
+            }
+            self.events.push_back(Event::PeerRemoved { peer: slow });
+            self.on_peer_added(now, contact);
+            return;
+        }
         match outcome {
             InsertOutcome::Inserted => self.on_peer_added(now, contact),
             InsertOutcome::Cached { probe: Some(head) } if may_probe => {

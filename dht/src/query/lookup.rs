@@ -1,7 +1,10 @@
 //! The iterative lookup (Kademlia §2.3), optionally over disjoint paths (S/Kademlia §4.4).
 //!
 //! Each path keeps its candidates sorted by distance to the target and keeps `alpha` requests in
-//! flight to the closest ones not yet asked. A path ends when the `k` closest candidates that did
+//! flight to the closest ones not yet asked, until an answer brings nobody closer than the
+//! closest candidate already known: then it asks all of its `k` closest not yet asked at once
+//! (Kademlia §2.3's last round; with α alone the k closest are asked α at a time, and a lookup
+//! took 8 round trips for 3 hops). A path ends when the `k` closest candidates that did
 //! not fail have all answered (or nobody is left to ask). A peer that fails leaves the candidate
 //! set. With several paths, a peer queried by one path is never queried by another, so a liar
 //! can only steer the paths it is on; the result merges every path's answers.
@@ -76,6 +79,9 @@ struct Path<A> {
     failures: usize,
     /// Whether the top-up round (see [`Lookup::next_requests`]) was done.
     topped_up: bool,
+    /// An answer brought no candidate closer than the closest already known: from then on the
+    /// path asks all of its k closest not yet asked at once (Kademlia §2.3).
+    converged: bool,
 }
 
 /// A lookup in progress.
@@ -153,6 +159,7 @@ impl<A: Address> Lookup<A> {
                     in_flight: 0,
                     failures: 0,
                     topped_up: false,
+                    converged: false,
                 })
                 .collect(),
             claimed: HashMap::new(),
@@ -219,9 +226,10 @@ impl<A: Address> Lookup<A> {
                 }
                 continue;
             }
+            let limit = if path.converged { self.k } else { self.alpha };
             let mut live = 0;
             let mut i = 0;
-            while i < path.candidates.len() && live < self.k && path.in_flight < self.alpha {
+            while i < path.candidates.len() && live < self.k && path.in_flight < limit {
                 let c = &mut path.candidates[i];
                 if c.state == State::NotContacted {
                     if self.claimed.get(&c.contact.id).is_some_and(|&p| p != pid) {
@@ -262,10 +270,16 @@ impl<A: Address> Lookup<A> {
         if let Some(r) = referrer {
             self.referrals.entry(r).or_default().0 += 1;
         }
+        let closest = |p: &Path<A>| p.candidates.first().map(|c| c.distance);
+        let before = closest(p);
         if !self.distrusted.contains(from) {
             for contact in closer.into_iter().take(2 * self.k) {
                 self.offer(path, contact, hop, Some(*from));
             }
+        }
+        let p = &mut self.paths[path];
+        if closest(p) == before {
+            p.converged = true;
         }
         referrer.map(|referrer| Referral { referrer, ok: true })
     }
@@ -498,6 +512,23 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_that_brings_nobody_closer_sends_the_last_round_at_once() {
+        let target = Key::from_bytes([0; 32]);
+        let local = Key::from_bytes([0xff; 32]);
+        let mut l = Lookup::new(target, local, (5..=12).map(c).collect(), 4, 1, 1);
+        let addrs =
+            |r: Vec<(PathId, Contact<u32>)>| r.into_iter().map(|(_, c)| c.addr).collect::<Vec<_>>();
+        assert_eq!(addrs(l.next_requests()), vec![5]);
+        // An answer naming a closer peer: still α at a time.
+        l.on_success(0, &c(5).id, vec![c(1)]);
+        assert_eq!(addrs(l.next_requests()), vec![1]);
+        // Nobody closer than 1: the rest of the 4 closest go out together.
+        l.on_success(0, &c(1).id, vec![c(6)]);
+        assert_eq!(addrs(l.next_requests()), vec![6, 7]);
+        assert!(l.next_requests().is_empty(), "only the k closest");
+    }
+
+    #[test]
     fn alpha_in_flight_and_termination() {
         let target = Key::from_bytes([0; 32]);
         let local = Key::from_bytes([0xff; 32]);
@@ -514,19 +545,15 @@ mod tests {
         );
         l.on_success(0, &c(1).id, vec![]);
         l.on_failure(0, &c(2).id);
+        // Peer 1 named nobody closer: the rest of the k closest are asked at once.
         let next = l.next_requests();
         assert_eq!(
             next.iter().map(|(_, c)| c.addr).collect::<Vec<_>>(),
-            vec![3, 4]
-        );
-        l.on_success(0, &c(3).id, vec![]);
-        l.on_success(0, &c(4).id, vec![]);
-        let next = l.next_requests();
-        assert_eq!(
-            next.iter().map(|(_, c)| c.addr).collect::<Vec<_>>(),
-            vec![5]
+            vec![3, 4, 5]
         );
         assert!(!l.is_finished());
+        l.on_success(0, &c(3).id, vec![]);
+        l.on_success(0, &c(4).id, vec![]);
         l.on_success(0, &c(5).id, vec![]);
         // The k=4 closest live peers (1,3,4,5) all answered, but peer 2 failed: one top-up
         // round asks the alpha closest responders again.
@@ -599,12 +626,13 @@ mod tests {
         let mut l = Lookup::new(target, local, vec![c(100), c(90)], 20, 2, 1);
         assert_eq!(l.next_requests().len(), 2);
         let named = vec![c(1), c(2), c(3), c(4), c(50)];
+        // Each answer brings someone closer, so the lookup stays at α.
+        l.on_success(0, &c(90).id, vec![c(4)]);
         assert_eq!(
             l.on_success(0, &c(100).id, named),
             None,
             "a seed has no referrer"
         );
-        l.on_success(0, &c(90).id, vec![c(4)]);
         let asked: Vec<u32> = l.next_requests().iter().map(|(_, c)| c.addr).collect();
         assert_eq!(asked, vec![1, 2]);
         let r = l.on_failure(0, &c(1).id).unwrap();
