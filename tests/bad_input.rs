@@ -386,6 +386,7 @@ async fn a_directory_that_expands_to_billions_of_files_is_refused_before_writing
         let file = put(&Manifest::File {
             size: 0,
             chunks: Vec::new(),
+            data: None,
         });
         // Three levels of 4,096 entries, each naming the level below: 4,096³ files.
         let mut below = (file, EntryKind::File);

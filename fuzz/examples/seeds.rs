@@ -120,10 +120,12 @@ fn main() -> std::io::Result<()> {
         Manifest::File {
             size: 0,
             chunks: vec![],
+            data: None,
         },
         Manifest::File {
             size: 30,
             chunks: vec![link(1, 10), link(2, 20)],
+            data: None,
         },
         Manifest::FileTree {
             size: 300,

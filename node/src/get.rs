@@ -555,6 +555,28 @@ impl Node {
         end: u64,
         announce: bool,
     ) -> impl Stream<Item = Result<Vec<u8>, GetError>> + Send + 'static {
+        if let Manifest::File {
+            data: Some(data), ..
+        } = &root
+        {
+            // The file is in its manifest, which is here already.
+            let from = usize::try_from(start).unwrap_or(usize::MAX).min(data.len());
+            let to = usize::try_from(end)
+                .unwrap_or(usize::MAX)
+                .clamp(from, data.len());
+            let bytes = data[from..to].to_vec();
+            let node = self.clone();
+            return futures::stream::once(async move {
+                if announce {
+                    node.announce(content).await;
+                }
+                Ok(bytes)
+            })
+            .filter(|b: &Result<Vec<u8>, GetError>| {
+                std::future::ready(b.as_ref().map_or(true, |b| !b.is_empty()))
+            })
+            .left_stream();
+        }
         let planner = Planner {
             node: self.clone(),
             content,
@@ -570,6 +592,7 @@ impl Node {
         futures::stream::try_unfold(planner, |mut planner| async move {
             Ok(planner.next().await?.map(|bytes| (bytes, planner)))
         })
+        .right_stream()
     }
 
     async fn fetch_manifest(&self, content: ContentId, id: Key) -> Result<Manifest, GetError> {
@@ -944,6 +967,12 @@ impl Leaves {
                 });
             }
             let (links, leaf_level) = match part {
+                Manifest::File { data: Some(_), .. } => {
+                    return Err(GetError::Manifest {
+                        content,
+                        source: crate::ManifestError::Invalid("a small file's data inside a tree"),
+                    });
+                }
                 Manifest::File { chunks, .. } => (chunks, true),
                 Manifest::FileTree { parts, .. } => (parts, false),
                 Manifest::Dir { .. } => {

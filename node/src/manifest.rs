@@ -1,6 +1,8 @@
 //! Manifests: the canonical CBOR documents that tie chunks into files and files into folders.
 //!
-//! - A [`Manifest::File`] lists a file's data chunks in order, with their lengths.
+//! - A [`Manifest::File`] lists a file's data chunks in order, with their lengths; a file of
+//!   at most [`INLINE_MAX`] bytes is kept in its manifest instead (`data`), so a small value
+//!   is one chunk to place and one to fetch, not two.
 //! - A file of more than [`MAX_LINKS`] chunks gets a tree: a [`Manifest::FileTree`] lists the
 //!   manifests of consecutive parts, which are `File`s or, for huge files, `FileTree`s again.
 //! - A [`Manifest::Dir`] lists named entries, sorted by name, each the content id of a file or a
@@ -15,6 +17,11 @@ use cairn_dht::Key;
 use serde::{Deserialize, Serialize};
 
 use crate::chunker::MAX_CHUNK;
+
+/// Largest file kept inside its manifest (see [`Manifest::File`]): 4 KiB, far below the
+/// smallest data chunk the chunker cuts (64 KiB), so a file this small would otherwise be one
+/// chunk and a manifest naming it.
+pub const INLINE_MAX: usize = 4096;
 
 /// Most links in one manifest: 4096 links of ~45 bytes stay far below [`MAX_CHUNK`], and a
 /// two-level tree covers 16 M chunks (4 TiB at the average chunk size).
@@ -46,8 +53,12 @@ pub enum Manifest {
     File {
         /// Total bytes.
         size: u64,
-        /// Data chunks in order.
+        /// Data chunks in order (none when `data` holds the file).
         chunks: Vec<Link>,
+        /// The whole file, when it is at most [`INLINE_MAX`] bytes. Left out of the encoding
+        /// when absent, so manifests written before it keep their ids.
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+        data: Option<Vec<u8>>,
     },
     /// A large file: the manifests of its consecutive parts.
     FileTree {
@@ -109,6 +120,15 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// The manifest of a file of at most [`INLINE_MAX`] bytes, which holds the bytes itself.
+    pub fn inline(data: Vec<u8>) -> Self {
+        Manifest::File {
+            size: data.len() as u64,
+            chunks: Vec::new(),
+            data: Some(data),
+        }
+    }
+
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         cbor4ii::serde::to_vec(Vec::new(), self).expect("encoding to a Vec cannot fail")
@@ -141,7 +161,22 @@ impl Manifest {
     fn validate(&self) -> Result<(), ManifestError> {
         let sum = |links: &[Link]| links.iter().try_fold(0u64, |a, l| a.checked_add(l.size));
         match self {
-            Manifest::File { size, chunks } => {
+            Manifest::File {
+                size,
+                data: Some(data),
+                chunks,
+            } => {
+                if !chunks.is_empty() || data.len() > INLINE_MAX || data.len() as u64 != *size {
+                    return Err(ManifestError::Invalid(
+                        "inline data with chunks, too long, or not the file's size",
+                    ));
+                }
+            }
+            Manifest::File {
+                size,
+                chunks,
+                data: None,
+            } => {
                 if chunks.len() > MAX_LINKS {
                     return Err(ManifestError::Invalid("too many chunks"));
                 }
@@ -253,6 +288,7 @@ fn seal(level: usize, links: Vec<Link>, out: &mut Vec<(Key, Vec<u8>)>) -> Link {
         Manifest::File {
             size,
             chunks: links,
+            data: None,
         }
     } else {
         Manifest::FileTree { size, parts: links }
@@ -275,10 +311,49 @@ mod tests {
     }
 
     #[test]
+    fn a_small_file_lives_in_its_manifest_and_old_manifests_keep_their_encoding() {
+        let m = Manifest::inline(b"hello".to_vec());
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        assert_eq!(m.size(), 5);
+        // Without data the field is left out: the encoding (and so the id) of a manifest
+        // written before inline data is what it was.
+        let plain = Manifest::File {
+            size: 20,
+            chunks: vec![link(1), link(2)],
+            data: None,
+        };
+        #[derive(Serialize)]
+        enum Old {
+            File { size: u64, chunks: Vec<Link> },
+        }
+        let old = Old::File {
+            size: 20,
+            chunks: vec![link(1), link(2)],
+        };
+        assert_eq!(
+            plain.encode(),
+            cbor4ii::serde::to_vec(Vec::new(), &old).unwrap()
+        );
+        let invalid = |m: Manifest| Manifest::decode(&m.encode()).is_err();
+        assert!(invalid(Manifest::File {
+            size: 6,
+            chunks: vec![],
+            data: Some(b"hello".to_vec()),
+        }));
+        assert!(invalid(Manifest::File {
+            size: 15,
+            chunks: vec![link(1)],
+            data: Some(b"hello".to_vec()),
+        }));
+        assert!(invalid(Manifest::inline(vec![0; INLINE_MAX + 1])));
+    }
+
+    #[test]
     fn round_trip_and_canonical() {
         let m = Manifest::File {
             size: 20,
             chunks: vec![link(1), link(2)],
+            data: None,
         };
         let bytes = m.encode();
         assert_eq!(Manifest::decode(&bytes).unwrap(), m);
@@ -286,6 +361,7 @@ mod tests {
         let bad = Manifest::File {
             size: 21,
             chunks: vec![link(1), link(2)],
+            data: None,
         };
         assert_eq!(
             Manifest::decode(&bad.encode()),
@@ -339,7 +415,8 @@ mod tests {
             Manifest::decode(&out[0].1).unwrap(),
             Manifest::File {
                 size: 0,
-                chunks: vec![]
+                chunks: vec![],
+                data: None,
             }
         );
         assert_eq!(out[0].0, root);

@@ -18,7 +18,8 @@ use tracing::{debug, warn};
 use crate::driver::Command;
 use crate::error::{NodeStopped, PutError};
 use crate::manifest::{
-    DirEntry, EntryKind, Link, MAX_DEPTH, MAX_LINKS, MAX_NAME, Manifest, TreeBuilder, valid_name,
+    DirEntry, EntryKind, INLINE_MAX, Link, MAX_DEPTH, MAX_LINKS, MAX_NAME, Manifest, TreeBuilder,
+    valid_name,
 };
 use crate::store::{Reason, Staging, Store};
 use crate::{ContentId, Node, chunker};
@@ -464,7 +465,21 @@ fn chunk_into(
         tx.blocking_send((id, len)).map_err(|_| NodeStopped)?;
         Ok(())
     };
-    for chunk in chunker::chunks(reader) {
+    // A file of one small chunk goes inside its manifest: one chunk to place, not two.
+    let mut chunks = chunker::chunks(reader);
+    let mut head = Vec::with_capacity(2);
+    for chunk in chunks.by_ref().take(2) {
+        head.push(chunk.map_err(|e| read_error(path, e))?);
+    }
+    if head.len() == 1 && head[0].len() <= INLINE_MAX {
+        let data = head.pop().unwrap_or_default();
+        let len = data.len() as u64;
+        let manifest = Manifest::inline(data).encode();
+        let id = Key::hash(&manifest);
+        emit(id, &manifest, len)?;
+        return Ok((id, len, count));
+    }
+    for chunk in head.into_iter().map(Ok).chain(chunks) {
         let bytes = chunk.map_err(|e| read_error(path, e))?;
         let id = Key::hash(&bytes);
         let len = bytes.len() as u64;
