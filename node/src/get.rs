@@ -21,7 +21,6 @@ use crate::error::{GetError, NodeStopped};
 use crate::fsutil::OutputTarget;
 use crate::manifest::{EntryKind, Link, MAX_DEPTH, MAX_TREE_DEPTH, MAX_TREE_FILES, Manifest};
 use crate::put::{Progress, ProgressFn, tokio_stream_of};
-use crate::store::Reason;
 use crate::{ContentId, Node};
 
 /// What a get wrote.
@@ -437,7 +436,7 @@ impl Node {
         let bytes = self.fetch_chunk(content, id).await?;
         if !self.has(id).await? {
             let (store, copy) = (self.inner.store.clone(), bytes.clone());
-            tokio::task::spawn_blocking(move || store.insert(&id, &copy, Reason::Cache))
+            tokio::task::spawn_blocking(move || store.insert_fetched(&id, &copy))
                 .await
                 .map_err(|_| NodeStopped)??;
         }
@@ -643,8 +642,7 @@ impl Node {
     /// Keeps a fetched chunk as cache and tells the engine this node now serves it.
     async fn cache(&self, id: Key, bytes: Vec<u8>) {
         let store = self.inner.store.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || store.insert(&id, &bytes, Reason::Cache)).await;
+        let stored = tokio::task::spawn_blocking(move || store.insert_fetched(&id, &bytes)).await;
         match stored {
             Ok(Ok(_)) => {
                 let _ = self.tell(Command::Hold { key: id }).await;

@@ -16,6 +16,16 @@ use cairn_dht::Key;
 pub trait ChunkStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores `bytes` under `id`, replacing any previous bytes, atomically.
     fn put(&self, id: &Key, bytes: &[u8]) -> io::Result<()>;
+    /// Stores `bytes` under `id` without waiting for the disk (a copy that may be lost in a
+    /// crash: a cached chunk fetched from peers, verified whenever it is read).
+    fn put_unsynced(&self, id: &Key, bytes: &[u8]) -> io::Result<()> {
+        self.put(id, bytes)
+    }
+    /// Waits until the bytes under `id` are on the disk (for a copy stored with
+    /// [`ChunkStore::put_unsynced`] that is now to be kept).
+    fn sync(&self, _id: &Key) -> io::Result<()> {
+        Ok(())
+    }
     /// The bytes under `id`, if any.
     fn get(&self, id: &Key) -> io::Result<Option<Vec<u8>>>;
     /// Removes `id`; removing an absent id is not an error.
@@ -101,6 +111,36 @@ impl FsChunkStore {
         fs::rename(path, &to)?;
         Ok(to)
     }
+
+    /// Writes a chunk file through a temporary file and a rename; with `sync`, waits for the
+    /// disk (file and directory entry) before returning.
+    fn write(&self, id: &Key, bytes: &[u8], sync: bool) -> io::Result<()> {
+        let path = self.path(id);
+        let dir = path.parent().expect("chunk path has a parent");
+        fs::create_dir_all(dir)?;
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!("{id:x}.{n}"));
+        let written = (|| {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            if sync {
+                file.sync_all()?;
+            }
+            drop(file);
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            // A half-written temporary file on a full disk would keep the space taken after the
+            // failure; give it back so the next write can succeed once space is freed.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if sync {
+            // The rename itself must survive a crash: sync the directory entry.
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
 }
 
 /// A key from its 64 lowercase or uppercase hex digits.
@@ -117,27 +157,21 @@ pub(crate) fn parse_hex_key(s: &str) -> Option<Key> {
 
 impl ChunkStore for FsChunkStore {
     fn put(&self, id: &Key, bytes: &[u8]) -> io::Result<()> {
+        self.write(id, bytes, true)
+    }
+
+    fn put_unsynced(&self, id: &Key, bytes: &[u8]) -> io::Result<()> {
+        self.write(id, bytes, false)
+    }
+
+    fn sync(&self, id: &Key) -> io::Result<()> {
         let path = self.path(id);
-        let dir = path.parent().expect("chunk path has a parent");
-        fs::create_dir_all(dir)?;
-        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(format!("{id:x}.{n}"));
-        let written = (|| {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = written {
-            // A half-written temporary file on a full disk would keep the space taken after the
-            // failure; give it back so the next write can succeed once space is freed.
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        match fs::File::open(&path) {
+            Ok(file) => file.sync_all()?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
         }
-        // The rename itself must survive a crash: sync the directory entry.
-        fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        fs::File::open(path.parent().expect("chunk path has a parent"))?.sync_all()
     }
 
     fn get(&self, id: &Key) -> io::Result<Option<Vec<u8>>> {

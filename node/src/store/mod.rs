@@ -195,6 +195,9 @@ pub struct Store {
     staged: Staged,
     /// Indexed as pinned or replica, but their file is gone: to fetch back from peers.
     missing: Arc<Mutex<HashSet<Key>>>,
+    /// Cached copies written without waiting for the disk ([`Store::insert_fetched`]): synced
+    /// before anything makes one a pin or a replica.
+    unsynced: Arc<Mutex<HashSet<Key>>>,
     recovery: Option<Arc<Recovery>>,
     /// The data directory (None in memory): where `pins.list` lives, and the disk a full-disk
     /// error names.
@@ -308,6 +311,7 @@ impl Store {
             on_evict: Arc::new(OnceLock::new()),
             staged: Arc::default(),
             missing: Arc::default(),
+            unsynced: Arc::default(),
             recovery: None,
             dir: None,
             pins_file: Arc::default(),
@@ -418,6 +422,26 @@ impl Store {
     /// Cached chunks are evicted to make room (never those a [`Staging`] protects); if that is
     /// not enough the chunk is refused with [`StoreError::QuotaFull`].
     pub fn insert(&self, id: &Key, bytes: &[u8], reason: Reason) -> Result<bool, StoreError> {
+        self.insert_with(id, bytes, reason, true)
+    }
+
+    /// Stores a chunk fetched from peers as cache, without waiting for the disk: a crash may
+    /// lose it or leave it damaged, which costs nothing (it is evictable, and every read of a
+    /// chunk this node sends or serves is verified first, see [`Store::read_verified`]). This
+    /// is what a get writes for each chunk it lacked, so it skips the two fsyncs of the file and
+    /// the index's of a kept chunk. Should the copy be pinned or made a replica later, its file
+    /// is synced first.
+    pub fn insert_fetched(&self, id: &Key, bytes: &[u8]) -> Result<bool, StoreError> {
+        self.insert_with(id, bytes, Reason::Cache, false)
+    }
+
+    fn insert_with(
+        &self,
+        id: &Key,
+        bytes: &[u8],
+        reason: Reason,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
         // None: evicted between adding the reason and taking the stripe; store it afresh.
         if self.add_reason(id, reason)?
             && let Some(restored) = self.restore_file(id, bytes)?
@@ -428,12 +452,24 @@ impl Store {
         let mut evicted = Vec::new();
         let new = {
             let _guard = self.stripe(id);
-            self.chunks
-                .put(id, bytes)
-                .map_err(|e| self.classify(e.into()))?;
+            if durable {
+                self.chunks.put(id, bytes)
+            } else {
+                self.chunks.put_unsynced(id, bytes)
+            }
+            .map_err(|e| self.classify(e.into()))?;
+            if durable {
+                lock(&self.unsynced).remove(id);
+            } else {
+                lock(&self.unsynced).insert(*id);
+            }
             let outcome = self.with_db(|db| {
                 let mut txn = db.begin_write()?;
-                txn.set_durability(Durability::Immediate)?;
+                txn.set_durability(if durable {
+                    Durability::Immediate
+                } else {
+                    Durability::None
+                })?;
                 let staged = (|| -> Result<bool, StoreError> {
                     let mut table = txn.open_table(CHUNKS)?;
                     let mut lru = txn.open_table(LRU)?;
@@ -518,6 +554,7 @@ impl Store {
                 let _guard = self.stripe(victim);
                 if !self.contains(victim)? {
                     self.chunks.remove(victim)?;
+                    lock(&self.unsynced).remove(victim);
                 }
             }
             if let Some(f) = self.on_evict.get() {
@@ -590,6 +627,9 @@ impl Store {
     }
 
     fn set_replicas(&self, ids: &[Key], replica: bool) -> Result<(), StoreError> {
+        if replica {
+            self.settle(ids)?;
+        }
         self.with_db(|db| {
             let txn = db.begin_write()?;
             {
@@ -617,6 +657,7 @@ impl Store {
     /// nothing, if the root was pinned already; fails with [`StoreError::Incomplete`] if any
     /// chunk is not stored.
     pub fn pin_all(&self, root: &Key, ids: &[Key]) -> Result<bool, StoreError> {
+        self.settle(ids)?;
         let new = self.with_db(|db| {
             let txn = db.begin_write()?;
             {
@@ -700,7 +741,29 @@ impl Store {
 
     /// Adds `reason` to a stored chunk. Returns false if the chunk is not stored.
     pub fn add_reason(&self, id: &Key, reason: Reason) -> Result<bool, StoreError> {
+        if reason != Reason::Cache {
+            self.settle(std::slice::from_ref(id))?;
+        }
         self.update(id, |e| with_reason(e, reason))
+    }
+
+    /// Syncs the files of those of `ids` written by [`Store::insert_fetched`], before they are
+    /// kept for good.
+    fn settle(&self, ids: &[Key]) -> Result<(), StoreError> {
+        let due: Vec<Key> = {
+            let mut unsynced = lock(&self.unsynced);
+            if unsynced.is_empty() {
+                return Ok(());
+            }
+            ids.iter()
+                .filter(|id| unsynced.remove(id))
+                .copied()
+                .collect()
+        };
+        for id in &due {
+            self.chunks.sync(id).map_err(|e| self.classify(e.into()))?;
+        }
+        Ok(())
     }
 
     /// Removes `reason` from a stored chunk; a chunk with no reason left becomes cache (kept
@@ -921,6 +984,7 @@ impl Store {
             let _guard = self.stripe(id);
             if !self.contains(id)? {
                 self.chunks.remove(id)?;
+                lock(&self.unsynced).remove(id);
             }
         }
         if let Some(f) = self.on_evict.get() {
@@ -975,7 +1039,13 @@ impl Store {
                     }
                 }
             };
-            txn.commit()?;
+            // Nothing to write (an insert's first question, for a new chunk): no commit, so no
+            // fsync.
+            if found {
+                txn.commit()?;
+            } else {
+                txn.abort()?;
+            }
             Ok(found)
         })
     }

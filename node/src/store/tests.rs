@@ -599,3 +599,28 @@ fn a_full_disk_is_a_clear_error_and_the_store_works_again_once_space_is_freed() 
         assert_eq!(s.read(id).unwrap().as_ref(), Some(bytes));
     }
 }
+
+#[test]
+fn a_fetched_copy_is_synced_before_it_is_kept_and_forgotten_once_evicted() {
+    both(250, |s| {
+        let (a, ab) = chunk(1, 100);
+        let (b, bb) = chunk(2, 100);
+        let (c, cb) = chunk(3, 100);
+        s.insert_fetched(&a, &ab).unwrap();
+        s.insert_fetched(&b, &bb).unwrap();
+        assert_eq!(lock(&s.unsynced).len(), 2);
+        assert_eq!(s.read_verified(&a).unwrap(), Some(ab.clone()));
+        // Pinned or made a replica: synced first, no longer pending.
+        assert!(s.pin_all(&a, &[a]).unwrap());
+        s.mark_replicas(&[b]).unwrap();
+        assert!(lock(&s.unsynced).is_empty());
+        // A fetched copy evicted to make room is no longer tracked.
+        s.unmark_replicas(&[b]).unwrap();
+        s.insert_fetched(&c, &cb).unwrap();
+        assert!(!s.contains(&b).unwrap(), "b was the cache to evict");
+        assert_eq!(s.read(&c).unwrap(), Some(cb.clone()));
+        s.insert(&c, &cb, Reason::Pin).unwrap();
+        assert!(lock(&s.unsynced).is_empty());
+        assert_eq!(s.stats().unwrap().pinned, 2);
+    });
+}
