@@ -122,9 +122,12 @@ fn one_percent_loss() {
 /// side dropped the other side's peers from its routing tables; the engine pings dropped peers
 /// again with backoff, the first that answers sets off a retry of all the others, and a peer
 /// that is back takes its slot from a younger entry (`RoutingTable::reinstate`): a node's table
-/// holds 61.2 peers from the other side at the cut, 10.8 at the heal and 59.7 five minutes
-/// later (97.5 %; before the comeback retry and reinstatement, 11.8). Thresholds sit a lookup
-/// or more below the measurement.
+/// held 61.2 peers from the other side at the cut, 10.8 at the heal and 59.7 five minutes
+/// later (97.5 %; before the comeback retry and reinstatement, 11.8). With proximity neighbour
+/// selection (`RoutingTable::prefer_closer`) the far buckets hold nearer peers, so fewer from
+/// the other side of a geographic cut: 49.7 at the cut, 6.7 at the heal and 37.8 at the end
+/// (76 %), as a peer that is back can lose its slot again to a newcomer twice as close; every
+/// lookup across still succeeds. Thresholds sit a lookup or more below the measurement.
 #[test]
 fn partition_and_heal() {
     let base = Scenario {
@@ -158,9 +161,9 @@ fn partition_and_heal() {
     );
     check(
         &report,
-        "the routing tables get back ≥ 90 % of their entries across the old cut",
+        "the routing tables get back ≥ 70 % of their entries across the old cut",
         p.routing_across_at_cut
-            .is_some_and(|cut| p.routing_across_at_end >= 0.9 * cut),
+            .is_some_and(|cut| p.routing_across_at_end >= 0.7 * cut),
     );
 }
 

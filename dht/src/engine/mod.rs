@@ -1118,7 +1118,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         if dropped.is_some() {
             self.on_comeback(now);
         }
-        let outcome = self.table.seen(contact.clone(), now);
+        let rtt = self.scores.rtt(&contact.id);
+        let outcome = self.table.seen_at(contact.clone(), now, rtt);
         if let (InsertOutcome::Cached { probe }, Some(dropped)) = (&outcome, dropped) {
             // Back after failures, into a bucket that filled meanwhile: its seniority wins.
             if let Some(displaced) = self.table.reinstate(contact.clone(), dropped.added, now) {
@@ -1138,9 +1139,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             }
         }
         if let InsertOutcome::Cached { probe } = &outcome
-            && let Some(slow) = self
-                .table
-                .prefer_closer(&contact.id, |k| self.scores.rtt(k))
+            && let Some(slow) = self.table.prefer_closer(&contact.id)
         {
             // Traded for a peer twice as close by: the slow one is alive and waits in the
             // cache, so its chunks stay where they are (no departure, no copies to make).

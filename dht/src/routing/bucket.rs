@@ -15,6 +15,8 @@ pub(crate) struct Entry<A> {
     pub(crate) added: Timestamp,
     /// Consecutive failed requests.
     pub(crate) failures: u32,
+    /// The round trip measured to it when last seen, if any (for proximity selection).
+    pub(crate) rtt: Option<Duration>,
 }
 
 impl<A: Address> Entry<A> {
@@ -24,6 +26,7 @@ impl<A: Address> Entry<A> {
             last_seen: now,
             added: now,
             failures: 0,
+            rtt: None,
         }
     }
 

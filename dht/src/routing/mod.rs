@@ -82,7 +82,19 @@ impl<A: Address> RoutingTable<A> {
     }
 
     /// Records that `contact` is alive as of `now` (it answered, or sent us a request).
+    #[cfg(test)]
     pub(crate) fn seen(&mut self, contact: Contact<A>, now: Timestamp) -> InsertOutcome<A> {
+        self.seen_at(contact, now, None)
+    }
+
+    /// [`RoutingTable::seen`], with the round trip measured to the peer if known (kept with its
+    /// entry for [`RoutingTable::prefer_closer`]; `None` keeps the one it had).
+    pub(crate) fn seen_at(
+        &mut self,
+        contact: Contact<A>,
+        now: Timestamp,
+        rtt: Option<Duration>,
+    ) -> InsertOutcome<A> {
         let Some(index) = self.local.bucket_index(&contact.id) else {
             return InsertOutcome::Refused;
         };
@@ -94,6 +106,7 @@ impl<A: Address> RoutingTable<A> {
             let mut entry = bucket.entries.remove(pos);
             entry.last_seen = now;
             entry.failures = 0;
+            entry.rtt = rtt.or(entry.rtt);
             if addr_ok {
                 entry.contact.addr = contact.addr;
             }
@@ -108,11 +121,18 @@ impl<A: Address> RoutingTable<A> {
         }
         if bucket.entries.len() < config.k {
             bucket.replacements.retain(|e| e.contact.id != contact.id);
-            bucket.entries.push(Entry::new(contact, now));
+            bucket.entries.push(Entry {
+                rtt,
+                ..Entry::new(contact, now)
+            });
             self.len += 1;
             return InsertOutcome::Inserted;
         }
-        bucket.cache(Entry::new(contact, now), config.replacement_cache);
+        let entry = Entry {
+            rtt,
+            ..Entry::new(contact, now)
+        };
+        bucket.cache(entry, config.replacement_cache);
         // A full bucket with a free slot-to-be: if the oldest entry has been quiet for a while,
         // ask the caller to check it is still there. A recently seen head needs no probe.
         let head = &bucket.entries[0];
@@ -202,39 +222,36 @@ impl<A: Address> RoutingTable<A> {
     }
 
     /// Proximity neighbour selection in a full bucket: `id`, just seen and waiting in the
-    /// replacement cache, takes the slot of the entry with the longest measured round trip if
-    /// its own is at most half that ([`PNS_MARGIN`]); the slow entry moves to the cache and is
+    /// replacement cache, takes the slot of the entry with the longest round trip measured when
+    /// it was last seen ([`RoutingTable::seen_at`]) if its own is at most half that
+    /// ([`PNS_MARGIN`]); the slow entry moves to the cache and is
     /// returned. Only measured round trips count, so a peer nobody timed keeps its slot, and the
     /// margin keeps entries from trading places over jitter. Near the local id buckets are
     /// rarely full, so this reorders the far buckets, where a lookup's first hops go: those hops
     /// then stay close by (Dabek et al., "Designing a DHT for low latency and high throughput",
     /// NSDI 2004, PNS), where Kademlia's rule alone keeps whoever came first.
-    pub(crate) fn prefer_closer(
-        &mut self,
-        id: &Key,
-        rtt: impl Fn(&Key) -> Option<Duration>,
-    ) -> Option<Contact<A>> {
+    pub(crate) fn prefer_closer(&mut self, id: &Key) -> Option<Contact<A>> {
         if !self.config.prefer_low_rtt {
             return None;
         }
-        let fast = rtt(id)?;
         let index = self.local.bucket_index(id)?;
         let (cap, cache) = (self.config.ip_prefix_cap, self.config.replacement_cache);
         let bucket = &mut self.buckets[index];
+        let newcomer = bucket
+            .replacements
+            .iter()
+            .rposition(|e| e.contact.id == *id)?;
+        let fast = bucket.replacements[newcomer].rtt?;
         let (slow_pos, slow) = bucket
             .entries
             .iter()
             .enumerate()
             .filter(|(_, e)| bucket.probing != Some(e.contact.id))
-            .filter_map(|(i, e)| rtt(&e.contact.id).map(|r| (i, r)))
+            .filter_map(|(i, e)| e.rtt.map(|r| (i, r)))
             .max_by_key(|&(_, r)| r)?;
         if fast.saturating_mul(PNS_MARGIN) > slow {
             return None;
         }
-        let newcomer = bucket
-            .replacements
-            .iter()
-            .position(|e| e.contact.id == *id)?;
         let slow_id = bucket.entries[slow_pos].contact.id;
         if !bucket.prefix_allows(
             &bucket.replacements[newcomer].contact.addr,
@@ -553,17 +570,17 @@ mod tests {
             }))
         };
         let t = Timestamp::EPOCH;
-        table.seen(Contact::new(a, addr(1, 1)), t);
-        table.seen(Contact::new(b, addr(2, 1)), t);
+        table.seen_at(Contact::new(a, addr(1, 1)), t, ms(&a));
+        table.seen_at(Contact::new(b, addr(2, 1)), t, ms(&b));
         // 150 ms is not half of 200: no trade. Unmeasured: no trade.
-        table.seen(Contact::new(middling, addr(3, 1)), t);
-        assert_eq!(table.prefer_closer(&middling, ms), None);
+        table.seen_at(Contact::new(middling, addr(3, 1)), t, ms(&middling));
+        assert_eq!(table.prefer_closer(&middling), None);
         let unknown = key_in_bucket(&local, 100, 5);
-        table.seen(Contact::new(unknown, addr(4, 1)), t);
-        assert_eq!(table.prefer_closer(&unknown, ms), None);
+        table.seen_at(Contact::new(unknown, addr(4, 1)), t, ms(&unknown));
+        assert_eq!(table.prefer_closer(&unknown), None);
         // 20 ms against the slowest, b at 200: b goes to the cache, still known.
-        table.seen(Contact::new(near, addr(5, 1)), t);
-        assert_eq!(table.prefer_closer(&near, ms).map(|c| c.id), Some(b));
+        table.seen_at(Contact::new(near, addr(5, 1)), t, ms(&near));
+        assert_eq!(table.prefer_closer(&near).map(|c| c.id), Some(b));
         assert!(table.entry(&near).is_some() && table.entry(&b).is_none());
         assert_eq!(table.len(), 2);
         // Off when proximity is not preferred.
@@ -575,9 +592,9 @@ mod tests {
             },
         );
         for (i, id) in [a, b, near].into_iter().enumerate() {
-            plain.seen(Contact::new(id, addr(1, i as u8)), t);
+            plain.seen_at(Contact::new(id, addr(1, i as u8)), t, ms(&id));
         }
-        assert_eq!(plain.prefer_closer(&near, ms), None);
+        assert_eq!(plain.prefer_closer(&near), None);
     }
 
     #[test]
