@@ -155,6 +155,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
@@ -179,6 +180,7 @@ status_field() {
 start_devnet() {
     local n="$1" dir="$2" i
     log "starting a devnet of $n nodes"
+    : > "$dir.out"; : > "$dir.err"
     "$CAIRN" --json devnet --nodes "$n" --dir "$dir" > "$dir.out" 2> "$dir.err" < /dev/null &
     DEVNET_PID=$!
     PIDS+=("$DEVNET_PID")
@@ -220,6 +222,7 @@ sendme_get() {  # pair
     only_loopback
     rm -rf "$sdir" "$rdir"; mkdir -p "$sdir" "$rdir"
     local common=(--relay disabled --magic-ipv4-addr 127.0.0.1:0 --magic-ipv6-addr '[::1]:0' --no-progress)
+    : > "$WORK/send.out"; : > "$WORK/send.err"   # the background job opens them after it forks
     t0=$(now)
     (cd "$sdir" && exec "$SENDME" send "${common[@]}" --ticket-type addresses "$SRC") \
         > "$WORK/send.out" 2> "$WORK/send.err" < /dev/null &
@@ -227,7 +230,7 @@ sendme_get() {  # pair
     PIDS+=("$send_pid")
     for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
         kill -0 "$send_pid" 2>/dev/null || { cat "$WORK/send.out" "$WORK/send.err" >&2; die "sendme send exited early"; }
-        ticket=$(awk '/^sendme receive /{print $3; exit}' "$WORK/send.out")
+        ticket=$(awk '/^sendme receive /{print $3; exit}' "$WORK/send.out" 2>/dev/null || true)
         [[ -n "$ticket" ]] && break
         sleep 0.1
     done
@@ -252,7 +255,7 @@ sendme_get() {  # pair
 
 run_files() {
     BYTES=$((SIZE_MIB * 1024 * 1024))
-    local dev="$WORK/files-devnet" boot i t0 t1 rc id rt=0
+    local dev="$WORK/files-devnet" boot i t0 t1 rc id prt grt rt=0
     start_devnet $((FILE_NODES - 1)) "$dev"
     boot=$(jfield "$dev.out" nodes.0.addrs.0)
     GETTER_DIR="$WORK/files-getter"
@@ -276,6 +279,8 @@ run_files() {
     for ((i = 1; i <= PAIRS; i++)); do
         log "pair $i/$PAIRS: a fresh $SIZE_MIB MiB random file"
         head -c "$BYTES" /dev/urandom > "$SRC"
+        prt=$(status_field "$dev/node1" routing_table)
+        grt=$(status_field "$GETTER_DIR" routing_table)
         t0=$(now)
         set +e
         timeout "$OP_TIMEOUT_S" "$CAIRN" --data-dir "$dev/node1" --json -q put "$SRC" > "$WORK/put.json" 2> "$WORK/put.err" < /dev/null
@@ -284,10 +289,10 @@ run_files() {
         t1=$(now)
         [[ $rc -eq 0 ]] || { cat "$WORK/put.err" >&2; die "cairn put failed (rc=$rc)"; }
         id=$(jfield "$WORK/put.json" id)
-        printf '{"kind":"cairn_put","pair":%d,"bytes":%d,"seconds":%s,"chunks":%s,"replicas":%s,"replica_failures":%s}\n' \
+        printf '{"kind":"cairn_put","pair":%d,"bytes":%d,"seconds":%s,"chunks":%s,"replicas":%s,"replica_failures":%s,"putter_routing_table":%s,"getter_routing_table":%s}\n' \
             "$i" "$BYTES" "$(elapsed "$t0" "$t1")" "$(jfield "$WORK/put.json" chunks)" \
-            "$(jfield "$WORK/put.json" replicas)" "$(jfield "$WORK/put.json" replica_failures)" >> "$RESULTS"
-        log "pair $i: cairn put $(elapsed "$t0" "$t1") s, $(jfield "$WORK/put.json" chunks) chunks, $(jfield "$WORK/put.json" replicas) replicas"
+            "$(jfield "$WORK/put.json" replicas)" "$(jfield "$WORK/put.json" replica_failures)" "$prt" "$grt" >> "$RESULTS"
+        log "pair $i: cairn put $(elapsed "$t0" "$t1") s, $(jfield "$WORK/put.json" chunks) chunks, $(jfield "$WORK/put.json" replicas) replicas (routing tables before: node1 $prt, getter $grt)"
         sleep "$SETTLE_S"
         if ((i % 2 == 1)); then cairn_get "$i" "$id"; sendme_get "$i"; else sendme_get "$i"; cairn_get "$i" "$id"; fi
         rm -f "$SRC"

@@ -51,6 +51,8 @@ def files_summary(rows):
             "put_chunks": chunks,
             "put_replicas": u.get("replicas"),
             "put_replica_failures": u.get("replica_failures"),
+            "putter_routing_table_before": u.get("putter_routing_table"),
+            "getter_routing_table_before": u.get("getter_routing_table"),
             "get_chunks_fetched": fetched,
             "get_chunks_already_local": chunks - fetched if chunks is not None and fetched is not None else None,
             "getter_daemon_peak_rss_kb": g["daemon_hwm_kb"] if g else None,
@@ -148,6 +150,10 @@ def table(meta, files, values):
                      "5 closest of about 5/%s of them); failures %d" % (
                          fmt(files["put_chunks_median"], 0), fmt(files["get_chunks_already_local_median"], 0),
                          meta.get("file_nodes"), files["failures"]))
+        notes.append("files: replicas per chunk placed by each put: %s; get MB/s by pair: %s; sendme MB/s by pair: %s" % (
+            ", ".join(fmt(x["put_replicas"] / x["put_chunks"], 2) if x["put_chunks"] else "-" for x in files["pairs"]),
+            ", ".join(fmt(x["cairn_get_MB_per_s"], 1) for x in files["pairs"]),
+            ", ".join(fmt(x["sendme_receive_MB_per_s"], 1) for x in files["pairs"])))
     if values:
         notes.append("values: success cairn put %s get %s, OpenDHT put %s get %s; cairn's HTTP floor p50 %s ms" % (
             values["cairn"].get("put_success_rate"), values["cairn"].get("get_success_rate"),
