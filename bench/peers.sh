@@ -195,10 +195,11 @@ start_devnet() {
 
 # ---- files: cairn get against sendme receive --------------------------------------------------
 cairn_get() {  # pair id
-    local pair="$1" id="$2" out="$WORK/get-out.bin" t0 t1 rc c0 c1 hwm cli_kb ok=false
+    local pair="$1" id="$2" out="$WORK/get-out.bin" t0 t1 rc c0 c1 rss0 hwm cli_kb ok=false
     c0=$(status_field "$GETTER_DIR" chunks)
     # Peak RSS of the getter's daemon during this get alone: clear_refs 5 resets VmHWM.
     echo 5 > "/proc/$GETTER_PID/clear_refs" || true
+    rss0=$(awk '/^VmRSS:/{print $2}' "/proc/$GETTER_PID/status" 2>/dev/null || echo null)
     t0=$(now)
     set +e
     timeout "$OP_TIMEOUT_S" "$TIME_BIN" -f %M -o "$WORK/get.rss" \
@@ -212,9 +213,9 @@ cairn_get() {  # pair id
     c1=$(status_field "$GETTER_DIR" chunks)
     if [[ $rc -eq 0 ]] && cmp -s "$SRC" "$out"; then ok=true; else log "cairn get failed (rc=$rc): $(head -c 500 "$WORK/get.err")"; fi
     rm -f "$out"
-    printf '{"kind":"cairn_get","pair":%d,"bytes":%d,"seconds":%s,"ok":%s,"daemon_hwm_kb":%s,"cli_max_rss_kb":%s,"chunks_before":%s,"chunks_after":%s}\n' \
-        "$pair" "$BYTES" "$(elapsed "$t0" "$t1")" "$ok" "$hwm" "$cli_kb" "$c0" "$c1" >> "$RESULTS"
-    log "pair $pair: cairn get $(elapsed "$t0" "$t1") s, ok=$ok, getter daemon VmHWM ${hwm} kB, CLI ${cli_kb} kB, chunks fetched $((c1 - c0))"
+    printf '{"kind":"cairn_get","pair":%d,"bytes":%d,"seconds":%s,"ok":%s,"daemon_rss_before_kb":%s,"daemon_hwm_kb":%s,"cli_max_rss_kb":%s,"chunks_before":%s,"chunks_after":%s}\n' \
+        "$pair" "$BYTES" "$(elapsed "$t0" "$t1")" "$ok" "$rss0" "$hwm" "$cli_kb" "$c0" "$c1" >> "$RESULTS"
+    log "pair $pair: cairn get $(elapsed "$t0" "$t1") s, ok=$ok, getter daemon VmRSS ${rss0} kB before, VmHWM ${hwm} kB, CLI ${cli_kb} kB, chunks fetched $((c1 - c0))"
 }
 
 sendme_get() {  # pair

@@ -55,6 +55,7 @@ def files_summary(rows):
             "getter_routing_table_before": u.get("getter_routing_table"),
             "get_chunks_fetched": fetched,
             "get_chunks_already_local": chunks - fetched if chunks is not None and fetched is not None else None,
+            "getter_daemon_rss_before_kb": g.get("daemon_rss_before_kb") if g else None,
             "getter_daemon_peak_rss_kb": g["daemon_hwm_kb"] if g else None,
             "getter_cli_peak_rss_kb": g["cli_max_rss_kb"] if g else None,
             "sendme_receiver_peak_rss_kb": s["receiver_max_rss_kb"] if s else None,
@@ -76,6 +77,7 @@ def files_summary(rows):
         "cairn_put_MB_per_s_range": rng([x["cairn_put_MB_per_s"] for x in pairs]),
         "get_chunks_already_local_median": med([x["get_chunks_already_local"] for x in pairs]),
         "put_chunks_median": med([x["put_chunks"] for x in pairs]),
+        "getter_daemon_rss_before_kb_median": med([x["getter_daemon_rss_before_kb"] for x in pairs]),
         "getter_daemon_peak_rss_kb_median": med([x["getter_daemon_peak_rss_kb"] for x in pairs]),
         "getter_cli_peak_rss_kb_median": med([x["getter_cli_peak_rss_kb"] for x in pairs]),
         "getter_both_peak_rss_kb_median": med(both),
@@ -154,6 +156,10 @@ def table(meta, files, values):
             ", ".join(fmt(x["put_replicas"] / x["put_chunks"], 2) if x["put_chunks"] else "-" for x in files["pairs"]),
             ", ".join(fmt(x["cairn_get_MB_per_s"], 1) for x in files["pairs"]),
             ", ".join(fmt(x["sendme_receive_MB_per_s"], 1) for x in files["pairs"])))
+        notes.append("files: getter daemon RSS at the start of each get / peak during it, MiB: %s" % ", ".join(
+            "%s/%s" % (fmt(x["getter_daemon_rss_before_kb"] / 1024 if x["getter_daemon_rss_before_kb"] else None, 1),
+                       fmt(x["getter_daemon_peak_rss_kb"] / 1024 if x["getter_daemon_peak_rss_kb"] else None, 1))
+            for x in files["pairs"]))
     if values:
         notes.append("values: success cairn put %s get %s, OpenDHT put %s get %s; cairn's HTTP floor p50 %s ms" % (
             values["cairn"].get("put_success_rate"), values["cairn"].get("get_success_rate"),
