@@ -235,17 +235,23 @@ impl Node {
         tally: &Tally,
     ) -> Result<PutSummary, PutError> {
         let id = ContentId::from_key(root);
-        let (_, ids) = self
-            .pin_walk_ids(id, false)
+        let staging = self.inner.store.staging();
+        let ids = self
+            .walk(id, false, &staging)
             .await
             .map_err(|e| PutError::Pin(Box::new(e)))?;
         let mine = self
-            .call(|reply| Command::Responsible { keys: ids, reply })
+            .call(|reply| Command::Responsible {
+                keys: ids.clone(),
+                reply,
+            })
             .await?;
+        // Pinned, and marked a replica where responsible, in one commit.
         let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || store.mark_replicas(&mine))
+        tokio::task::spawn_blocking(move || store.pin_all_marking(&root, &ids, &mine))
             .await
-            .map_err(|_| NodeStopped)??;
+            .map_err(|_| NodeStopped)?
+            .map_err(|e| PutError::Pin(Box::new(e.into())))?;
         let _ = self.tell(Command::Announce { key: root }).await;
         Ok(tally.summary(id, size))
     }

@@ -657,35 +657,56 @@ impl Store {
     /// nothing, if the root was pinned already; fails with [`StoreError::Incomplete`] if any
     /// chunk is not stored.
     pub fn pin_all(&self, root: &Key, ids: &[Key]) -> Result<bool, StoreError> {
+        self.pin_all_marking(root, ids, &[])
+    }
+
+    /// [`Store::pin_all`], and in the same transaction (one commit, one fsync) the replica
+    /// reason on those of `replicas` that are stored: what a put does when it finishes.
+    pub fn pin_all_marking(
+        &self,
+        root: &Key,
+        ids: &[Key],
+        replicas: &[Key],
+    ) -> Result<bool, StoreError> {
         self.settle(ids)?;
         let new = self.with_db(|db| {
             let txn = db.begin_write()?;
-            {
+            let already = {
                 let mut pins = txn.open_table(PINS)?;
-                if pins.get(root.as_bytes())?.is_some() {
+                let already = pins.get(root.as_bytes())?.is_some();
+                if already && replicas.is_empty() {
                     return Ok(false);
                 }
                 let mut table = txn.open_table(CHUNKS)?;
                 let mut lru = txn.open_table(LRU)?;
-                let mut missing = 0;
-                for id in ids {
-                    let existing = table.get(id.as_bytes())?.map(|g| g.value());
-                    let Some(entry) = existing else {
-                        missing += 1;
-                        continue;
-                    };
-                    if evictable(entry) {
-                        lru.remove((entry.3, *id.as_bytes()))?;
+                if !already {
+                    let mut missing = 0;
+                    for id in ids {
+                        let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                        let Some(entry) = existing else {
+                            missing += 1;
+                            continue;
+                        };
+                        if evictable(entry) {
+                            lru.remove((entry.3, *id.as_bytes()))?;
+                        }
+                        table.insert(id.as_bytes(), with_reason(entry, Reason::Pin))?;
                     }
-                    table.insert(id.as_bytes(), with_reason(entry, Reason::Pin))?;
+                    if missing > 0 {
+                        return Err(StoreError::Incomplete { missing });
+                    }
+                    pins.insert(root.as_bytes(), ())?;
                 }
-                if missing > 0 {
-                    return Err(StoreError::Incomplete { missing });
+                for id in replicas {
+                    let existing = table.get(id.as_bytes())?.map(|g| g.value());
+                    if let Some(old) = existing {
+                        rewrite(&mut table, &mut lru, id, old, (old.0, true, old.2, old.3))?;
+                    }
                 }
-                pins.insert(root.as_bytes(), ())?;
-            }
+                already
+            };
             txn.commit()?;
-            Ok(true)
+            Ok(!already)
         })?;
         if new {
             self.save_pins_list();

@@ -624,3 +624,20 @@ fn a_fetched_copy_is_synced_before_it_is_kept_and_forgotten_once_evicted() {
         assert_eq!(s.stats().unwrap().pinned, 2);
     });
 }
+
+#[test]
+fn a_put_pins_and_marks_its_replicas_in_one_call_even_when_pinned_already() {
+    both(10_000, |s| {
+        let (root, rb) = chunk(1, 100);
+        let (data, db) = chunk(2, 100);
+        s.insert(&root, &rb, Reason::Cache).unwrap();
+        s.insert(&data, &db, Reason::Cache).unwrap();
+        assert!(s.pin_all_marking(&root, &[root, data], &[data]).unwrap());
+        assert!(s.is_replica(&data).unwrap() && !s.is_replica(&root).unwrap());
+        assert_eq!(s.pinned_roots().unwrap(), vec![root]);
+        // Put again: not pinned twice, but the replica marks still land.
+        assert!(!s.pin_all_marking(&root, &[root, data], &[root]).unwrap());
+        assert!(s.is_replica(&root).unwrap());
+        assert_eq!(s.stats().unwrap().pinned, 2);
+    });
+}
