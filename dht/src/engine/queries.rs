@@ -23,12 +23,15 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.next_query += 1;
         let mut candidates = self.table.closest(&target, self.config.k);
         candidates.extend(seeds);
-        // A fetch's holder lookups run wider: a get waits on them.
-        let alpha = match &kind {
-            Kind::Holders { fetch: Some(_), .. } => self.config.fetch.alpha.max(1),
-            _ => self.config.alpha,
+        // A fetch's holder lookups run wider (a get waits on them), and α wide to the end (a
+        // fetch runs many at once).
+        let of_fetch = matches!(&kind, Kind::Holders { fetch: Some(_), .. });
+        let alpha = if of_fetch {
+            self.config.fetch.alpha.max(1)
+        } else {
+            self.config.alpha
         };
-        let lookup = Lookup::new(
+        let mut lookup = Lookup::new(
             target,
             self.local,
             candidates,
@@ -37,6 +40,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             self.config.disjoint_paths,
         )
         .with_size_estimate(self.table.log2_size_estimate(self.config.k));
+        if of_fetch {
+            lookup = lookup.alpha_to_the_end();
+        }
         self.table.mark_refreshed(&target, now);
         let deadline = now + self.config.query_timeout;
         self.timers.push(Reverse((deadline, Timer::Query(id))));

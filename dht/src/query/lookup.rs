@@ -109,6 +109,9 @@ pub(crate) struct Lookup<A> {
     /// log₂ of the network's size, as the local routing table estimates it; `None` turns the
     /// plausibility check off.
     log2_size: Option<f64>,
+    /// Whether a converged path asks all of its k closest at once (see the module docs); off
+    /// for the many holder lookups a fetch runs side by side.
+    last_round_at_once: bool,
 }
 
 /// Whether a peer at `distance` from the target, with `closer` candidates before it, is
@@ -169,6 +172,7 @@ impl<A: Address> Lookup<A> {
             blamed: 0,
             failures: 0,
             log2_size: None,
+            last_round_at_once: true,
         };
         let mut seeds = seeds;
         seeds.sort_by_key(|c| target.distance(&c.id));
@@ -194,6 +198,15 @@ impl<A: Address> Lookup<A> {
                 });
             }
         }
+        self
+    }
+
+    /// Keeps α in flight to the end instead of sending the last round at once: for the holder
+    /// lookups of a fetch, up to its lookahead of them at once, which end at enough holders
+    /// rather than at the k closest, and whose last rounds together would put every chunk's
+    /// whole neighbourhood in flight at the same moment.
+    pub(crate) fn alpha_to_the_end(mut self) -> Self {
+        self.last_round_at_once = false;
         self
     }
 
@@ -226,7 +239,11 @@ impl<A: Address> Lookup<A> {
                 }
                 continue;
             }
-            let limit = if path.converged { self.k } else { self.alpha };
+            let limit = if path.converged && self.last_round_at_once {
+                self.k
+            } else {
+                self.alpha
+            };
             let mut live = 0;
             let mut i = 0;
             while i < path.candidates.len() && live < self.k && path.in_flight < limit {
