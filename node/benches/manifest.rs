@@ -23,6 +23,7 @@ fn manifests() -> [(&'static str, Manifest); 2] {
     let file = Manifest::File {
         size: chunks.iter().map(|l| l.size).sum(),
         chunks,
+        data: None,
     };
     // Names as a photo or source folder has them, sorted by the zero-padded number.
     let entries = (0..LINKS)
