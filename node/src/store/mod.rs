@@ -548,6 +548,10 @@ impl Store {
             }
         };
         lock(&self.missing).remove(id);
+        if !durable && !new && self.keeps(id).unwrap_or(true) {
+            // Raced with an insert that keeps it: this unsynced file replaced its synced one.
+            self.settle(std::slice::from_ref(id))?;
+        }
         if !evicted.is_empty() {
             for victim in &evicted {
                 // Under the victim's stripe, and only if nobody stored it again meanwhile.
