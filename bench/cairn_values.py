@@ -21,18 +21,11 @@ import random
 import sys
 import time
 
+from stats import pct
+
 
 def log(*a):
     print("[cairn_values]", *a, file=sys.stderr, flush=True)
-
-
-def pct(vals, p):
-    """Nearest-rank percentile (p in 0..100), as opendht_values.py computes it."""
-    if not vals:
-        return None
-    s = sorted(vals)
-    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
-    return round(s[k], 3)
 
 
 class Api:

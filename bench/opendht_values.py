@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 
+from stats import pct
+
 try:
     import opendht as dht
 except ImportError as e:  # pragma: no cover
@@ -45,15 +47,6 @@ def rss_kb(pid="self"):
     except OSError:
         return None
     return None
-
-
-def pct(vals, p):
-    """Nearest-rank percentile (p in 0..100); None for an empty list."""
-    if not vals:
-        return None
-    s = sorted(vals)
-    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
-    return round(s[k], 3)
 
 
 def good_nodes(runner):
