@@ -117,7 +117,6 @@ impl FsChunkStore {
     fn write(&self, id: &Key, bytes: &[u8], sync: bool) -> io::Result<()> {
         let path = self.path(id);
         let dir = path.parent().expect("chunk path has a parent");
-        fs::create_dir_all(dir)?;
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{id:x}.{n}"));
         let written = (|| {
@@ -127,7 +126,15 @@ impl FsChunkStore {
                 file.sync_all()?;
             }
             drop(file);
-            fs::rename(&tmp, &path)
+            match fs::rename(&tmp, &path) {
+                // The first chunk under its prefix: its directory comes now (not a mkdir for
+                // every write).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(dir)?;
+                    fs::rename(&tmp, &path)
+                }
+                renamed => renamed,
+            }
         })();
         if let Err(e) = written {
             // A half-written temporary file on a full disk would keep the space taken after the
