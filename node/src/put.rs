@@ -27,6 +27,9 @@ use crate::{ContentId, Node, chunker};
 /// Chunks being replicated at once.
 pub const REPLICATION_WINDOW: usize = 8;
 
+/// How many chunks behind the reading a put waits for the disk to hold them.
+const SYNC_LAG: usize = 8;
+
 /// Progress of a put or a get, in file bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
@@ -463,12 +466,21 @@ fn chunk_into(
 ) -> Result<(Key, u64, u64), PutError> {
     let mut tree = TreeBuilder::new();
     let (mut size, mut count) = (0u64, 0u64);
+    // Chunks are written without waiting for the disk and synced SYNC_LAG chunks behind (and
+    // the last ones once all are read), so that the fsyncs overlap the reading and the
+    // placing of the chunks after them rather than delaying every one.
+    let mut unsynced = std::collections::VecDeque::new();
     let mut emit = |id: Key, bytes: &[u8], len: u64| -> Result<(), PutError> {
         staging.add(&id);
-        store.insert(&id, bytes, Reason::Cache)?;
+        store.insert_put(&id, bytes)?;
         count += 1;
         // A closed channel means the put was abandoned: stop reading.
         tx.blocking_send((id, len)).map_err(|_| NodeStopped)?;
+        unsynced.push_back(id);
+        if unsynced.len() > SYNC_LAG {
+            let due: Vec<Key> = unsynced.drain(..unsynced.len() - SYNC_LAG).collect();
+            store.sync_chunks(&due)?;
+        }
         Ok(())
     };
     // A file of one small chunk goes inside its manifest: one chunk to place, not two.
@@ -483,6 +495,7 @@ fn chunk_into(
         let manifest = Manifest::inline(data).encode();
         let id = Key::hash(&manifest);
         emit(id, &manifest, len)?;
+        store.sync_chunks(&[id])?;
         return Ok((id, len, count));
     }
     for chunk in head.into_iter().map(Ok).chain(chunks) {
@@ -499,6 +512,8 @@ fn chunk_into(
     for (mid, mbytes) in rest {
         emit(mid, &mbytes, 0)?;
     }
+    drop(emit);
+    store.sync_chunks(unsynced.make_contiguous())?;
     Ok((root, size, count))
 }
 

@@ -435,6 +435,20 @@ impl Store {
         self.insert_with(id, bytes, Reason::Cache, false)
     }
 
+    /// Stores a chunk a put just read, as cache, without waiting for the disk, like
+    /// [`Store::insert_fetched`]: the put syncs it with [`Store::sync_chunks`] while its
+    /// replicas are being placed, and its pin commits the index; a put that fails before
+    /// leaves only evictable cache.
+    pub fn insert_put(&self, id: &Key, bytes: &[u8]) -> Result<bool, StoreError> {
+        self.insert_with(id, bytes, Reason::Cache, false)
+    }
+
+    /// Waits for the disk to hold the files of those of `ids` written without waiting for it
+    /// ([`Store::insert_put`], [`Store::insert_fetched`]); the others cost nothing.
+    pub fn sync_chunks(&self, ids: &[Key]) -> Result<(), StoreError> {
+        self.settle(ids)
+    }
+
     fn insert_with(
         &self,
         id: &Key,
@@ -884,6 +898,15 @@ impl Store {
             lock(&self.missing).remove(id);
         }
         Ok(())
+    }
+
+    /// The chunk's size in bytes, if stored (from the index: no file is read).
+    pub fn len_of(&self, id: &Key) -> Result<Option<u64>, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CHUNKS)?;
+            Ok(table.get(id.as_bytes())?.map(|g| g.value().2))
+        })
     }
 
     /// Whether the chunk is stored.
