@@ -371,6 +371,7 @@ fn lie(body: &RequestBody, forge: &HashSet<[u8; 32]>, claims: bool) -> ResponseB
             holds: claims,
             providers: Vec::new(),
             closer: Vec::new(),
+            chunk: None,
         },
         RequestBody::PutRecord { .. } | RequestBody::AddProvider { .. } => ResponseBody::Stored,
     }

@@ -320,6 +320,16 @@ impl<A: Clone> Fetches<A> {
         Some(id)
     }
 
+    /// Whether `fetch` is of chunks named alone (manifests, found by id), not of a file's
+    /// content: its lookups ask holders for the bytes in their answers, a small chunk then
+    /// coming in one round trip. A file's chunks are mostly large, and a holder would look up
+    /// their size for nothing.
+    pub(crate) fn of_lone_chunks(&self, fetch: FetchId) -> bool {
+        self.fetches
+            .get(&fetch)
+            .is_some_and(|f| f.content.is_none())
+    }
+
     /// Adds chunks in order; returns the index of the first, or `None` if the fetch is unknown
     /// or would hold more than `max_chunks`.
     pub(crate) fn add(
@@ -399,6 +409,45 @@ impl<A: Clone> Fetches<A> {
             }
         }
         self.drive(now, fetch, rtt, out);
+    }
+
+    /// A holder answered the lookup for chunk `index` with the chunk itself (a small one): it
+    /// counts as requested from `from` now, so the caller hands the bytes over and reports the
+    /// outcome like any answer ([`Fetches::on_chunk`]: the window, the caller's room and
+    /// blame work the same). Returns the deadline to keep, or None if the chunk is received
+    /// already (or unknown). A chunk requested from another holder meanwhile keeps that
+    /// request: good bytes count whenever they come.
+    pub(crate) fn on_inline(
+        &mut self,
+        now: Timestamp,
+        (fetch, index): (FetchId, u64),
+        from: &Contact<A>,
+        rtt: &dyn Fn(&Key) -> Duration,
+    ) -> Option<Timestamp> {
+        let timeout = self.config.chunk_timeout;
+        let f = self.fetches.get_mut(&fetch).filter(|f| !f.failed)?;
+        let c = f.chunks.get_mut(&index)?;
+        match c.state {
+            State::Done => None,
+            State::Requesting { deadline, .. } => Some(deadline),
+            _ => {
+                let deadline = now + timeout + rtt(&from.id);
+                c.holders.retain(|h| h.id != from.id);
+                c.tried.insert(from.id);
+                c.claimed.insert(from.id);
+                c.state = State::Requesting {
+                    from: from.id,
+                    deadline,
+                };
+                c.asked = Some(from.clone());
+                c.sent = Sent {
+                    at: now,
+                    queued: false,
+                };
+                c.hedge_at = deadline;
+                Some(deadline)
+            }
+        }
     }
 
     /// A holder lookup for chunk `index` still running met `holders` (ranked best first): a

@@ -75,7 +75,9 @@ pub use engine::{
 };
 pub use fetch::{ChunkOutcome, FetchConfig, FetchError, FetchId};
 pub use key::{Distance, KEY_BITS, Key};
-pub use message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
+pub use message::{
+    MAX_INLINE_CHUNK, PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody,
+};
 pub use query::{QueryError, QueryId, QueryResult, QueryStats};
 pub use record::{
     MemoryRecordStore, ProviderRecord, RecordError, RecordStore, SignedRecord, StoreError,

@@ -119,10 +119,11 @@ impl Adversaries {
                 ResponseBody::Stored
             }
             RequestBody::AddProvider { .. } => ResponseBody::Stored,
-            RequestBody::GetProviders { key } => ResponseBody::Providers {
+            RequestBody::GetProviders { key, .. } => ResponseBody::Providers {
                 holds: true,
                 providers: Vec::new(),
                 closer: honest_closest(key, k, me, dir),
+                chunk: None,
             },
         }
     }
@@ -154,10 +155,11 @@ impl Adversaries {
 /// stop at it. What it does when asked for the bytes is [`fake_holder_corrupts`].
 fn fake_holder(me: u32, body: &RequestBody, dir: &Directory<'_>, k: usize) -> ResponseBody<u32> {
     match body {
-        RequestBody::GetProviders { key } => ResponseBody::Providers {
+        RequestBody::GetProviders { key, .. } => ResponseBody::Providers {
             holds: true,
             providers: vec![(dir.contact)(me)],
             closer: honest_closest(key, k, me, dir),
+            chunk: None,
         },
         _ => steer(body, k, |key, n| honest_closest(key, n, me, dir)),
     }
@@ -223,10 +225,11 @@ fn steer(
             record: None,
             closer: closer(key, k),
         },
-        RequestBody::GetProviders { key } => ResponseBody::Providers {
+        RequestBody::GetProviders { key, .. } => ResponseBody::Providers {
             holds: false,
             providers: Vec::new(),
             closer: closer(key, k),
+            chunk: None,
         },
         RequestBody::PutRecord { .. } | RequestBody::AddProvider { .. } => ResponseBody::Stored,
     }

@@ -593,6 +593,8 @@ impl Simulator {
                         chunk,
                         from,
                     } => self.on_fetch_chunk(slot, fetch, index, chunk, from),
+                    // The simulated holders carry no bytes, so none answers with a chunk.
+                    Event::ChunkInline { .. } => {}
                     Event::FetchFailed { fetch, error } => self.on_fetch_failed(slot, fetch, error),
                     Event::Replicate { key, to } => self.on_replicate(slot, key, to),
                     Event::Challenge { key, peer, .. } => self.on_challenge(slot, key, peer),

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_dht::{
     Ban, ChunkOutcome, Contact, Dht, Event, FetchError, FetchId, Key, Offence, ProofOutcome,
-    QueryError, QueryId, QueryResult, RequestId, SignedRecord, Timestamp, proof,
+    QueryError, QueryId, QueryResult, RequestBody, RequestId, ResponseBody, SignedRecord,
+    Timestamp, proof,
 };
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -232,6 +233,11 @@ enum Done {
     Respond(ResponseChannel<ChunkResponse>, ChunkResponse),
     /// An answer about chunk `id` that tells whether this node has it.
     Stored(ResponseChannel<ChunkResponse>, Key, ChunkResponse),
+    /// A DHT answer that waited for a small chunk to go in it.
+    Kad(
+        ResponseChannel<cairn_dht::Response<PeerAddr>>,
+        cairn_dht::Response<PeerAddr>,
+    ),
 }
 
 pub(crate) struct Driver {
@@ -422,6 +428,17 @@ impl Driver {
                         chunk,
                     };
                     self.chunk_request(from.addr, ChunkRequest::Get { id: chunk }, waiter);
+                }
+                Event::ChunkInline {
+                    fetch,
+                    index,
+                    chunk,
+                    from,
+                    bytes,
+                } => {
+                    debug!(fetch = fetch.as_u64(), index, %chunk, peer = %from.addr.peer, "fetch: a holder's lookup answer brought the chunk");
+                    let response = Some(ChunkResponse::Data(bytes));
+                    self.on_fetched(from.addr.peer, fetch, index, chunk, response);
                 }
                 Event::FetchFailed { fetch, error } => {
                     debug!(fetch = fetch.as_u64(), %error, "fetch: gave up");
@@ -787,12 +804,26 @@ impl Driver {
                         return; // no address at all: cannot happen on an open connection
                     };
                     let from = Contact::new(node_id(&peer), PeerAddr { peer, addr });
+                    let with_chunk = match &request.body {
+                        RequestBody::GetProviders {
+                            key,
+                            with_chunk: true,
+                        } => Some(*key),
+                        _ => None,
+                    };
                     let response = self.engine.handle_request(now, from, request);
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .kad
-                        .send_response(channel, response);
+                    match (with_chunk, &response.body) {
+                        (Some(key), ResponseBody::Providers { holds: true, .. }) => {
+                            self.answer_with_chunk(key, channel, response);
+                        }
+                        _ => {
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .kad
+                                .send_response(channel, response);
+                        }
+                    }
                 }
                 request_response::Message::Response {
                     request_id,
@@ -1193,8 +1224,39 @@ impl Driver {
         }
     }
 
+    /// Answers a fetch's lookup with the chunk `key` in it, if it is small enough
+    /// ([`cairn_dht::MAX_INLINE_CHUNK`]) and intact here; read off the driver's task.
+    fn answer_with_chunk(
+        &mut self,
+        key: Key,
+        channel: ResponseChannel<cairn_dht::Response<PeerAddr>>,
+        mut response: cairn_dht::Response<PeerAddr>,
+    ) {
+        let (store, done) = (self.store.clone(), self.done_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let small = store
+                .len_of(&key)
+                .is_ok_and(|n| n.is_some_and(|n| n <= cairn_dht::MAX_INLINE_CHUNK as u64));
+            if small
+                && let Ok(Some(bytes)) = store.read_verified(&key)
+                && let ResponseBody::Providers { chunk, .. } = &mut response.body
+            {
+                *chunk = Some(bytes);
+            }
+            let _ = done.blocking_send(Done::Kad(channel, response));
+        });
+    }
+
     fn on_done(&mut self, done: Done) {
         let (channel, response) = match done {
+            Done::Kad(channel, response) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .send_response(channel, response);
+                return;
+            }
             Done::Respond(channel, response) => (channel, response),
             Done::Stored(channel, id, response) => {
                 if matches!(response, ChunkResponse::NotFound) && self.engine.holds(&id) {

@@ -102,6 +102,17 @@ impl Node {
         end: u64,
     ) -> Result<GetReader, GetError> {
         let root = self.manifest(id).await?;
+        self.get_range_of(id, root, start, end)
+    }
+
+    /// [`Node::get_range`] of a file whose root manifest `root` the caller has read already.
+    pub(crate) fn get_range_of(
+        &self,
+        id: ContentId,
+        root: Manifest,
+        start: u64,
+        end: u64,
+    ) -> Result<GetReader, GetError> {
         if matches!(root, Manifest::Dir { .. }) {
             return Err(GetError::IsDirectory(id));
         }

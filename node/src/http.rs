@@ -787,9 +787,10 @@ async fn get_file(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let resolved = state.node.resolve(id, "").await?;
+    // The root manifest, read once: what the get streams comes from it.
+    let root = state.node.manifest(id).await?;
     if q.framed {
-        let reader = state.node.get(resolved.id).await?;
+        let reader = state.node.get_range_of(id, root, 0, u64::MAX)?;
         let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10);
         let mut response = Response::new(Body::from_stream(crate::framed::encode(stream)));
         response.headers_mut().insert(
@@ -798,7 +799,8 @@ async fn get_file(
         );
         return Ok(response);
     }
-    serve_file(&state.node, resolved.id, resolved.size, None, &headers).await
+    let size = root.size();
+    serve_file(&state.node, id, Some(root), size, None, &headers).await
 }
 
 /// A manifest listing, as JSON.
@@ -1271,6 +1273,7 @@ async fn serve_path(
     serve_file(
         &state.node,
         resolved.id,
+        None,
         resolved.size,
         Some(mime.essence_str()),
         headers,
@@ -1337,10 +1340,12 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Streams a file, honouring a single `Range: bytes=…`.
+/// Streams the file `id` of `size` bytes (its root manifest `root`, if read already),
+/// honouring a single `Range: bytes=…`.
 async fn serve_file(
     node: &Node,
     id: ContentId,
+    root: Option<Manifest>,
     size: u64,
     mime: Option<&str>,
     headers: &HeaderMap,
@@ -1361,7 +1366,10 @@ async fn serve_file(
             return Ok(r);
         }
     };
-    let reader = node.get_range(id, start, end).await?;
+    let reader = match root {
+        Some(root) => node.get_range_of(id, root, start, end)?,
+        None => node.get_range(id, start, end).await?,
+    };
     let mut stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10);
     // The first bytes come before the headers: a get that cannot start (no holder of the first
     // chunk) fails with its own status rather than a 200 cut short. A failure later aborts the

@@ -470,6 +470,7 @@ mod tests {
                     holds: false,
                     providers: Vec::new(),
                     closer: Vec::new(),
+                    chunk: None,
                 },
                 RequestBody::PutRecord { .. } | RequestBody::AddProvider { .. } => {
                     ResponseBody::Stored

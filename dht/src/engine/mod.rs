@@ -22,7 +22,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::bans::{Ban, Bans, Offence};
 use crate::fetch::{Action, ChunkOutcome, FetchError, FetchId, Fetches};
-use crate::message::{PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody};
+use crate::message::{
+    MAX_INLINE_CHUNK, PROTOCOL_VERSION, RemoteError, Request, RequestBody, Response, ResponseBody,
+};
 use crate::placement;
 use crate::query::{Kind, Lookup, PathId};
 use crate::record::{ProviderRecord, RecordError, RecordStore, StoreError};
@@ -135,6 +137,21 @@ pub enum Event<A> {
         /// The holder to ask.
         from: Contact<A>,
     },
+    /// A holder's answer to a fetch's lookup carried the chunk itself (a small one, checked
+    /// against its id): hand the bytes over as if `from` had answered a [`Event::FetchChunk`],
+    /// and report the outcome with [`Dht::handle_chunk`] the same way.
+    ChunkInline {
+        /// The fetch.
+        fetch: FetchId,
+        /// The chunk's place in the fetch.
+        index: u64,
+        /// The chunk id.
+        chunk: Key,
+        /// The holder that sent it.
+        from: Contact<A>,
+        /// The chunk's bytes; they hash to `chunk`.
+        bytes: Vec<u8>,
+    },
     /// A fetch gave up: a chunk could not be had from any holder found.
     FetchFailed {
         /// The fetch.
@@ -210,7 +227,10 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     fetches: Fetches<A>,
     /// Who announced the content under recently looked-up keys: a fetch of a file whose root
     /// manifest was just fetched asks them first for every chunk.
-    recent_providers: RecentProviders<A>,
+    recent_providers: Recent<Vec<Contact<A>>>,
+    /// The live peers recent lookups found closest to their targets, and when: an
+    /// announcement or a record put within [`RECENT_LOOKUP_TTL`] of one goes straight to them.
+    recent_closest: Recent<(Timestamp, Vec<Contact<A>>)>,
     /// Records this peer published, stored again every `republish_interval`.
     published: BTreeMap<Key, Published>,
     /// Keys this peer announces itself a provider of, and when it last did.
@@ -238,41 +258,44 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     next_jobs: Timestamp,
 }
 
-/// Providers found by recent holder lookups, by key; the oldest forgotten beyond a bound.
+/// Values by key from recent queries; the oldest forgotten beyond a bound.
 #[derive(Debug)]
-struct RecentProviders<A> {
-    by_key: HashMap<Key, Vec<Contact<A>>>,
+struct Recent<V> {
+    by_key: HashMap<Key, V>,
     order: VecDeque<Key>,
+    cap: usize,
 }
 
 /// Keys whose providers are remembered.
 const RECENT_PROVIDERS: usize = 1024;
 
-impl<A> Default for RecentProviders<A> {
-    fn default() -> Self {
+/// Keys whose lookup results are remembered, and for how long one is used instead of a new
+/// lookup: a put's announcement follows the placement lookup of its root, which found the
+/// same closest peers moments before.
+const RECENT_LOOKUPS: usize = 256;
+const RECENT_LOOKUP_TTL: Duration = Duration::from_secs(10);
+
+impl<V> Recent<V> {
+    fn new(cap: usize) -> Self {
         Self {
             by_key: HashMap::new(),
             order: VecDeque::new(),
+            cap,
         }
     }
-}
 
-impl<A: Clone> RecentProviders<A> {
-    fn insert(&mut self, key: Key, providers: Vec<Contact<A>>) {
-        if providers.is_empty() {
-            return;
-        }
-        if self.by_key.insert(key, providers).is_none() {
+    fn insert(&mut self, key: Key, value: V) {
+        if self.by_key.insert(key, value).is_none() {
             self.order.push_back(key);
         }
-        while self.order.len() > RECENT_PROVIDERS {
+        while self.order.len() > self.cap {
             if let Some(old) = self.order.pop_front() {
                 self.by_key.remove(&old);
             }
         }
     }
 
-    fn get(&self, key: &Key) -> Option<&Vec<Contact<A>>> {
+    fn get(&self, key: &Key) -> Option<&V> {
         self.by_key.get(key)
     }
 }
@@ -416,7 +439,8 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             held: BTreeSet::new(),
             unconfirmed: BTreeMap::new(),
             fetches: Fetches::new(config.fetch.clone()),
-            recent_providers: RecentProviders::default(),
+            recent_providers: Recent::new(RECENT_PROVIDERS),
+            recent_closest: Recent::new(RECENT_LOOKUPS),
             published: BTreeMap::new(),
             announcing: BTreeMap::new(),
             dropped: BTreeMap::new(),
@@ -512,14 +536,16 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                     Err(_) => ResponseBody::Error(RemoteError::StoreFull),
                 }
             }
-            RequestBody::GetProviders { key } => {
+            RequestBody::GetProviders { key, .. } => {
                 let mut providers = self.store.providers(&key, now);
                 providers.retain(|p| p.id != from.id);
                 providers.truncate(k);
+                // The bytes, if asked for, are the node's to add: see `inline_chunk`.
                 ResponseBody::Providers {
                     holds: self.held.contains(&key),
                     providers,
                     closer: self.table.closest(&key, k),
+                    chunk: None,
                 }
             }
         };
@@ -1586,6 +1612,133 @@ mod tests {
                 .any(|b| matches!(b, RequestBody::FindNode { target, .. } if *target == key)),
             "stopped"
         );
+    }
+
+    #[test]
+    fn an_announcement_right_after_a_lookup_of_its_key_stores_to_the_peers_it_found() {
+        let (mut dht, peer) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        let key = Key::hash(b"content");
+        let lookup_of_key =
+            |b: &RequestBody| matches!(b, RequestBody::FindNode { target, .. } if *target == key);
+        // Answers every request to `peer`: FindNode with nobody closer, stores with Stored.
+        let answer = |dht: &mut Dht<u32>, now: Timestamp| {
+            let mut bodies = Vec::new();
+            while let Some(t) = dht.poll_transmit() {
+                let body = match &t.request.body {
+                    RequestBody::AddProvider { .. } => ResponseBody::Stored,
+                    _ => ResponseBody::Nodes { closer: Vec::new() },
+                };
+                bodies.push(t.request.body.clone());
+                dht.handle_response(now, t.id, Response::new(body));
+            }
+            bodies
+        };
+        dht.place(t0, key).unwrap();
+        assert!(answer(&mut dht, t0).iter().any(lookup_of_key));
+        let t1 = t0 + Duration::from_secs(1);
+        dht.announce(t1, key).unwrap();
+        let sent = answer(&mut dht, t1);
+        assert!(
+            !sent.iter().any(lookup_of_key),
+            "no second lookup: {sent:?}"
+        );
+        assert!(
+            sent.iter()
+                .any(|b| matches!(b, RequestBody::AddProvider { key: k } if *k == key)),
+            "stored straight to the peer found: {sent:?}"
+        );
+        assert!(dht.contains_peer(&peer.id));
+        // Once the lookup is old, an announcement looks the closest peers up again.
+        let later = t0 + RECENT_LOOKUP_TTL;
+        dht.announce(later, key).unwrap();
+        assert!(answer(&mut dht, later).iter().any(lookup_of_key));
+    }
+
+    /// Starts a fetch of `key` (of a file's content if `root`) on `dht`; the GetProviders its
+    /// lookup sends, and whether it asks for the bytes.
+    fn fetch_lookup(
+        dht: &mut Dht<u32>,
+        now: Timestamp,
+        key: Key,
+        root: Option<Key>,
+    ) -> (FetchId, RequestId, bool) {
+        let fetch = dht.start_fetch(root, false).unwrap();
+        dht.add_chunks(now, fetch, [key]).unwrap();
+        let mut asked = None;
+        while let Some(t) = dht.poll_transmit() {
+            if let RequestBody::GetProviders { key: k, with_chunk } = t.request.body
+                && k == key
+            {
+                asked = Some((t.id, with_chunk));
+            }
+        }
+        let (id, with_chunk) = asked.expect("the fetch looks up holders");
+        (fetch, id, with_chunk)
+    }
+
+    fn providers_with(chunk: Option<Vec<u8>>) -> Response<u32> {
+        Response::new(ResponseBody::Providers {
+            holds: true,
+            providers: Vec::new(),
+            closer: Vec::new(),
+            chunk,
+        })
+    }
+
+    #[test]
+    fn a_small_chunk_comes_in_its_holders_lookup_answer_and_is_not_requested_again() {
+        let (mut dht, peer) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        let bytes = b"a root manifest with a small file inside".to_vec();
+        let key = Key::hash(&bytes);
+        // A file's chunks are not asked for in lookup answers: they are mostly large.
+        let (_, _, with_chunk) = fetch_lookup(&mut dht, t0, key, Some(key));
+        assert!(
+            !with_chunk,
+            "a file's fetch does not ask for bytes in answers"
+        );
+        let (fetch, id, with_chunk) = fetch_lookup(&mut dht, t0, key, None);
+        assert!(with_chunk, "a lone chunk's fetch asks for the bytes");
+        dht.handle_response(t0, id, providers_with(Some(bytes.clone())));
+        let got = events(&mut dht);
+        assert!(
+            got.iter().any(
+                |e| matches!(e, Event::ChunkInline { fetch: f, index: 0, chunk, from, bytes: b }
+                if *f == fetch && *chunk == key && from.id == peer.id && *b == bytes)
+            ),
+            "the bytes are handed on: {got:?}"
+        );
+        assert!(
+            !got.iter()
+                .any(|e| matches!(e, Event::FetchChunk { fetch: f, .. } if *f == fetch)),
+            "and not requested: {got:?}"
+        );
+        dht.handle_chunk(t0, fetch, 0, &peer.id, ChunkOutcome::Ok);
+        dht.release_chunk(t0, fetch, 0);
+        assert!(events(&mut dht).is_empty());
+        assert!(dht.contains_peer(&peer.id));
+    }
+
+    #[test]
+    fn a_holder_whose_lookup_answer_carries_bytes_that_are_not_the_chunk_is_banned() {
+        let (mut dht, peer) = one_peer();
+        let t0 = Timestamp::EPOCH + HOUR;
+        let key = Key::hash(b"the real chunk");
+        let (fetch, id, _) = fetch_lookup(&mut dht, t0, key, None);
+        dht.handle_response(t0, id, providers_with(Some(b"something else".to_vec())));
+        let got = events(&mut dht);
+        assert!(
+            got.iter()
+                .any(|e| matches!(e, Event::Banned { peer: p, .. } if *p == peer.id)),
+            "banned: {got:?}"
+        );
+        assert!(
+            !got.iter()
+                .any(|e| matches!(e, Event::ChunkInline { fetch: f, .. } if *f == fetch)),
+            "nothing handed on: {got:?}"
+        );
+        assert!(!dht.contains_peer(&peer.id));
     }
 
     #[test]

@@ -21,6 +21,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         self.run_jobs(now);
         let id = QueryId(self.next_query);
         self.next_query += 1;
+        // A put or an announcement right after a lookup of the same key (a put's placement of
+        // its root) stores to the peers that lookup found.
+        let recent = matches!(kind, Kind::Announce | Kind::PutRecord { .. })
+            .then(|| self.recent_closest(now, &target))
+            .flatten();
         let mut candidates = self.table.closest(&target, self.config.k);
         candidates.extend(seeds);
         // A fetch's holder lookups run wider (a get waits on them), and α wide to the end (a
@@ -60,7 +65,10 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 internal,
             },
         );
-        self.advance(now, id);
+        match recent {
+            Some(peers) => self.store_phase(now, id, peers),
+            None => self.advance(now, id),
+        }
         Ok(id)
     }
 
@@ -76,8 +84,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             Kind::GetRecord { .. } => RequestBody::FindValue {
                 key: *q.lookup.target(),
             },
-            Kind::Holders { .. } => RequestBody::GetProviders {
+            Kind::Holders { fetch, .. } => RequestBody::GetProviders {
                 key: *q.lookup.target(),
+                with_chunk: fetch.is_some_and(|(f, _)| self.fetches.of_lone_chunks(f)),
             },
             // Every dead peer met takes a place in the answers the lookup gets; ask for two more
             // per failure (up to 2k) so the k closest *live* peers still fit (the 300-engine
@@ -120,6 +129,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             return;
         }
         let mut new_providers = Vec::new();
+        let mut inline = None;
         let closer = match (&mut q.kind, response.body) {
             (
                 Kind::Bootstrap
@@ -175,11 +185,13 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                     holds,
                     providers,
                     closer,
+                    chunk,
                 },
             ) => {
                 if holds {
                     holders.push(from.clone());
                     verified.insert(from.id);
+                    inline = chunk;
                 }
                 let mut named = false;
                 for p in providers.into_iter().take(self.config.k) {
@@ -234,6 +246,12 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 }
             }
         }
+        let inline = match &q.kind {
+            Kind::Holders {
+                fetch: Some(chunk), ..
+            } => inline.map(|bytes| (*chunk, bytes)),
+            _ => None,
+        };
         // A fetch gets each holder as soon as the lookup meets it: the first request need not
         // wait for the lookup to reach the closest peers, and the lookup goes on beside it.
         let stream = match &mut q.kind {
@@ -287,7 +305,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         if !new_providers.is_empty() {
             // Remembered as they come: a get may read the root before this lookup ends, and
             // fetches of this content already running take them as holders of every chunk.
-            if let Kind::Holders { announced, .. } = &q.kind {
+            if let Kind::Holders { announced, .. } = &q.kind
+                && !announced.is_empty()
+            {
                 self.recent_providers.insert(target, announced.clone());
             }
             self.rank(&mut new_providers);
@@ -295,6 +315,11 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 fetches.on_providers(now, &target, new_providers, rtt, out)
             });
         }
+        // The chunk came with the answer: the lookup has done its work (before the holders
+        // it met are streamed, so that none is asked for the bytes again).
+        let arrived =
+            inline.is_some_and(|(chunk, bytes)| self.on_inline(now, chunk, target, &from, bytes));
+        let done_early = done_early || arrived;
         if let Some((chunk, mut fresh, verified)) = stream.filter(|_| !done_early) {
             self.rank(&mut fresh);
             self.with_fetches(now, |fetches, rtt, out| {
@@ -308,7 +333,69 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
         }
     }
 
+    /// A holder's answer to the lookup for chunk `key` of a fetch carried `bytes`: whether they are
+    /// the chunk's (then handed on as [`Event::ChunkInline`]). Bytes that are not are a corrupt
+    /// chunk, charged as one.
+    fn on_inline(
+        &mut self,
+        now: Timestamp,
+        (fetch, index): (FetchId, u64),
+        key: Key,
+        from: &Contact<A>,
+        bytes: Vec<u8>,
+    ) -> bool {
+        if bytes.len() > MAX_INLINE_CHUNK || Key::hash(&bytes) != key {
+            self.charge(now, from, Offence::CorruptChunk);
+            return false;
+        }
+        let deadline = {
+            let rtt = rtt_of(&self.scores, self.config.timeouts.initial);
+            self.fetches.on_inline(now, (fetch, index), from, &rtt)
+        };
+        let Some(deadline) = deadline else {
+            return true; // had already: nothing to hand on
+        };
+        self.timers
+            .push(Reverse((deadline, Timer::Fetch(fetch, index))));
+        self.events.push_back(Event::ChunkInline {
+            fetch,
+            index,
+            chunk: key,
+            from: from.clone(),
+            bytes,
+        });
+        true
+    }
+
     pub(super) fn on_lookup_done(&mut self, now: Timestamp, id: QueryId) {
+        let Some(q) = self.queries.get(&id) else {
+            return;
+        };
+        let (closest, _) = q.lookup.closest_succeeded(self.config.k);
+        if !closest.is_empty() {
+            let target = *q.lookup.target();
+            self.recent_closest.insert(target, (now, closest.clone()));
+        }
+        self.store_phase(now, id, closest);
+    }
+
+    /// The live peers a lookup of `target` found closest within the last
+    /// [`RECENT_LOOKUP_TTL`], less any banned since.
+    fn recent_closest(&self, now: Timestamp, target: &Key) -> Option<Vec<Contact<A>>> {
+        let (at, closest) = self.recent_closest.get(target)?;
+        if now.saturating_duration_since(*at) >= RECENT_LOOKUP_TTL {
+            return None;
+        }
+        let closest: Vec<Contact<A>> = closest
+            .iter()
+            .filter(|p| !self.bans.under_ban(&p.id))
+            .cloned()
+            .collect();
+        (!closest.is_empty()).then_some(closest)
+    }
+
+    /// After the lookup: a put or an announcement stores to `peers`; any other query ends.
+    fn store_phase(&mut self, now: Timestamp, id: QueryId, peers: Vec<Contact<A>>) {
         let Some(q) = self.queries.get_mut(&id) else {
             return;
         };
@@ -329,7 +416,6 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 return;
             }
         };
-        let (peers, _) = q.lookup.closest_succeeded(self.config.k);
         q.phase = Phase::Store {
             waiting: peers.len(),
             stored: 0,
@@ -455,7 +541,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
                 fetch: Some((fetch, index)),
                 ..
             } => {
-                self.recent_providers.insert(target, announced);
+                if !announced.is_empty() {
+                    self.recent_providers.insert(target, announced);
+                }
                 self.rank(&mut holders);
                 self.with_fetches(now, |fetches, rtt, out| {
                     fetches.on_holders(now, (fetch, index), holders, verified, rtt, out)
@@ -465,7 +553,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             Kind::Holders {
                 holders, announced, ..
             } => {
-                self.recent_providers.insert(target, announced);
+                if !announced.is_empty() {
+                    self.recent_providers.insert(target, announced);
+                }
                 QueryResult::Holders {
                     key: target,
                     holders,
