@@ -251,10 +251,13 @@ impl Node {
             .await?;
         // Pinned, and marked a replica where responsible, in one commit.
         let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || store.pin_all_marking(&root, &ids, &mine))
+        let pinning = store.clone();
+        tokio::task::spawn_blocking(move || pinning.pin_put(&root, &ids, &mine))
             .await
             .map_err(|_| NodeStopped)?
             .map_err(|e| PutError::Pin(Box::new(e.into())))?;
+        // The copy of the pins beside the index, after the put has returned.
+        tokio::task::spawn_blocking(move || store.flush_pins_list());
         let _ = self.tell(Command::Announce { key: root }).await;
         Ok(tally.summary(id, size))
     }

@@ -16,6 +16,7 @@ mod staging;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use cairn_dht::Key;
@@ -204,6 +205,8 @@ pub struct Store {
     dir: Option<PathBuf>,
     /// Serialises rewrites of `pins.list`.
     pins_file: Arc<Mutex<()>>,
+    /// A pin committed since `pins.list` was last written ([`Store::pin_put`]).
+    pins_dirty: Arc<AtomicBool>,
 }
 
 /// The index database, closed and opened again after an i/o failure (redb refuses every call
@@ -315,6 +318,7 @@ impl Store {
             recovery: None,
             dir: None,
             pins_file: Arc::default(),
+            pins_dirty: Arc::default(),
         })
     }
 
@@ -390,6 +394,7 @@ impl Store {
     /// on it again) at once, whatever clones of this store are still around; every later call
     /// fails with [`StoreError::Closed`].
     pub fn close(&self) {
+        self.flush_pins_list();
         self.index
             .closed
             .store(true, std::sync::atomic::Ordering::Release);
@@ -686,8 +691,35 @@ impl Store {
         ids: &[Key],
         replicas: &[Key],
     ) -> Result<bool, StoreError> {
+        let new = self.commit_pin(root, ids, replicas)?;
+        if new {
+            self.save_pins_list();
+        }
+        Ok(new)
+    }
+
+    /// [`Store::pin_all_marking`] without waiting for `pins.list`: what a put does, so that it
+    /// returns once the pin is committed; the caller writes the list after with
+    /// [`Store::flush_pins_list`] (and [`Store::close`] does, if nobody did). A crash between
+    /// the two loses nothing: the index has the pin, and the list is only its copy.
+    pub fn pin_put(&self, root: &Key, ids: &[Key], replicas: &[Key]) -> Result<bool, StoreError> {
+        let new = self.commit_pin(root, ids, replicas)?;
+        if new {
+            self.pins_dirty.store(true, Ordering::Release);
+        }
+        Ok(new)
+    }
+
+    /// Writes `pins.list` if a pin was committed since it last was.
+    pub fn flush_pins_list(&self) {
+        if self.pins_dirty.load(Ordering::Acquire) {
+            self.save_pins_list();
+        }
+    }
+
+    fn commit_pin(&self, root: &Key, ids: &[Key], replicas: &[Key]) -> Result<bool, StoreError> {
         self.settle(ids)?;
-        let new = self.with_db(|db| {
+        self.with_db(|db| {
             let txn = db.begin_write()?;
             let already = {
                 let mut pins = txn.open_table(PINS)?;
@@ -725,11 +757,7 @@ impl Store {
             };
             txn.commit()?;
             Ok(!already)
-        })?;
-        if new {
-            self.save_pins_list();
-        }
-        Ok(new)
+        })
     }
 
     /// Unpins `root`: removes one pin from every chunk occurrence in `ids` that is stored, and
@@ -769,6 +797,8 @@ impl Store {
     fn save_pins_list(&self) {
         let Some(dir) = &self.dir else { return };
         let _guard = lock(&self.pins_file);
+        // Cleared before the read: a pin committed after it marks the list due again.
+        self.pins_dirty.store(false, Ordering::Release);
         // Read under the lock, so the last writer writes the latest set.
         let written = self
             .pinned_roots()

@@ -500,6 +500,29 @@ fn pins_list_follows_the_pinned_roots() {
 }
 
 #[test]
+fn a_puts_pin_reaches_pins_list_when_flushed_or_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, all) = stocked(dir.path());
+    let s = Store::open(dir.path(), 1 << 20).unwrap();
+    let (a, b) = (all[1].0, all[2].0);
+    assert!(s.pin_put(&a, &[a], &[]).unwrap());
+    assert_eq!(recover::read_pins_list(dir.path()), vec![root], "not yet");
+    s.flush_pins_list();
+    let mut listed = recover::read_pins_list(dir.path());
+    listed.sort();
+    let mut want = vec![root, a];
+    want.sort();
+    assert_eq!(listed, want);
+    assert!(s.pin_put(&b, &[b], &[]).unwrap());
+    s.close();
+    let mut listed = recover::read_pins_list(dir.path());
+    listed.sort();
+    want.push(b);
+    want.sort();
+    assert_eq!(listed, want, "close writes what a put left due");
+}
+
+#[test]
 fn a_second_open_of_the_same_directory_is_refused_not_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let _s = Store::open(dir.path(), 1 << 20).unwrap();
