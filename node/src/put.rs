@@ -515,7 +515,6 @@ fn chunk_into(
     for (mid, mbytes) in rest {
         emit(mid, &mbytes, 0)?;
     }
-    drop(emit);
     store.sync_chunks(unsynced.make_contiguous())?;
     Ok((root, size, count))
 }
