@@ -1232,8 +1232,19 @@ impl Driver {
         channel: ResponseChannel<cairn_dht::Response<PeerAddr>>,
         mut response: cairn_dht::Response<PeerAddr>,
     ) {
+        // Bounded like serving a chunk: with no room, the answer goes without the bytes (the
+        // fetch then asks over the chunk protocol).
+        let Ok(permit) = self.inbound_permits.clone().try_acquire_owned() else {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .send_response(channel, response);
+            return;
+        };
         let (store, done) = (self.store.clone(), self.done_tx.clone());
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let small = store
                 .len_of(&key)
                 .is_ok_and(|n| n.is_some_and(|n| n <= cairn_dht::MAX_INLINE_CHUNK as u64));
