@@ -599,6 +599,27 @@ impl Client {
         Ok(())
     }
 
+    /// Prints an invite to the daemon (`cairn invite`).
+    pub(crate) async fn invite(&self, out: &Output) -> anyhow::Result<()> {
+        let reply: Value = self
+            .send(self.http.get(format!("{}/invite", self.base)))
+            .await?
+            .json()
+            .await?;
+        let ticket = reply["ticket"].as_str().unwrap_or("?").to_owned();
+        out.print(ticket, reply);
+        Ok(())
+    }
+
+    /// Joins through the node of `ticket` before a get (`cairn get ID --from TICKET`), saying
+    /// nothing unless it fails.
+    pub(crate) async fn join_quietly(&self, ticket: &str) -> anyhow::Result<()> {
+        let body = serde_json::json!({ "addr": ticket });
+        self.send(self.http.post(format!("{}/peers", self.base)).json(&body))
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn add_peer(&self, addr: &str, out: &Output) -> anyhow::Result<()> {
         let body = serde_json::json!({ "addr": addr });
         let reply: Value = self
@@ -626,10 +647,10 @@ impl Client {
             let rtt = p["rtt_ms"]
                 .as_f64()
                 .map_or("-".into(), |r| format!("{r:.1} ms"));
-            let conn = if p["connected"].as_bool() == Some(true) {
-                "connected"
-            } else {
-                ""
+            let conn = match (p["connected"].as_bool(), p["relayed"].as_bool()) {
+                (Some(true), Some(true)) => "connected (relayed)",
+                (Some(true), _) => "connected",
+                _ => "",
             };
             text.push_str(&format!(
                 "{}  {}  {rtt}  {conn}\n",
@@ -656,8 +677,28 @@ impl Client {
                     .join("\n              ")
             })
             .unwrap_or_default();
+        let list = |key: &str| {
+            s[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n              ")
+                })
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "none".into())
+        };
+        let reach = format!(
+            "network:      {}\nreachable:    {} (external: {}; relayed: {}; {} hole punches)\n",
+            s["network"].as_str().unwrap_or("?"),
+            s["reachability"].as_str().unwrap_or("?"),
+            list("external_addrs"),
+            list("relayed_addrs"),
+            s["hole_punches"],
+        );
         let text = format!(
-            "peer id:      {}\nname:         {}\nlistening:    {addrs}\nrouting table: {} peers ({} connected)\n\
+            "peer id:      {}\nname:         {}\nlistening:    {addrs}\n{reach}routing table: {} peers ({} connected)\n\
              stored:       {} of {} bytes quota\nchunks:       {} ({} pinned, {} replica, {} cached)\n\
              repair:       {} chunks responsible, {} below {} proven copies, {} not yet checked, {} handed over\n\
              repair sent:  {} copies ({} bytes); proofs {} valid, {} wrong\n             misbehaviour: {} penalties, {} peers banned now",

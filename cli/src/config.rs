@@ -13,10 +13,15 @@ use crate::Cli;
 /// ```toml
 /// data_dir = "/srv/cairn"
 /// api = "127.0.0.1:5737"
-/// listen = ["/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4001"]
-/// bootstrap = ["/ip4/192.0.2.7/udp/4001/quic-v1/p2p/12D3KooW…"]
+/// listen = ["/ip4/0.0.0.0/udp/5738/quic-v1", "/ip4/0.0.0.0/tcp/5738"]
+/// bootstrap = ["/ip4/192.0.2.7/udp/5738/quic-v1/p2p/12D3KooW…", "/dnsaddr/boot.example.org/p2p/12D3KooW…"]
+/// join = ["cairninvite1…"]    # invites to join through at start
 /// quota = "50GiB"          # or a number of bytes
 /// replication = 5
+/// network = "lab"          # a private network's name [default: the public one]
+/// relay_server = "auto"    # auto (while publicly reachable), on, off
+/// mdns = true              # find peers on the local network
+/// upnp = true              # map the port on the router
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,8 +32,14 @@ pub(crate) struct ConfigFile {
     pub(crate) listen: Vec<String>,
     #[serde(default)]
     pub(crate) bootstrap: Vec<String>,
+    #[serde(default)]
+    pub(crate) join: Vec<String>,
     pub(crate) quota: Option<toml::Value>,
     pub(crate) replication: Option<usize>,
+    pub(crate) network: Option<String>,
+    pub(crate) relay_server: Option<String>,
+    pub(crate) mdns: Option<bool>,
+    pub(crate) upnp: Option<bool>,
 }
 
 /// Settings after every source is applied.
@@ -37,6 +48,8 @@ pub(crate) struct Settings {
     pub(crate) data_dir: PathBuf,
     /// An explicit API address (flag, env or config), if any.
     pub(crate) api: Option<String>,
+    /// The config file named on the command line or in the environment, if any.
+    pub(crate) config_path: Option<PathBuf>,
     pub(crate) file: ConfigFile,
 }
 
@@ -64,6 +77,7 @@ impl Settings {
         Ok(Self {
             data_dir,
             api,
+            config_path: cli.config.clone().filter(|p| p != Path::new("/dev/null")),
             file,
         })
     }

@@ -17,12 +17,36 @@ pub(crate) const DEFAULT_API: &str = "127.0.0.1:5737";
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DaemonArgs {
-    /// Peer-to-peer listen address; repeat for several [default: QUIC and TCP on all interfaces]
+    /// Peer-to-peer listen address; repeat for several [default: QUIC and TCP on all
+    /// interfaces, port 5738, or a free one kept for the next starts if that is taken]
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
-    /// Peer to join the network through, ending with /p2p/PEER_ID; repeat for several
+    /// Peer to join the network through, ending with /p2p/PEER_ID (`/dnsaddr/…` works too);
+    /// repeat for several
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<Multiaddr>,
+    /// Invite to join the network through (`cairn invite` on the other node); repeat for
+    /// several
+    #[arg(long, value_name = "TICKET")]
+    join: Vec<String>,
+    /// Relay for nodes behind NAT: auto (only while AutoNAT finds this node publicly
+    /// reachable), on (this node has a public address), off [default: auto]
+    #[arg(long, value_name = "auto|on|off")]
+    relay_server: Option<cairn_node::RelayServer>,
+    /// Do not look for peers on the local network (mDNS)
+    #[arg(long, env = "CAIRN_NO_MDNS")]
+    no_mdns: bool,
+    /// Do not ask the router to map the port (UPnP)
+    #[arg(long, env = "CAIRN_NO_UPNP")]
+    no_upnp: bool,
+    /// Join a private network by name instead of the public one: its nodes only talk to
+    /// nodes with the same name [default: public]
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
+    /// Let AutoNAT count private address ranges as reachable: for a lab or test network built
+    /// from private ranges, never on the internet
+    #[arg(long)]
+    private_ranges: bool,
     /// Storage quota, e.g. 50GiB [default: 10GiB]
     #[arg(long, value_name = "SIZE")]
     quota: Option<String>,
@@ -152,8 +176,42 @@ pub(crate) async fn run(settings: &Settings, args: DaemonArgs, out: &Output) -> 
     if args.local_network {
         builder = builder.local_network();
     }
+    let relay_server = match (args.relay_server, &settings.file.relay_server) {
+        (Some(r), _) => r,
+        (None, Some(text)) => text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("relay_server in the config file: {e}"))?,
+        (None, None) => cairn_node::RelayServer::Auto,
+    };
+    builder = builder.nat(cairn_node::NatConfig {
+        relay_server,
+        mdns: !args.no_mdns && settings.file.mdns.unwrap_or(true),
+        upnp: !args.no_upnp && settings.file.upnp.unwrap_or(true),
+        private_ranges: args.private_ranges,
+        ..cairn_node::NatConfig::default()
+    });
+    if let Some(name) = args.network.as_ref().or(settings.file.network.as_ref()) {
+        builder = builder.network(cairn_node::Network::named(name).map_err(anyhow::Error::msg)?);
+    }
+    let joins: Vec<cairn_node::Ticket> = args
+        .join
+        .iter()
+        .chain(if args.join.is_empty() {
+            settings.file.join.iter()
+        } else {
+            [].iter()
+        })
+        .map(|t| t.parse().with_context(|| format!("--join {}", short(t))))
+        .collect::<anyhow::Result<_>>()?;
     let running = Running::start(builder, &data_dir, api).await?;
     let node = &running.node;
+    for ticket in &joins {
+        match node.join(ticket).await {
+            Ok(0) => tracing::warn!(peer = %ticket.peer, "the invite's node did not answer; the node keeps trying its known peers"),
+            Ok(n) => tracing::info!(peer = %ticket.peer, peers = n, "joined through an invite"),
+            Err(e) => tracing::warn!(peer = %ticket.peer, %e, "cannot join through an invite"),
+        }
+    }
     out.print(
         format!(
             "cairn daemon ready: peer {}\n  api and gateway: http://{}\n  data: {}\n  listening: {}",
@@ -174,6 +232,16 @@ pub(crate) async fn run(settings: &Settings, args: DaemonArgs, out: &Output) -> 
     tracing::info!("stopping");
     running.stop().await;
     Ok(())
+}
+
+/// The start of a long argument, for an error message.
+fn short(text: &str) -> String {
+    let t: String = text.chars().take(24).collect();
+    if t.len() < text.len() {
+        format!("{t}…")
+    } else {
+        t
+    }
 }
 
 fn parse_all(addrs: &[String]) -> anyhow::Result<Vec<Multiaddr>> {

@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod devnet;
 mod output;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,10 @@ enum Command {
         /// directory]
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Join through the node of this invite first (from `cairn invite` on the machine that
+        /// has the content), for a node that is not yet in the same network
+        #[arg(long, value_name = "TICKET")]
+        from: Option<String>,
     },
     /// Write a file's content to standard output
     #[command(
@@ -100,8 +105,18 @@ enum Command {
         #[command(subcommand)]
         command: Option<PeersCommand>,
     },
-    /// Show the node's id, addresses, routing table, storage and repair work
+    /// Print an invite to this node: a ticket another node joins through (`cairn peers add`,
+    /// `cairn daemon --join`) or fetches with (`cairn get ID --from`)
+    #[command(
+        after_long_help = "Example:\n  cairn invite          # on one machine; send the ticket to a friend\n  cairn get cairn1… --from cairninvite1…   # on the friend's"
+    )]
+    Invite,
+    /// Show the node's id, addresses, reachability, routing table, storage and repair work
     Status,
+    /// Run the daemon as a service of this user, started at login (systemd on Linux, launchd
+    /// on macOS)
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Ask the network how many live, verified copies each chunk of some content has
     Health {
         /// Content id (cairn1…)
@@ -140,8 +155,13 @@ enum PinCommand {
 #[derive(Subcommand, Debug)]
 enum PeersCommand {
     /// Connect to a peer and join the network through it, now
+    #[command(
+        after_long_help = "Examples:\n  cairn peers add cairninvite1…\n  cairn peers add /ip4/192.0.2.7/udp/5738/quic-v1/p2p/12D3KooW…"
+    )]
     Add {
-        /// Its address, ending in `/p2p/<peer id>` (its `cairn status` shows them)
+        /// An invite (`cairn invite` on the other node), or an address ending in
+        /// `/p2p/<peer id>` (its `cairn status` shows them)
+        #[arg(value_name = "TICKET|MULTIADDR")]
         addr: String,
     },
 }
@@ -230,11 +250,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Daemon(args) => daemon::run(&settings, args, &out).await,
         Command::Devnet(args) => devnet::run(args, &out).await,
+        Command::Service(command) => service::run(&cli_paths(&settings), command, &out),
         command => {
             let client = client::Client::connect(&settings)?;
             match command {
                 Command::Put { path } => client.put(&path, &out).await,
-                Command::Get { target, output } => {
+                Command::Get {
+                    target,
+                    output,
+                    from,
+                } => {
+                    if let Some(ticket) = from {
+                        client
+                            .join_quietly(&ticket)
+                            .await
+                            .context("--from: cannot reach the invite's node")?;
+                    }
                     // Dropping the get on Ctrl-C or SIGTERM removes its staged output.
                     tokio::select! {
                         r = client.get(&target, output, &out) => r,
@@ -260,6 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     command: Some(PeersCommand::Add { addr }),
                 } => client.add_peer(&addr, &out).await,
                 Command::Status => client.status(&out).await,
+                Command::Invite => client.invite(&out).await,
                 Command::Health { id } => client.health(&id, &out).await,
                 Command::Gc { dry_run, keep } => {
                     let keep = match keep {
@@ -269,9 +301,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     };
                     client.gc(dry_run, keep, &out).await
                 }
-                Command::Daemon(_) | Command::Devnet(_) => unreachable!("handled above"),
+                Command::Daemon(_) | Command::Devnet(_) | Command::Service(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
+    }
+}
+
+/// What a service runs: this binary on this data directory and config.
+fn cli_paths(settings: &config::Settings) -> service::Paths {
+    service::Paths {
+        data_dir: settings.data_dir.clone(),
+        config: settings.config_path.clone(),
     }
 }
 

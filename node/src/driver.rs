@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::{debug, trace, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::protocol::{
     Behaviour, BehaviourEvent, ChunkRequest, ChunkResponse, PeerAddr, is_shareable, node_id,
@@ -107,6 +107,12 @@ pub struct NetworkStatus {
     pub repair_bytes_sent: u64,
     /// Peers each chunk is stored on.
     pub replication: usize,
+    /// Reachability: AutoNAT's finding, external and relayed addresses, hole punches.
+    pub nat: crate::nat::NatStatus,
+    /// The network it is on (`public`, or a private network's name).
+    pub network: String,
+    /// Requests from peers refused by a rate limit since start.
+    pub rate_limited: u64,
 }
 
 /// A peer in the routing table.
@@ -120,6 +126,8 @@ pub struct PeerInfo {
     pub rtt: Option<Duration>,
     /// Whether a connection is open.
     pub connected: bool,
+    /// Whether that connection goes through a relay (no direct one yet).
+    pub relayed: bool,
 }
 
 type Reply<T> = oneshot::Sender<T>;
@@ -213,6 +221,16 @@ pub(crate) enum Command {
     Peers {
         reply: Reply<Vec<PeerInfo>>,
     },
+    /// The addresses this node can be reached at, best first: external (confirmed by AutoNAT
+    /// or mapped by UPnP), relayed, then listen addresses.
+    Addresses {
+        reply: Reply<Vec<Multiaddr>>,
+    },
+    /// Addresses to dial `peer` at, beside those already known.
+    AddAddresses {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -273,6 +291,12 @@ pub(crate) struct Driver {
     keys: Arc<crate::keys::Keyring>,
     /// Peers banned by the engine, by node id, until it lifts the ban.
     banned: HashMap<Key, PeerId>,
+    /// Reachability: AutoNAT, relays, hole punching.
+    nat: crate::nat::Nat,
+    /// identify's protocol version of this node's network: a peer announcing another is on
+    /// another network and is dropped.
+    identify_version: String,
+    metrics: crate::metrics::Live,
 }
 
 enum ChunkWaiter {
@@ -311,6 +335,9 @@ impl Driver {
         commands: mpsc::Receiver<Command>,
         self_tx: mpsc::WeakSender<Command>,
         keys: Arc<crate::keys::Keyring>,
+        nat: crate::nat::Nat,
+        identify_version: String,
+        metrics: crate::metrics::Live,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
         Self {
@@ -335,6 +362,9 @@ impl Driver {
             inbound_permits: Arc::new(Semaphore::new(INBOUND_CHUNK_CONCURRENCY)),
             keys,
             banned: HashMap::new(),
+            nat,
+            identify_version,
+            metrics,
         }
     }
 
@@ -384,6 +414,14 @@ impl Driver {
             match event {
                 Event::QueryFinished { id, result, stats } => {
                     trace!(?id, ?stats, "query finished");
+                    let kind = crate::metrics::Kind {
+                        kind: query_kind(&result).into(),
+                    };
+                    self.metrics.lookups.get_or_create(&kind).inc();
+                    self.metrics
+                        .lookup_seconds
+                        .get_or_create(&kind)
+                        .observe(stats.duration.as_secs_f64());
                     self.on_query_finished(id, result);
                 }
                 Event::PeerAdded { peer } => debug!(peer = %peer.addr.peer, "routing table: added"),
@@ -651,6 +689,9 @@ impl Driver {
                     repair: self.engine.repair_stats(),
                     repair_bytes_sent: self.repair_bytes.load(Ordering::Relaxed),
                     replication: self.engine.config().replication,
+                    nat: self.nat.status(&self.swarm),
+                    rate_limited: self.engine.rate_limited(),
+                    network: network_name(&self.identify_version),
                 });
             }
             Command::Peers { reply } => {
@@ -666,9 +707,33 @@ impl Driver {
                             .and_then(|s| s.rtt)
                             .map(|r| r.srtt()),
                         connected: self.swarm.is_connected(&c.addr.peer),
+                        relayed: self.nat.is_relayed(&c.addr.peer),
                     })
                     .collect();
                 let _ = reply.send(peers);
+            }
+            Command::Addresses { reply } => {
+                let status = self.nat.status(&self.swarm);
+                let mut addrs: Vec<Multiaddr> = status.external_addrs;
+                addrs.extend(status.relayed_addrs);
+                addrs.extend(
+                    self.swarm
+                        .listeners()
+                        .filter(|a| is_shareable(a))
+                        .cloned(),
+                );
+                // Loopback addresses last: they work only on this machine.
+                addrs.sort_by_key(crate::nat::is_loopback);
+                addrs.dedup();
+                let _ = reply.send(addrs);
+            }
+            Command::AddAddresses { peer, addrs } => {
+                if let Some(first) = addrs.first() {
+                    self.listen.entry(peer).or_insert_with(|| first.clone());
+                }
+                for a in addrs {
+                    self.swarm.add_peer_address(peer, a);
+                }
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
@@ -718,28 +783,25 @@ impl Driver {
                 peer_id,
                 info,
                 ..
-            })) => {
-                let shareable: Vec<Multiaddr> =
-                    info.listen_addrs.into_iter().filter(is_shareable).collect();
-                // Prefer QUIC (one socket: the address a peer dials from is the one it listens on).
-                let best = shareable
-                    .iter()
-                    .find(|a| {
-                        a.iter()
-                            .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
-                    })
-                    .or(shareable.first())
-                    .cloned();
-                for a in shareable {
-                    self.swarm.add_peer_address(peer_id, a);
-                }
-                if let Some(best) = best {
-                    self.listen.insert(peer_id, best);
-                }
+            })) => self.on_identify(now, peer_id, info),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => {
+                self.nat.on_autonat(&mut self.swarm, e)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => self.nat.on_relay_client(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.nat.on_relay_server(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => {
+                self.nat.on_dcutr(&mut self.swarm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(e)) => self.nat.on_upnp(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.on_mdns(now, e),
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
+                self.nat
+                    .on_connection(peer_id, connection_id, endpoint.is_relayed());
                 let addr = endpoint.get_remote_address().clone();
                 if let Some(ip) = crate::limits::ip_of(&addr) {
                     self.observed.insert(peer_id, ip);
@@ -752,10 +814,16 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 cause,
                 ..
             } => {
+                self.nat.on_connection_closed(peer_id, connection_id);
+                if num_established > 0 {
+                    return;
+                }
+                self.nat.on_disconnected(&mut self.swarm, peer_id);
                 self.remote.remove(&peer_id);
                 self.observed.remove(&peer_id);
                 let id = node_id(&peer_id);
@@ -767,8 +835,72 @@ impl Driver {
                     self.engine.connection_lost(now, &id);
                 }
             }
-            SwarmEvent::NewListenAddr { address, .. } => debug!(%address, "listening"),
+            SwarmEvent::NewListenAddr {
+                address,
+                listener_id,
+            } => {
+                debug!(%address, "listening");
+                self.nat
+                    .on_new_listen_addr(&mut self.swarm, listener_id, &address);
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.nat.on_listener_closed(&mut self.swarm, listener_id)
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "reachable at an external address")
+            }
             other => trace!(?other, "swarm event"),
+        }
+    }
+
+    /// What a peer said about itself: its network, addresses and protocols.
+    fn on_identify(&mut self, now: Timestamp, peer: PeerId, info: identify::Info) {
+        if info.protocol_version != self.identify_version {
+            debug!(%peer, theirs = %info.protocol_version, "a peer of another network; disconnecting");
+            self.engine.connection_lost(now, &node_id(&peer));
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return;
+        }
+        let observed = self.observed.get(&peer).copied();
+        let best = best_address(&info.listen_addrs, observed);
+        for a in info
+            .listen_addrs
+            .iter()
+            .filter(|a| is_shareable(a) || crate::nat::is_circuit(a))
+        {
+            self.swarm.add_peer_address(peer, a.clone());
+        }
+        let direct = best.as_ref().filter(|a| !crate::nat::is_circuit(a));
+        self.nat.on_identify(&mut self.swarm, peer, &info, direct);
+        if let Some(best) = best {
+            self.listen.insert(peer, best);
+        }
+    }
+
+    /// mDNS found peers on the local network: join through those not known yet.
+    fn on_mdns(&mut self, now: Timestamp, event: libp2p::mdns::Event) {
+        let libp2p::mdns::Event::Discovered(found) = event else {
+            return;
+        };
+        let mut seeds: HashMap<PeerId, Multiaddr> = HashMap::new();
+        for (peer, addr) in found {
+            if peer == *self.swarm.local_peer_id() {
+                continue;
+            }
+            self.swarm.add_peer_address(peer, addr.clone());
+            seeds.entry(peer).or_insert(addr);
+        }
+        let new: Vec<Contact<PeerAddr>> = seeds
+            .into_iter()
+            .filter(|(peer, _)| !self.engine.contains_peer(&node_id(peer)))
+            .map(|(peer, addr)| {
+                info!(%peer, %addr, "found a peer on the local network (mDNS)");
+                self.listen.entry(peer).or_insert_with(|| addr.clone());
+                Contact::new(node_id(&peer), PeerAddr { peer, addr })
+            })
+            .collect();
+        if !new.is_empty() {
+            let _ = self.engine.bootstrap(now, new);
         }
     }
 
@@ -870,6 +1002,7 @@ impl Driver {
     ) {
         let outcome = match response {
             Some(ChunkResponse::Data(bytes)) if Key::hash(&bytes) == chunk => {
+                self.metrics.chunk_bytes_in.inc_by(bytes.len() as u64);
                 match self
                     .fetches
                     .get(&fetch)
@@ -1186,6 +1319,7 @@ impl Driver {
                 });
             }
             ChunkRequest::Store { id, bytes } => {
+                self.metrics.chunk_bytes_in.inc_by(bytes.len() as u64);
                 let now = self.clock.now();
                 let from = node_id(&peer);
                 let ip = self.observed.get(&peer).copied();
@@ -1283,10 +1417,58 @@ impl Driver {
                 (channel, response)
             }
         };
+        if let ChunkResponse::Data(bytes) = &response {
+            self.metrics.chunk_bytes_out.inc_by(bytes.len() as u64);
+        }
         let _ = self
             .swarm
             .behaviour_mut()
             .chunk
             .send_response(channel, response);
+    }
+}
+
+/// The address to record for a peer, out of those it listens on (identify): one at the IP its
+/// connection comes from if any (it is not behind NAT from here), else a relayed one (it is
+/// behind NAT and reserved a slot on a relay), else one that is not loopback; QUIC first in
+/// each (one socket: the address a peer dials from is the one it listens on).
+fn best_address(addrs: &[Multiaddr], observed: Option<IpAddr>) -> Option<Multiaddr> {
+    let quic = |a: &Multiaddr| {
+        a.iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
+    };
+    let pick = |class: &dyn Fn(&Multiaddr) -> bool| {
+        let of: Vec<&Multiaddr> = addrs.iter().filter(|a| class(a)).collect();
+        of.iter()
+            .find(|a| quic(a))
+            .or(of.first())
+            .map(|a| (*a).clone())
+    };
+    let direct = |a: &Multiaddr| is_shareable(a);
+    pick(&|a| direct(a) && observed.is_some() && crate::limits::ip_of(a) == observed)
+        .or_else(|| pick(&crate::nat::is_circuit))
+        .or_else(|| pick(&|a| direct(a) && !crate::nat::is_loopback(a)))
+        .or_else(|| pick(&direct))
+}
+
+/// The network name in identify version `/cairn/<name>/1.0.0` (`public` for `/cairn/1.0.0`).
+fn network_name(version: &str) -> String {
+    let parts: Vec<&str> = version.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["cairn", name, _] => (*name).to_owned(),
+        _ => "public".to_owned(),
+    }
+}
+
+/// A lookup's kind, as a metric label.
+fn query_kind(result: &QueryResult<PeerAddr>) -> &'static str {
+    match result {
+        QueryResult::Bootstrap { .. } => "bootstrap",
+        QueryResult::FindNode { .. } => "find_node",
+        QueryResult::GetRecord { .. } => "get_record",
+        QueryResult::PutRecord { .. } => "put_record",
+        QueryResult::Announce { .. } => "announce",
+        QueryResult::Holders { .. } => "holders",
+        QueryResult::Placement { .. } => "placement",
     }
 }

@@ -213,6 +213,7 @@ pub fn router(node: Node, token: &str) -> Router {
         .route("/pins", get(pins))
         .route("/pins/{id}", post(pin).delete(unpin))
         .route("/peers", get(peers).post(add_peer))
+        .route("/invite", get(invite))
         .route("/status", get(status))
         .route("/health/{id}", get(health))
         .route("/gc", post(gc))
@@ -226,6 +227,7 @@ pub fn router(node: Node, token: &str) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v0", api)
+        .route("/metrics", get(metrics))
         .route("/c/{id}", get(gateway_root))
         .route("/c/{id}/", get(gateway_root))
         .route("/c/{id}/{*path}", get(gateway_path))
@@ -919,6 +921,7 @@ async fn peers(State(state): State<AppState>) -> Result<axum::Json<serde_json::V
                 "addr": p.addr.to_string(),
                 "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),
                 "connected": p.connected,
+                "relayed": p.relayed,
             })
         })
         .collect();
@@ -931,7 +934,8 @@ struct AddPeerBody {
 }
 
 impl BodyShape for AddPeerBody {
-    const SHAPE: &'static str = r#"a JSON object {"addr": "<multiaddr ending in /p2p/<peer id>>"}"#;
+    const SHAPE: &'static str =
+        r#"a JSON object {"addr": "<multiaddr ending in /p2p/<peer id>, or an invite (cairninvite1…)>"}"#;
 }
 
 /// `POST /api/v0/peers {"addr": MULTIADDR}`: joins the network through that peer now.
@@ -939,16 +943,26 @@ async fn add_peer(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AddPeerBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let addr: libp2p::Multiaddr = body.addr.parse().map_err(|_| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "'{}' is not a multiaddr; expected one like /ip4/192.0.2.1/tcp/4001/p2p/12D3KooW…",
-                crate::printable(&body.addr.chars().take(200).collect::<String>())
-            ),
-        )
-    })?;
-    let peers = match state.node.add_peer(&addr).await {
+    let text = body.addr.trim();
+    let (joined, what) = if text.starts_with(crate::TICKET_PREFIX) {
+        let ticket: crate::Ticket = text
+            .parse()
+            .map_err(|e: crate::TicketError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let what = format!("the invite's node {}", ticket.peer);
+        (state.node.join(&ticket).await, what)
+    } else {
+        let addr: libp2p::Multiaddr = text.parse().map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "'{}' is neither a multiaddr nor an invite; expected one like /ip4/192.0.2.1/udp/5738/quic-v1/p2p/12D3KooW… or cairninvite1…",
+                    crate::printable(&text.chars().take(200).collect::<String>())
+                ),
+            )
+        })?;
+        (state.node.add_peer(&addr).await, addr.to_string())
+    };
+    let peers = match joined {
         Ok(n) => n,
         Err(crate::AddPeerError::Stopped(e)) => return Err(GetError::from(e).into()),
         Err(e) => return Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
@@ -957,13 +971,35 @@ async fn add_peer(
         return Err(ApiError(
             StatusCode::BAD_GATEWAY,
             format!(
-                "no answer from {addr}; check the address, and that the peer is running and reachable"
+                "no answer from {what}; check that it is running and reachable (a new invite lists its current addresses)"
             ),
         ));
     }
-    Ok(axum::Json(
-        serde_json::json!({ "addr": addr.to_string(), "peers": peers }),
-    ))
+    Ok(axum::Json(serde_json::json!({ "addr": what, "peers": peers })))
+}
+
+/// `GET /api/v0/invite`: a ticket to this node (`cairn invite`).
+async fn invite(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let ticket = state.node.invite().await.map_err(GetError::from)?;
+    Ok(axum::Json(serde_json::json!({
+        "ticket": ticket.to_string(),
+        "peer_id": ticket.peer.to_string(),
+        "addrs": ticket.full_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /metrics`: Prometheus text (no token: it says nothing a peer could not learn, and the
+/// API listens on loopback only).
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state.node.metrics().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn status(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
@@ -984,6 +1020,13 @@ async fn status(State(state): State<AppState>) -> Result<axum::Json<serde_json::
         "penalised_peers": stats.network.penalised,
         "banned_peers": stats.network.banned,
         "replication": stats.network.replication,
+        "network": stats.network.network,
+        "rate_limited_requests": stats.network.rate_limited,
+        "reachability": stats.network.nat.reachability.as_str(),
+        "external_addrs": stats.network.nat.external_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "relayed_addrs": stats.network.nat.relayed_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "hole_punches": stats.network.nat.hole_punches,
+        "hole_punch_failures": stats.network.nat.hole_punch_failures,
         "repair": {
             "chunks_responsible": stats.network.repair.responsible,
             "chunks_below_target": stats.network.repair.below_target,

@@ -42,7 +42,9 @@ mod id;
 mod keys;
 pub mod limits;
 pub mod manifest;
+mod metrics;
 mod names;
+pub mod nat;
 mod node;
 mod path;
 mod peers;
@@ -50,6 +52,7 @@ pub mod protocol;
 mod put;
 mod records;
 pub mod store;
+mod ticket;
 pub mod wire;
 
 pub use cairn_dht as dht;
@@ -65,8 +68,11 @@ pub use keys::{KEYS_DIR, KeyInfo, KeyName, MAX_KEY_NAME, MAX_KEYS, SELF_KEY};
 pub use libp2p::{Multiaddr, PeerId};
 pub use manifest::{EntryKind, Manifest, ManifestError};
 pub use names::{DEFAULT_NAME_TTL, MAX_NAME_TTL, NAME_PREFIX, Name, parse_ttl};
+pub use nat::{NatConfig, NatStatus, Reachability, RelayServer};
+pub use protocol::Network;
+pub use ticket::{MAX_TICKET_ADDRS, MAX_TICKET_LEN, TICKET_PREFIX, Ticket, TicketError};
 pub use node::{
-    DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
+    DEFAULT_PORT, DEFAULT_QUOTA, IDENTITY_FILE, PORT_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
     NodeStats,
 };
 pub use path::{ContentPath, ContentRoot};

@@ -26,6 +26,12 @@ pub const DEFAULT_QUOTA: u64 = 10 << 30;
 /// How long a connection with no open stream is kept. libp2p closes idle connections at once by
 /// default; DHT peers talk often enough that redialing would cost more than keeping them.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// The peer-to-peer port (TCP and QUIC) a node listens on by default, on every interface. When it
+/// is taken the node takes a free one and keeps it for its next starts ([`PORT_FILE`]).
+pub const DEFAULT_PORT: u16 = 5738;
+/// Name of the file in the data directory that keeps the port a node listens on by default,
+/// when it is not [`DEFAULT_PORT`].
+pub const PORT_FILE: &str = "p2p-port";
 /// Name of the identity key file in the data directory.
 pub const IDENTITY_FILE: &str = "identity.key";
 /// Name of the file holding the secret key of the node's own name, its key `self` (see
@@ -40,6 +46,8 @@ pub struct NodeBuilder {
     bootstrap: Vec<Multiaddr>,
     quota: u64,
     dht: Config,
+    nat: crate::nat::NatConfig,
+    network: crate::protocol::Network,
 }
 
 impl Default for NodeBuilder {
@@ -50,6 +58,8 @@ impl Default for NodeBuilder {
             bootstrap: Vec::new(),
             quota: DEFAULT_QUOTA,
             dht: Config::default(),
+            nat: crate::nat::NatConfig::default(),
+            network: crate::protocol::Network::public(),
         }
     }
 }
@@ -63,7 +73,8 @@ impl NodeBuilder {
     }
 
     /// Listens on `addr` (e.g. `/ip4/127.0.0.1/udp/0/quic-v1`); may be called several times.
-    /// Default: QUIC and TCP on every interface, ports chosen by the system.
+    /// Default: QUIC and TCP on every interface, on [`DEFAULT_PORT`] (or, when that is taken, a
+    /// free port, kept in the data directory for the next starts).
     pub fn listen(mut self, addr: Multiaddr) -> Self {
         self.listen.push(addr);
         self
@@ -91,6 +102,20 @@ impl NodeBuilder {
     /// taken from the identity unless set here.
     pub fn dht_config(mut self, config: Config) -> Self {
         self.dht = config;
+        self
+    }
+
+    /// How the node makes itself reachable: relay server, UPnP, mDNS, AutoNAT (see
+    /// [`crate::nat`]). Default: relay server while publicly reachable, no UPnP, no mDNS.
+    pub fn nat(mut self, nat: crate::nat::NatConfig) -> Self {
+        self.nat = nat;
+        self
+    }
+
+    /// Joins the network called `network` rather than the public one (see
+    /// [`crate::protocol::Network`]).
+    pub fn network(mut self, network: crate::protocol::Network) -> Self {
+        self.network = network;
         self
     }
 
@@ -161,6 +186,9 @@ impl NodeBuilder {
 
         // One host, one IP: its inbound connections are capped, except on a local network.
         let per_ip = self.dht.ip_prefix_cap.map(|_| crate::limits::MAX_PER_IP);
+        let transport = |e: &dyn std::fmt::Display| SpawnError::Transport(e.to_string());
+        let (nat, network) = (self.nat.clone(), self.network.clone());
+        let mut registry = prometheus_client::registry::Registry::default();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -168,19 +196,29 @@ impl NodeBuilder {
                 noise::Config::new,
                 yamux::Config::default,
             )
-            .map_err(|e| SpawnError::Transport(e.to_string()))?
+            .map_err(|e| transport(&e))?
             .with_quic()
-            .with_behaviour(|key| Behaviour::new(key, per_ip))
-            .map_err(|e| SpawnError::Transport(e.to_string()))?
+            // `/dns4/…`, `/dns6/…` and `/dnsaddr/…` bootstrap addresses.
+            .with_dns()
+            .map_err(|e| transport(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| transport(&e))?
+            .with_bandwidth_metrics(&mut registry)
+            .with_behaviour(|key, relay| {
+                Behaviour::new(key, relay, per_ip, &nat, &network)
+                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            })
+            .map_err(|e| transport(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
             .build();
         let listen = if self.listen.is_empty() {
-            vec![
-                "/ip4/0.0.0.0/udp/0/quic-v1"
-                    .parse()
-                    .expect("valid multiaddr"),
-                "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
+            let port = default_port(self.data_dir.as_deref());
+            [
+                format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
+                format!("/ip4/0.0.0.0/tcp/{port}"),
             ]
+            .map(|a| a.parse().expect("valid multiaddr"))
+            .to_vec()
         } else {
             self.listen.clone()
         };
@@ -271,6 +309,7 @@ impl NodeBuilder {
         for id in held.into_iter().filter(|id| !gone.contains(id)) {
             engine.hold(id);
         }
+        let metrics = crate::metrics::Metrics::new(registry);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let weak = tx.downgrade();
         store.on_evict(move |keys| {
@@ -288,6 +327,9 @@ impl NodeBuilder {
             rx,
             tx.downgrade(),
             keys.clone(),
+            crate::nat::Nat::new(self.nat.clone()),
+            self.network.identify_version(),
+            metrics.live.clone(),
         );
         let task = tokio::spawn(driver.run());
         let node = Node {
@@ -298,6 +340,7 @@ impl NodeBuilder {
                 listen_addrs,
                 data_dir: self.data_dir.clone(),
                 keys,
+                metrics,
                 task: Mutex::new(Some(task)),
             }),
         };
@@ -444,6 +487,7 @@ pub(crate) struct Inner {
     listen_addrs: Vec<Multiaddr>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) keys: Arc<Keyring>,
+    metrics: Arc<crate::metrics::Metrics>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -516,6 +560,49 @@ impl Node {
         Ok(NodeStats { network, store })
     }
 
+    /// Every metric in Prometheus text format (see [`crate::metrics`]).
+    pub async fn metrics(&self) -> Result<String, crate::error::GetError> {
+        let stats = self.stats().await?;
+        Ok(self.inner.metrics.render(&stats))
+    }
+
+    /// The addresses this node can be reached at now, best first (each ending with
+    /// `/p2p/<peer id>`): confirmed external, relayed, then listen addresses.
+    pub async fn reachable_addrs(&self) -> Result<Vec<Multiaddr>, NodeStopped> {
+        let addrs = self.call(|reply| Command::Addresses { reply }).await?;
+        Ok(addrs
+            .into_iter()
+            .map(|a| without_peer(&a).with(Protocol::P2p(self.inner.peer_id)))
+            .collect())
+    }
+
+    /// An invite to this node: its peer id and the addresses it can be reached at now.
+    pub async fn invite(&self) -> Result<crate::Ticket, NodeStopped> {
+        let addrs = self.call(|reply| Command::Addresses { reply }).await?;
+        Ok(crate::Ticket::new(self.inner.peer_id, addrs))
+    }
+
+    /// Joins the network through the node of `ticket`, dialing it at every address the ticket
+    /// has; returns how many close peers answered.
+    pub async fn join(&self, ticket: &crate::Ticket) -> Result<usize, crate::AddPeerError> {
+        let Some(first) = ticket.addrs.first() else {
+            return Err(crate::AddPeerError::NoAddress);
+        };
+        if ticket.peer == self.peer_id() {
+            return Err(crate::AddPeerError::Itself(first.clone()));
+        }
+        self.tell(Command::AddAddresses {
+            peer: ticket.peer,
+            addrs: ticket.addrs.clone(),
+        })
+        .await?;
+        let seed = PeerAddr {
+            peer: ticket.peer,
+            addr: first.clone(),
+        };
+        Ok(self.bootstrap(vec![seed]).await?)
+    }
+
     /// The peers in the routing table.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
         self.call(|reply| Command::Peers { reply }).await
@@ -582,6 +669,49 @@ impl Node {
             .await
             .map_err(|_| NodeStopped)
     }
+}
+
+/// The port to listen on by default: the one kept in `dir` from an earlier start, else
+/// [`DEFAULT_PORT`]; if TCP or UDP is taken on it, a port free for both (said in the log, and
+/// kept in `dir` so the address handed to others holds across restarts).
+fn default_port(dir: Option<&Path>) -> u16 {
+    let file = dir.map(|d| d.join(PORT_FILE));
+    let kept = file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| t.trim().parse::<u16>().ok())
+        .filter(|p| *p != 0);
+    let wanted = kept.unwrap_or(DEFAULT_PORT);
+    let free = |port: u16| {
+        ["/ip4/0.0.0.0/tcp/", "/ip4/0.0.0.0/udp/"].iter().all(|p| {
+            format!("{p}{port}")
+                .parse()
+                .is_ok_and(|a: Multiaddr| check_bindable(&a).is_ok())
+        })
+    };
+    if free(wanted) {
+        return wanted;
+    }
+    // Bounded: an ephemeral TCP port whose UDP twin is free too, in a few tries.
+    let found = (0..32).find_map(|_| {
+        let socket = std::net::TcpListener::bind("0.0.0.0:0").ok()?;
+        let port = socket.local_addr().ok()?.port();
+        drop(socket);
+        free(port).then_some(port)
+    });
+    let Some(port) = found else {
+        warn!(port = wanted, "the p2p port is taken and no free one was found; letting the system choose");
+        return 0;
+    };
+    warn!(
+        "the p2p port {wanted} is taken (by another program or cairn node); listening on {port} instead, and keeping it for the next starts"
+    );
+    if let Some(f) = file
+        && let Err(e) = std::fs::write(&f, format!("{port}\n"))
+    {
+        warn!(path = %f.display(), %e, "cannot keep the p2p port; the next start may listen on another");
+    }
+    port
 }
 
 /// Fails if listen address `addr` cannot be bound: its port is taken (by another process or

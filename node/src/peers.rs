@@ -120,6 +120,9 @@ pub enum AddPeerError {
     /// The address is this node's own.
     #[error("'{0}' is this node itself; give the address of another peer")]
     Itself(libp2p::Multiaddr),
+    /// An invite with no address in it.
+    #[error("the invite has no address to reach its node at; ask for a new one (`cairn invite`)")]
+    NoAddress,
     /// The node has stopped.
     #[error(transparent)]
     Stopped(#[from] crate::error::NodeStopped),

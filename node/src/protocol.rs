@@ -6,6 +6,13 @@
 //! - `/cairn/chunk/1.0.0`: [`ChunkRequest`]/[`ChunkResponse`], capped at one chunk plus framing.
 //! - identify (so peers learn each other's listen addresses) and ping (whose round trips feed
 //!   the engine's timeouts and holder ranking).
+//! - Reachability, all libp2p's own behaviours (see [`crate::nat`]): AutoNAT (am I publicly
+//!   reachable?), the circuit relay v2 client (a node behind NAT reserves a slot on a public
+//!   peer) and server (public nodes relay, with bounded resources), DCUtR (a relayed connection
+//!   becomes a direct one by hole punching), UPnP port mapping and mDNS discovery on the LAN.
+//!
+//! On a named network ([`Network`]), the DHT and chunk protocols and identify's version carry
+//! the name, so that its nodes never talk DHT to the public network's, nor to another's.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -14,17 +21,75 @@ use cairn_dht::{Address, Key};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, ping};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, autonat, dcutr, identify, mdns, ping, relay, upnp};
 use serde::{Deserialize, Serialize};
 
 use crate::chunker::MAX_CHUNK;
 
-/// The DHT protocol.
+/// The DHT protocol (of the public network).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/kad/1.0.0");
-/// The chunk transfer protocol.
+/// The chunk transfer protocol (of the public network).
 pub const CHUNK_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/chunk/1.0.0");
-/// identify's protocol version string.
+/// identify's protocol version string (of the public network).
 pub const IDENTIFY_VERSION: &str = "/cairn/1.0.0";
+/// Longest network name.
+pub const MAX_NETWORK_NAME: usize = 64;
+
+/// Which cairn network a node belongs to: the public one, or a private one by name (a company's,
+/// a test lab's). Nodes of different networks may connect (libp2p's own protocols still run),
+/// but speak no DHT or chunk protocol to each other and drop each other from their tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Network(Option<String>);
+
+impl Network {
+    /// The public network.
+    pub fn public() -> Self {
+        Self(None)
+    }
+
+    /// The network called `name`: 1 to [`MAX_NETWORK_NAME`] of `a-z`, `0-9`, `-`, `_`, `.`.
+    pub fn named(name: &str) -> Result<Self, String> {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_NETWORK_NAME
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !ok {
+            return Err(format!(
+                "'{}' is not a network name: use 1 to {MAX_NETWORK_NAME} of a-z, 0-9, '-', '_' and '.'",
+                crate::printable(&name.chars().take(80).collect::<String>())
+            ));
+        }
+        Ok(if name == "public" {
+            Self(None)
+        } else {
+            Self(Some(name.to_owned()))
+        })
+    }
+
+    /// Its name, `public` for the public network.
+    pub fn name(&self) -> &str {
+        self.0.as_deref().unwrap_or("public")
+    }
+
+    fn protocol(&self, what: &str) -> StreamProtocol {
+        match &self.0 {
+            None if what == "kad" => KAD_PROTOCOL,
+            None => CHUNK_PROTOCOL,
+            Some(net) => StreamProtocol::try_from_owned(format!("/cairn/{net}/{what}/1.0.0"))
+                .expect("starts with a slash"),
+        }
+    }
+
+    /// identify's protocol version on this network: peers announcing another are dropped.
+    pub fn identify_version(&self) -> String {
+        match &self.0 {
+            None => IDENTIFY_VERSION.to_owned(),
+            Some(net) => format!("/cairn/{net}/1.0.0"),
+        }
+    }
+}
 /// Largest DHT message: 2k contacts with a few addresses each fit with room to spare.
 pub const MAX_KAD_MESSAGE: u64 = 64 * 1024;
 /// Largest chunk message: a chunk plus framing.
@@ -122,6 +187,12 @@ pub(crate) struct Behaviour {
     pub(crate) chunk: request_response::Behaviour<ChunkCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
+    pub(crate) autonat: autonat::Behaviour,
+    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) relay: relay::Behaviour,
+    pub(crate) dcutr: dcutr::Behaviour,
+    pub(crate) upnp: Toggle<upnp::tokio::Behaviour>,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     limits: libp2p::connection_limits::Behaviour,
     memory: libp2p::memory_connection_limits::Behaviour,
     pub(crate) per_ip: crate::limits::IpLimit,
@@ -130,8 +201,15 @@ pub(crate) struct Behaviour {
 
 impl Behaviour {
     /// The behaviour, with at most `per_ip` inbound connections from one IP address (`None`:
-    /// no cap, for a local network).
-    pub(crate) fn new(key: &libp2p::identity::Keypair, per_ip: Option<usize>) -> Self {
+    /// no cap, for a local network), and reachability as `nat` says.
+    pub(crate) fn new(
+        key: &libp2p::identity::Keypair,
+        relay_client: relay::client::Behaviour,
+        per_ip: Option<usize>,
+        nat: &crate::nat::NatConfig,
+        network: &Network,
+    ) -> std::io::Result<Self> {
+        let peer = key.public().to_peer_id();
         let kad_codec = KadCodec::new(MAX_KAD_MESSAGE, MAX_KAD_MESSAGE);
         let chunk_codec = ChunkCodec::new(MAX_CHUNK_MESSAGE, MAX_CHUNK_MESSAGE);
         // The engine times DHT requests itself (adaptive per peer); this is only a backstop.
@@ -141,29 +219,40 @@ impl Behaviour {
         let chunk_config = request_response::Config::default()
             .with_request_timeout(Duration::from_secs(60))
             .with_max_concurrent_streams(32);
-        Self {
+        let mdns = if nat.mdns {
+            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+        } else {
+            None
+        };
+        Ok(Self {
             kad: request_response::Behaviour::with_codec(
                 kad_codec,
-                [(KAD_PROTOCOL, ProtocolSupport::Full)],
+                [(network.protocol("kad"), ProtocolSupport::Full)],
                 kad_config,
             ),
             chunk: request_response::Behaviour::with_codec(
                 chunk_codec,
-                [(CHUNK_PROTOCOL, ProtocolSupport::Full)],
+                [(network.protocol("chunk"), ProtocolSupport::Full)],
                 chunk_config,
             ),
             identify: identify::Behaviour::new(identify::Config::new(
-                IDENTIFY_VERSION.into(),
+                network.identify_version(),
                 key.public(),
             )),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+            autonat: autonat::Behaviour::new(peer, nat.autonat_config()),
+            relay_client,
+            relay: nat.relay_server(peer),
+            dcutr: dcutr::Behaviour::new(peer),
+            upnp: Toggle::from(nat.upnp.then(upnp::tokio::Behaviour::default)),
+            mdns: Toggle::from(mdns),
             limits: crate::limits::connection_limits(),
             memory: libp2p::memory_connection_limits::Behaviour::with_max_percentage(
                 crate::limits::MAX_MEMORY_FRACTION,
             ),
             per_ip: crate::limits::IpLimit::new(per_ip),
             blocked: Default::default(),
-        }
+        })
     }
 }
 

@@ -218,6 +218,8 @@ pub struct Dht<A, S = MemoryRecordStore<A>> {
     /// The budget of chunk requests per peer (`Config::chunk_rate`).
     chunk_limiter: RateLimiter,
     replica_limiter: RateLimiter,
+    /// Requests refused by a rate limit since start.
+    rate_limited: u64,
     rng: ChaCha8Rng,
     /// Chunks this peer stores, ordered so that repair decisions come out in a fixed order.
     held: BTreeSet<Key>,
@@ -435,6 +437,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             limiter: RateLimiter::new(config.rate.clone()),
             chunk_limiter: RateLimiter::new(config.chunk_rate.clone()),
             replica_limiter: RateLimiter::new(config.replica_budget.clone()),
+            rate_limited: 0,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             held: BTreeSet::new(),
             unconfirmed: BTreeMap::new(),
@@ -481,6 +484,7 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
             return Response::error(RemoteError::Banned);
         }
         if !self.limiter.allow(&from.id, now) {
+            self.rate_limited += 1;
             return Response::error(RemoteError::RateLimited);
         }
         let k = self.config.k;
@@ -1041,7 +1045,14 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// Whether `peer` may make one more chunk request now (`Config::chunk_rate`); the node
     /// refuses one beyond the budget without reading the disk.
     pub fn allow_chunk_request(&mut self, now: Timestamp, peer: &Key) -> bool {
-        self.chunk_limiter.allow(peer, now)
+        let allowed = self.chunk_limiter.allow(peer, now);
+        self.rate_limited += u64::from(!allowed);
+        allowed
+    }
+
+    /// Requests (DHT, chunk, replica pushes) refused by a rate limit since start.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited
     }
 
     /// Whether `peer` may have this peer keep `bytes` more of replica copies it pushes now
@@ -1049,7 +1060,9 @@ impl<A: Address, S: RecordStore<A>> Dht<A, S> {
     /// close to its id the chunks it makes up are.
     pub fn allow_replica(&mut self, now: Timestamp, peer: &Key, bytes: usize) -> bool {
         let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        self.replica_limiter.allow_n(peer, now, kib)
+        let allowed = self.replica_limiter.allow_n(peer, now, kib);
+        self.rate_limited += u64::from(!allowed);
+        allowed
     }
 
     /// When this peer last heard from `id`, if it is in the routing table.
