@@ -207,11 +207,14 @@ pub(crate) async fn run(settings: &Settings, args: DaemonArgs, out: &Output) -> 
     let node = &running.node;
     for ticket in &joins {
         match node.join(ticket).await {
-            Ok(0) => tracing::warn!(peer = %ticket.peer, "the invite's node did not answer; the node keeps trying its known peers"),
+            Ok(0) => {
+                tracing::warn!(peer = %ticket.peer, "the invite's node did not answer; the node keeps trying its known peers")
+            }
             Ok(n) => tracing::info!(peer = %ticket.peer, peers = n, "joined through an invite"),
             Err(e) => tracing::warn!(peer = %ticket.peer, %e, "cannot join through an invite"),
         }
     }
+    let stop = shutdown_signal();
     out.print(
         format!(
             "cairn daemon ready: peer {}\n  api and gateway: http://{}\n  data: {}\n  listening: {}",
@@ -228,7 +231,7 @@ pub(crate) async fn run(settings: &Settings, args: DaemonArgs, out: &Output) -> 
             "addrs": node.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         }),
     );
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("stopping");
     running.stop().await;
     Ok(())
@@ -254,25 +257,35 @@ fn parse_all(addrs: &[String]) -> anyhow::Result<Vec<Multiaddr>> {
         .collect()
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are in place once this returns, not only once
+/// the future is first polled: a SIGTERM sent the moment a daemon says it is ready (as a service
+/// manager may) stops it cleanly instead of killing it.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let handlers = signal(SignalKind::terminate()).and_then(|term| {
+            let int = signal(SignalKind::interrupt())?;
+            Ok((term, int))
+        });
+        async move {
+            match handlers {
+                Ok((mut term, mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

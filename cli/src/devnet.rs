@@ -91,9 +91,9 @@ pub(crate) async fn run(args: DevnetArgs, out: &Output) -> anyhow::Result<()> {
             "addrs": r.node.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
+    let stop = shutdown_signal();
     out.print(text, json);
-
-    shutdown_signal().await;
+    stop.await;
     eprintln!("stopping {} nodes…", running.len());
     for r in running {
         r.stop().await;

@@ -108,7 +108,11 @@ fn daemon_command(paths: &Paths, extra: Option<&str>) -> anyhow::Result<Vec<Stri
         args.extend(["--config".into(), absolute(c)?.display().to_string()]);
     }
     args.push("daemon".into());
-    args.extend(extra.into_iter().flat_map(|e| e.split_whitespace().map(str::to_owned)));
+    args.extend(
+        extra
+            .into_iter()
+            .flat_map(|e| e.split_whitespace().map(str::to_owned)),
+    );
     Ok(args)
 }
 

@@ -326,6 +326,18 @@ pub(crate) enum FetchItem {
     Failed(FetchError),
 }
 
+/// What the driver uses besides the swarm, the engine and the store.
+pub(crate) struct Services {
+    /// The node's signing keys.
+    pub(crate) keys: Arc<crate::keys::Keyring>,
+    /// NAT traversal state: reachability, relay reservations, hole punches.
+    pub(crate) nat: crate::nat::Nat,
+    /// The identify protocol version, which names the network.
+    pub(crate) identify_version: String,
+    /// Counters and gauges the `/metrics` endpoint reads.
+    pub(crate) metrics: crate::metrics::Live,
+}
+
 impl Driver {
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
@@ -334,11 +346,14 @@ impl Driver {
         clock: Clock,
         commands: mpsc::Receiver<Command>,
         self_tx: mpsc::WeakSender<Command>,
-        keys: Arc<crate::keys::Keyring>,
-        nat: crate::nat::Nat,
-        identify_version: String,
-        metrics: crate::metrics::Live,
+        services: Services,
     ) -> Self {
+        let Services {
+            keys,
+            nat,
+            identify_version,
+            metrics,
+        } = services;
         let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
         Self {
             swarm,
@@ -716,12 +731,7 @@ impl Driver {
                 let status = self.nat.status(&self.swarm);
                 let mut addrs: Vec<Multiaddr> = status.external_addrs;
                 addrs.extend(status.relayed_addrs);
-                addrs.extend(
-                    self.swarm
-                        .listeners()
-                        .filter(|a| is_shareable(a))
-                        .cloned(),
-                );
+                addrs.extend(self.swarm.listeners().filter(|a| is_shareable(a)).cloned());
                 // Loopback addresses last: they work only on this machine.
                 addrs.sort_by_key(crate::nat::is_loopback);
                 addrs.dedup();
@@ -758,6 +768,9 @@ impl Driver {
 
     /// Sends a chunk protocol request to `to`, its answer going to `waiter`.
     fn chunk_request(&mut self, to: PeerAddr, request: ChunkRequest, waiter: ChunkWaiter) {
+        if let ChunkRequest::Store { bytes, .. } = &request {
+            self.metrics.chunk_bytes_out.inc_by(bytes.len() as u64);
+        }
         self.swarm.add_peer_address(to.peer, to.addr);
         let out = self
             .swarm
@@ -922,12 +935,13 @@ impl Driver {
                 } => {
                     // The address the peer listens on, unless its IP is not the one the connection
                     // came from (a claim the engine's per-prefix cap must not trust): then the
-                    // connection's own.
+                    // connection's own. A relayed address is the exception: a node behind NAT
+                    // is reachable only so, and it counts under the relay's prefix.
                     let observed = self.observed.get(&peer).copied();
-                    let claimed = self
-                        .listen
-                        .get(&peer)
-                        .filter(|a| observed.is_none_or(|ip| crate::limits::ip_of(a) == Some(ip)));
+                    let claimed = self.listen.get(&peer).filter(|a| {
+                        crate::nat::is_circuit(a)
+                            || observed.is_none_or(|ip| crate::limits::ip_of(a) == Some(ip))
+                    });
                     let Some(addr) = claimed
                         .or_else(|| self.remote.get(&peer))
                         .or_else(|| self.listen.get(&peer))
@@ -1395,6 +1409,12 @@ impl Driver {
     fn on_done(&mut self, done: Done) {
         let (channel, response) = match done {
             Done::Kad(channel, response) => {
+                if let ResponseBody::Providers {
+                    chunk: Some(bytes), ..
+                } = &response.body
+                {
+                    self.metrics.chunk_bytes_out.inc_by(bytes.len() as u64);
+                }
                 let _ = self
                     .swarm
                     .behaviour_mut()

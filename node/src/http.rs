@@ -934,8 +934,7 @@ struct AddPeerBody {
 }
 
 impl BodyShape for AddPeerBody {
-    const SHAPE: &'static str =
-        r#"a JSON object {"addr": "<multiaddr ending in /p2p/<peer id>, or an invite (cairninvite1…)>"}"#;
+    const SHAPE: &'static str = r#"a JSON object {"addr": "<multiaddr ending in /p2p/<peer id>, or an invite (cairninvite1…)>"}"#;
 }
 
 /// `POST /api/v0/peers {"addr": MULTIADDR}`: joins the network through that peer now.
@@ -975,7 +974,9 @@ async fn add_peer(
             ),
         ));
     }
-    Ok(axum::Json(serde_json::json!({ "addr": what, "peers": peers })))
+    Ok(axum::Json(
+        serde_json::json!({ "addr": what, "peers": peers }),
+    ))
 }
 
 /// `GET /api/v0/invite`: a ticket to this node (`cairn invite`).

@@ -69,12 +69,12 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use manifest::{EntryKind, Manifest, ManifestError};
 pub use names::{DEFAULT_NAME_TTL, MAX_NAME_TTL, NAME_PREFIX, Name, parse_ttl};
 pub use nat::{NatConfig, NatStatus, Reachability, RelayServer};
-pub use protocol::Network;
-pub use ticket::{MAX_TICKET_ADDRS, MAX_TICKET_LEN, TICKET_PREFIX, Ticket, TicketError};
 pub use node::{
-    DEFAULT_PORT, DEFAULT_QUOTA, IDENTITY_FILE, PORT_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node, NodeBuilder,
-    NodeStats,
+    DEFAULT_PORT, DEFAULT_QUOTA, IDENTITY_FILE, IDLE_CONNECTION_TIMEOUT, NAME_KEY_FILE, Node,
+    NodeBuilder, NodeStats, PORT_FILE,
 };
 pub use path::{ContentPath, ContentRoot};
 pub use peers::AddPeerError;
+pub use protocol::Network;
 pub use put::{DirWalk, Progress, ProgressFn, PutSummary, REPLICATION_WINDOW, Upload, WalkStep};
+pub use ticket::{MAX_TICKET_ADDRS, MAX_TICKET_LEN, TICKET_PREFIX, Ticket, TicketError};

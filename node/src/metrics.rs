@@ -97,9 +97,21 @@ impl Metrics {
             live.chunk_bytes_out.clone(),
         );
         let gauges: [(&str, &str, &Gauge); 12] = [
-            ("peers_connected", "Peers with an open connection", &state.peers_connected),
-            ("routing_table_peers", "Peers in the DHT routing table", &state.routing_table),
-            ("stored_bytes", "Bytes of chunks stored", &state.stored_bytes),
+            (
+                "peers_connected",
+                "Peers with an open connection",
+                &state.peers_connected,
+            ),
+            (
+                "routing_table_peers",
+                "Peers in the DHT routing table",
+                &state.routing_table,
+            ),
+            (
+                "stored_bytes",
+                "Bytes of chunks stored",
+                &state.stored_bytes,
+            ),
             (
                 "repair_copies_sent",
                 "Replica copies sent to peers that lacked them, since start",
@@ -115,7 +127,11 @@ impl Metrics {
                 "Chunks this node is responsible for with fewer proven copies than the target at their last audit",
                 &state.below_target,
             ),
-            ("banned_peers", "Peers banned now for misbehaviour", &state.banned),
+            (
+                "banned_peers",
+                "Peers banned now for misbehaviour",
+                &state.banned,
+            ),
             (
                 "penalised",
                 "Times a peer was penalised for bad chunk bytes or a wrong proof, since start",

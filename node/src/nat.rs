@@ -38,7 +38,7 @@ pub const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
 /// Whether this node relays for nodes behind NAT.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RelayServer {
-    /// Only while it is publicly reachable (an external address confirmed by AutoNAT or UPnP).
+    /// Only while AutoNAT finds it publicly reachable.
     #[default]
     Auto,
     /// Always: its listen addresses are taken as reachable (a server with a public address).
@@ -116,11 +116,13 @@ impl NatConfig {
             Duration::from_secs(60),
         );
         let mut relay = relay::Behaviour::new(peer, config);
-        match self.relay_server {
-            RelayServer::Auto => {}
-            RelayServer::On => relay.set_status(Some(relay::Status::Enable)),
-            RelayServer::Off => relay.set_status(Some(relay::Status::Disable)),
-        }
+        // Left to itself, libp2p's relay serves as soon as any external address is confirmed,
+        // a relayed one too: a node behind NAT would offer to relay. `Auto` follows AutoNAT
+        // instead (see `on_autonat`), off until it finds the node public.
+        relay.set_status(Some(match self.relay_server {
+            RelayServer::On => relay::Status::Enable,
+            RelayServer::Auto | RelayServer::Off => relay::Status::Disable,
+        }));
         relay
     }
 }
@@ -213,8 +215,7 @@ impl Nat {
         listener: ListenerId,
         addr: &Multiaddr,
     ) {
-        if self.config.relay_server == RelayServer::On && is_shareable(addr) && !is_loopback(addr)
-        {
+        if self.config.relay_server == RelayServer::On && is_shareable(addr) && !is_loopback(addr) {
             swarm.add_external_address(addr.clone());
         }
         // The relay client reports the circuit address once the reservation is accepted.
@@ -279,6 +280,15 @@ impl Nat {
             autonat::NatStatus::Unknown => Reachability::Unknown,
         };
         self.reachability = reachability;
+        if self.config.relay_server == RelayServer::Auto {
+            let serve = reachability == Reachability::Public;
+            info!(serve, "relay server follows AutoNAT");
+            swarm.behaviour_mut().relay.set_status(Some(if serve {
+                relay::Status::Enable
+            } else {
+                relay::Status::Disable
+            }));
+        }
         self.refused.clear();
         if reachability == Reachability::Public {
             // Reachable directly: relays are not needed.
@@ -381,7 +391,9 @@ impl Nat {
 
     /// While private, keeps [`WANTED_RELAYS`] reservations asked for.
     fn reserve(&mut self, swarm: &mut Swarm<Behaviour>) {
-        if self.reachability != Reachability::Private {
+        // `--relay-server on` says the node has a public address, whatever a probe found.
+        if self.reachability != Reachability::Private || self.config.relay_server == RelayServer::On
+        {
             return;
         }
         let mut choices: Vec<(PeerId, Multiaddr)> = self
@@ -395,9 +407,12 @@ impl Nat {
             if self.listeners.len() >= WANTED_RELAYS {
                 break;
             }
-            let circuit = addr
-                .with(Protocol::P2p(relay))
-                .with(Protocol::P2pCircuit);
+            // The address may end in the relay's id already (a seed's, or an invite's).
+            let Ok(circuit) = addr.with_p2p(relay) else {
+                self.refused.insert(relay);
+                continue;
+            };
+            let circuit = circuit.with(Protocol::P2pCircuit);
             match swarm.listen_on(circuit.clone()) {
                 Ok(listener) => {
                     debug!(%circuit, "asking a relay for a reservation");

@@ -326,10 +326,12 @@ impl NodeBuilder {
             clock,
             rx,
             tx.downgrade(),
-            keys.clone(),
-            crate::nat::Nat::new(self.nat.clone()),
-            self.network.identify_version(),
-            metrics.live.clone(),
+            crate::driver::Services {
+                keys: keys.clone(),
+                nat: crate::nat::Nat::new(self.nat.clone()),
+                identify_version: self.network.identify_version(),
+                metrics: metrics.live.clone(),
+            },
         );
         let task = tokio::spawn(driver.run());
         let node = Node {
@@ -700,7 +702,10 @@ fn default_port(dir: Option<&Path>) -> u16 {
         free(port).then_some(port)
     });
     let Some(port) = found else {
-        warn!(port = wanted, "the p2p port is taken and no free one was found; letting the system choose");
+        warn!(
+            port = wanted,
+            "the p2p port is taken and no free one was found; letting the system choose"
+        );
         return 0;
     };
     warn!(

@@ -22,7 +22,9 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, autonat, dcutr, identify, mdns, ping, relay, upnp};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, autonat, dcutr, identify, mdns, ping, relay, upnp,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::chunker::MAX_CHUNK;
@@ -235,10 +237,11 @@ impl Behaviour {
                 [(network.protocol("chunk"), ProtocolSupport::Full)],
                 chunk_config,
             ),
-            identify: identify::Behaviour::new(identify::Config::new(
-                network.identify_version(),
-                key.public(),
-            )),
+            // Pushed when listen addresses change: a relayed address reaches peers at once.
+            identify: identify::Behaviour::new(
+                identify::Config::new(network.identify_version(), key.public())
+                    .with_push_listen_addr_updates(true),
+            ),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
             autonat: autonat::Behaviour::new(peer, nat.autonat_config()),
             relay_client,

@@ -170,7 +170,10 @@ mod tests {
         let text = ticket().to_string();
         assert_eq!("cairn1abc".parse::<Ticket>(), Err(TicketError::Prefix));
         let cut = &text[..text.len() - 3];
-        assert!(matches!(cut.parse::<Ticket>(), Err(TicketError::Damaged(_))));
+        assert!(matches!(
+            cut.parse::<Ticket>(),
+            Err(TicketError::Damaged(_))
+        ));
         let mut typo = text.clone().into_bytes();
         let i = typo.len() - 10;
         typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
@@ -184,6 +187,9 @@ mod tests {
             Err(TicketError::Damaged(_))
         ));
         let long = format!("{TICKET_PREFIX}{}", "a".repeat(MAX_TICKET_LEN));
-        assert!(matches!(long.parse::<Ticket>(), Err(TicketError::Damaged("too long"))));
+        assert!(matches!(
+            long.parse::<Ticket>(),
+            Err(TicketError::Damaged("too long"))
+        ));
     }
 }

@@ -4,6 +4,8 @@
 mod bad_input;
 mod crash;
 mod names;
+mod netns;
+mod reach;
 mod survivors;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,9 @@ fn cairn() -> Command {
     }
     // No config file from the machine running the tests.
     c.env("CAIRN_CONFIG", "/dev/null");
+    // Nothing multicast on the machine's network (the mDNS test turns mDNS back on in its own
+    // namespaces).
+    c.env("CAIRN_NO_MDNS", "true").env("CAIRN_NO_UPNP", "true");
     c.kill_on_drop(true);
     c
 }
