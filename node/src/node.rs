@@ -562,7 +562,7 @@ impl Node {
         Ok(NodeStats { network, store })
     }
 
-    /// Every metric in Prometheus text format (see [`crate::metrics`]).
+    /// Every metric in Prometheus text format (the OpenMetrics text `/metrics` serves).
     pub async fn metrics(&self) -> Result<String, crate::error::GetError> {
         let stats = self.stats().await?;
         Ok(self.inner.metrics.render(&stats))
