@@ -267,7 +267,7 @@ pub(crate) struct Driver {
     done_tx: mpsc::Sender<Done>,
     done_rx: mpsc::Receiver<Done>,
     waiters: HashMap<QueryId, Waiter>,
-    kad_out: HashMap<OutboundRequestId, RequestId>,
+    kad_out: HashMap<OutboundRequestId, KadSent>,
     chunk_out: HashMap<OutboundRequestId, ChunkWaiter>,
     /// Where each engine fetch delivers its chunks.
     fetches: HashMap<FetchId, mpsc::Sender<FetchItem>>,
@@ -315,6 +315,14 @@ enum ChunkWaiter {
         index: u64,
         chunk: Key,
     },
+}
+
+/// A DHT request in flight: the engine's id for it, and the request, kept to send it once more
+/// when the connection it went out on closes while another to the same peer stays open.
+struct KadSent {
+    id: RequestId,
+    request: cairn_dht::Request,
+    resent: bool,
 }
 
 /// What an engine fetch delivers to its get.
@@ -418,12 +426,14 @@ impl Driver {
             if !self.swarm.is_connected(&peer) {
                 self.swarm.add_peer_address(peer, t.to.addr.addr.clone());
             }
-            let out = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .send_request(&peer, Frame::Valid(t.request));
-            self.kad_out.insert(out, t.id);
+            self.kad_send(
+                peer,
+                KadSent {
+                    id: t.id,
+                    request: t.request,
+                    resent: false,
+                },
+            );
         }
         while let Some(event) = self.engine.poll_event() {
             match event {
@@ -766,6 +776,16 @@ impl Driver {
         }
     }
 
+    /// Sends an engine request over the DHT protocol.
+    fn kad_send(&mut self, peer: PeerId, sent: KadSent) {
+        let out = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .send_request(&peer, Frame::Valid(sent.request.clone()));
+        self.kad_out.insert(out, sent);
+    }
+
     /// Sends a chunk protocol request to `to`, its answer going to `waiter`.
     fn chunk_request(&mut self, to: PeerAddr, request: ChunkRequest, waiter: ChunkWaiter) {
         if let ChunkRequest::Store { bytes, .. } = &request {
@@ -975,8 +995,8 @@ impl Driver {
                     request_id,
                     response,
                 } => {
-                    if let Some(id) = self.kad_out.remove(&request_id) {
-                        self.engine.handle_response(now, id, response);
+                    if let Some(sent) = self.kad_out.remove(&request_id) {
+                        self.engine.handle_response(now, sent.id, response);
                     }
                 }
             },
@@ -992,8 +1012,24 @@ impl Driver {
                 {
                     self.on_malformed(now, peer, wire);
                 }
-                if let Some(id) = self.kad_out.remove(&request_id) {
-                    self.engine.handle_failure(now, id);
+                let Some(sent) = self.kad_out.remove(&request_id) else {
+                    return;
+                };
+                // One of several connections closed under the request, most often the relayed
+                // one after hole punching made a direct one: the peer is fine, ask again there.
+                if matches!(error, request_response::OutboundFailure::ConnectionClosed)
+                    && !sent.resent
+                    && self.swarm.is_connected(&peer)
+                {
+                    self.kad_send(
+                        peer,
+                        KadSent {
+                            resent: true,
+                            ..sent
+                        },
+                    );
+                } else {
+                    self.engine.handle_failure(now, sent.id);
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
