@@ -6,6 +6,7 @@ mod crash;
 mod names;
 mod netns;
 mod reach;
+mod service;
 mod survivors;
 
 use std::path::{Path, PathBuf};
