@@ -131,9 +131,9 @@ impl Lab {
 
     /// Makes `ns` a home router: what leaves through `wan` is masqueraded behind the router's
     /// address there, and nothing comes in but answers to what went out (Linux conntrack).
-    pub(crate) fn nat(ns: &str, wan: &str) {
+    pub(crate) fn nat(ns: &str, wan: &str, kind: NatKind) {
         Self::forward(ns);
-        sh(&[
+        let mut masquerade = vec![
             "ip",
             "netns",
             "exec",
@@ -147,7 +147,11 @@ impl Lab {
             wan,
             "-j",
             "MASQUERADE",
-        ]);
+        ];
+        if kind == NatKind::Symmetric {
+            masquerade.push("--random-fully");
+        }
+        sh(&masquerade);
         sh(&[
             "ip",
             "netns",
@@ -193,6 +197,17 @@ impl Lab {
             "ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-i", wan, "-j", "DROP",
         ]);
     }
+}
+
+/// How a lab router maps ports.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum NatKind {
+    /// Linux's default: a flow keeps its source port where it can, so the port a peer saw is
+    /// the one a hole punch from another peer arrives at (endpoint-independent mapping).
+    PortPreserving,
+    /// Every flow gets a random port (`--random-fully`), as carrier-grade and some corporate
+    /// NATs do: a hole punch aims at a port that maps to nothing.
+    Symmetric,
 }
 
 impl Drop for Lab {
