@@ -17,14 +17,14 @@ use tokio::time::timeout;
 const TOKEN: &str = "test-token";
 
 /// A running API server for `node` on 127.0.0.1, and the means to stop it.
-struct Server {
+pub(crate) struct Server {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
-    async fn start(node: &Node) -> Self {
+    pub(crate) async fn start(node: &Node) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -34,12 +34,12 @@ impl Server {
         Self { addr, stop, task }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// Stops the server; returns how long it took to end.
-    async fn stop(self) -> Duration {
+    pub(crate) async fn stop(self) -> Duration {
         let started = Instant::now();
         let _ = self.stop.send(());
         timeout(SHUTDOWN_GRACE + Duration::from_secs(10), self.task)

@@ -3,6 +3,7 @@
 mod attack;
 mod bad_input;
 mod churn;
+mod gateway;
 mod health;
 mod http_server;
 mod liar;

@@ -4,9 +4,18 @@
 //!   and written, with the API address, into the data directory (mode 0600) so that the command
 //!   line finds both (see [`ApiFiles`]).
 //! - `/c/<id>` and `/c/<id>/path/in/dir` serve content to anyone who can reach the loopback
-//!   address, with Content-Type, Content-Length and range requests; `/n/<name>` and
-//!   `/n/<name>/path/in/dir` serve what a name points at, resolved at each request (a name that
-//!   does not resolve is a 404).
+//!   address, with Content-Type (from the name, else sniffed from the first bytes),
+//!   Content-Length, range requests, an ETag (`If-None-Match` gives a 304) and
+//!   `Cache-Control: immutable`; `/n/<name>` and `/n/<name>/path/in/dir` serve what a name
+//!   points at, resolved at each request (a name that does not resolve is a 404), to be
+//!   revalidated each time. A directory's URL ends in `/` (a redirect adds it); it serves its
+//!   `index.html`, or else a listing with breadcrumbs, sizes and types. Everything the gateway
+//!   serves carries [`GATEWAY_CSP`] (a sandbox: an opaque origin that cannot read the API or the
+//!   web UI's token) and `X-Content-Type-Options: nosniff`. A file that cannot start fails with
+//!   its error status before any header; one that fails later aborts the connection short of
+//!   its Content-Length.
+//! - Every request whose `Host` is a DNS name other than `localhost` is refused (403), against
+//!   DNS rebinding; IP addresses pass.
 //!
 //! | method and path | does |
 //! |---|---|
@@ -237,6 +246,7 @@ pub fn router(node: Node, token: &str) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn(check_host))
         .with_state(state)
 }
 
@@ -565,6 +575,49 @@ fn parse_id(text: &str) -> Result<ContentId, ApiError> {
         .map_err(|e: crate::ContentIdError| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
+/// Refuses a request whose `Host` is a DNS name other than `localhost`: against DNS
+/// rebinding, where a web page on a name its owner points at 127.0.0.1 would otherwise read
+/// the gateway (and try the API) as its own origin. An IP address, `localhost` and
+/// `*.localhost` pass, as does a request without `Host` (not a browser).
+async fn check_host(request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
+    match host {
+        Some(host) if !host_allowed(&host) => ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "host {host:?} is not allowed (DNS rebinding protection): open the gateway as 127.0.0.1 or localhost"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// Whether a `Host` header value (with or without a port) is an IP address or localhost.
+pub fn host_allowed(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || port.starts_with(':') => {
+                return ip.parse::<std::net::Ipv6Addr>().is_ok();
+            }
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+}
+
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let given = request
         .headers()
@@ -802,7 +855,15 @@ async fn get_file(
         return Ok(response);
     }
     let size = root.size();
-    serve_file(&state.node, id, Some(root), size, None, &headers).await
+    serve_file(
+        &state.node,
+        id,
+        Some(root),
+        size,
+        Some("application/octet-stream"),
+        &headers,
+    )
+    .await
 }
 
 /// A manifest listing, as JSON.
@@ -1249,43 +1310,53 @@ async fn resolve_content_path(
 async fn gateway_root(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    gateway(state, id, String::new(), headers).await
+    gateway(state, id, String::new(), uri, headers).await
 }
 
 async fn gateway_path(
     State(state): State<AppState>,
     ApiPath((id, path)): ApiPath<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    gateway(state, id, path, headers).await
+    gateway(state, id, path, uri, headers).await
 }
 
 async fn gateway_name_root(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    gateway_name(state, name, String::new(), headers).await
+    gateway_name(state, name, String::new(), uri, headers).await
 }
 
 async fn gateway_name_path(
     State(state): State<AppState>,
     ApiPath((name, path)): ApiPath<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    gateway_name(state, name, path, headers).await
+    gateway_name(state, name, path, uri, headers).await
 }
 
 async fn gateway(
     state: AppState,
     id: String,
     path: String,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    serve_path(&state, &format!("/c/{id}"), id, &path, &headers).await
+    let at = Place {
+        base: format!("/c/{id}"),
+        immutable: true,
+        uri,
+    };
+    serve_path(&state, &at, id, &path, &headers).await
 }
 
 /// `/n/<name>[/path]`: the name resolved now, then served as `/c/` serves its content.
@@ -1293,80 +1364,291 @@ async fn gateway_name(
     state: AppState,
     name: String,
     path: String,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name: Name = name.parse()?;
     let id = state.node.resolve_name(name).await?;
-    serve_path(&state, &format!("/n/{name}"), id, &path, &headers).await
+    let at = Place {
+        base: format!("/n/{name}"),
+        immutable: false,
+        uri,
+    };
+    serve_path(&state, &at, id, &path, &headers).await
 }
 
-/// Serves `path` in content `id`: a file's bytes, or a directory's index whose links start
-/// with `base` (`/c/<id>` or `/n/<name>`).
+/// Where a gateway request is: its root (`/c/<id>` or `/n/<name>`, which links in a listing
+/// start with), whether what it serves can never change (content ids) or may (names), and the
+/// URI as asked.
+struct Place {
+    base: String,
+    immutable: bool,
+    uri: Uri,
+}
+
+/// The Content-Security-Policy of everything the gateway serves: content comes from strangers,
+/// so a page runs in a sandbox with an opaque origin (scripts run, but cannot read the
+/// daemon's origin: not the web UI's token, not the API), as a cross-origin page would.
+pub const GATEWAY_CSP: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
+
+/// Cache-Control under `/c/`: a content id names the same bytes for ever.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Cache-Control under `/n/`: a name may point elsewhere at any time; ask again (the ETag
+/// makes that a 304 while it points at the same content).
+const REVALIDATE: &str = "no-cache";
+
+/// Serves `path` in content `id`: a file's bytes; a directory's `index.html` if it has one;
+/// otherwise a listing of the directory.
 async fn serve_path(
     state: &AppState,
-    base: &str,
+    at: &Place,
     id: ContentId,
     path: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let resolved = state.node.resolve(id, path).await?;
-    if resolved.kind == EntryKind::Dir {
-        return dir_index(&state.node, base, path, resolved.id).await;
-    }
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    serve_file(
-        &state.node,
-        resolved.id,
-        None,
-        resolved.size,
-        Some(mime.essence_str()),
-        headers,
-    )
-    .await
+    let mut response = if resolved.kind == EntryKind::Dir {
+        if !at.uri.path().ends_with('/') {
+            // Relative links in a directory's pages resolve against its URL: it ends in `/`.
+            let location = match at.uri.query() {
+                Some(q) => format!("{}/?{q}", at.uri.path()),
+                None => format!("{}/", at.uri.path()),
+            };
+            let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+            r.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_str(&location).map_err(|_| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        "the path is not valid in a URL".into(),
+                    )
+                })?,
+            );
+            return Ok(r);
+        }
+        let Manifest::Dir { entries } = state.node.manifest(resolved.id).await? else {
+            return Err(ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "not a directory".into(),
+            ));
+        };
+        match entries
+            .iter()
+            .find(|e| e.name == "index.html" && e.kind == EntryKind::File)
+        {
+            Some(index) => {
+                serve_file(
+                    &state.node,
+                    ContentId::from_key(index.id),
+                    None,
+                    index.size,
+                    Some("text/html; charset=utf-8"),
+                    headers,
+                )
+                .await?
+            }
+            None => {
+                let etag = format!("\"{}.listing\"", resolved.id);
+                if not_modified(headers, &etag) {
+                    unchanged(&etag)
+                } else {
+                    let mut r = dir_listing(at, path, &entries);
+                    r.headers_mut()
+                        .insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+                    r
+                }
+            }
+        }
+    } else {
+        let name = path.rsplit('/').next().unwrap_or_default();
+        serve_file(
+            &state.node,
+            resolved.id,
+            None,
+            resolved.size,
+            mime_of_name(name).as_deref(),
+            headers,
+        )
+        .await?
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if at.immutable { IMMUTABLE } else { REVALIDATE }),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(GATEWAY_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
 }
 
-/// A plain HTML index of a directory, at `path` under `base`.
-async fn dir_index(
-    node: &Node,
-    base: &str,
-    path: &str,
-    dir: ContentId,
-) -> Result<Response, ApiError> {
-    let Manifest::Dir { entries } = node.manifest(dir).await? else {
-        return Err(ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "not a directory".into(),
-        ));
-    };
-    let path = path.trim_end_matches('/');
-    let (title, href_base) = if path.is_empty() {
-        (base.to_owned(), base.to_owned())
+/// The type a file name says, if its extension is known; text types say UTF-8.
+fn mime_of_name(name: &str) -> Option<String> {
+    let mime = mime_guess::from_path(name).first()?;
+    Some(if mime.type_() == mime_guess::mime::TEXT {
+        format!("{}; charset=utf-8", mime.essence_str())
     } else {
-        let encoded: Vec<String> = path
-            .split('/')
-            .map(|segment| utf8_percent_encode(segment, PATH_SEGMENT).to_string())
-            .collect();
-        (
-            format!("{base}/{path}"),
-            format!("{base}/{}", encoded.join("/")),
-        )
+        mime.essence_str().to_owned()
+    })
+}
+
+/// The type of a file with no telling name, from its first bytes: a known binary format by
+/// its magic number, HTML or other UTF-8 text, or else bytes.
+pub fn sniff(head: &[u8]) -> &'static str {
+    if let Some(kind) = infer::get(head) {
+        return kind.mime_type();
+    }
+    let utf8 = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        // Cut in the middle of a character at the end of the sample: still text.
+        Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > head.len(),
+    };
+    if !utf8 || head.contains(&0) {
+        return "application/octet-stream";
+    }
+    let start: Vec<u8> = head
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take(16)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    if start.starts_with(b"<!doctype html") || start.starts_with(b"<html") {
+        "text/html; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    }
+}
+
+/// Whether `If-None-Match` names `etag` (or `*`).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+/// A 304 for `etag`.
+fn unchanged(etag: &str) -> Response {
+    let mut r = StatusCode::NOT_MODIFIED.into_response();
+    r.headers_mut()
+        .insert(header::ETAG, HeaderValue::from_str(etag).expect("ascii"));
+    r
+}
+
+/// A readable HTML listing of a directory at `path`: breadcrumbs, a link up, and each entry's
+/// name, size and type.
+fn dir_listing(at: &Place, path: &str, entries: &[crate::manifest::DirEntry]) -> Response {
+    let path = path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let short = |s: &str| -> String {
+        match s.char_indices().nth(20) {
+            Some((i, _)) => format!("{}…", &s[..i]),
+            None => s.to_owned(),
+        }
+    };
+    // Breadcrumbs: the root, then each directory on the way, each a link but the last.
+    let mut crumbs = Vec::new();
+    let mut href = at.base.clone();
+    let root_label = short(at.base.trim_start_matches('/'));
+    let mut labels = vec![root_label];
+    labels.extend(segments.iter().map(|s| (*s).to_owned()));
+    for (i, label) in labels.iter().enumerate() {
+        if i > 0 {
+            href.push('/');
+            href.push_str(&utf8_percent_encode(segments[i - 1], PATH_SEGMENT).to_string());
+        }
+        if i + 1 == labels.len() {
+            crumbs.push(format!("<span>{}</span>", escape(label)));
+        } else {
+            crumbs.push(format!(
+                "<a href=\"{}/\">{}</a>",
+                escape(&href),
+                escape(label)
+            ));
+        }
+    }
+    let title = if path.is_empty() {
+        at.base.clone()
+    } else {
+        format!("{}/{path}", at.base)
     };
     let mut html = format!(
-        "<!doctype html><meta charset=utf-8><title>{}</title><ul>\n",
-        escape(&title)
+        "<!doctype html>\n<html lang=en><meta charset=utf-8>\n\
+         <meta name=viewport content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>{LISTING_CSS}</style>\n\
+         <body><nav>{crumbs}</nav>\n<table>\n\
+         <thead><tr><th>Name</th><th class=size>Size</th><th>Type</th></tr></thead>\n<tbody>\n",
+        title = escape(&title),
+        crumbs = crumbs.join(" / "),
     );
+    if !segments.is_empty() {
+        html.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td>up</td></tr>\n");
+    }
     for e in entries {
-        let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
+        let (slash, kind) = match e.kind {
+            EntryKind::Dir => ("/", "directory".to_owned()),
+            EntryKind::File => (
+                "",
+                mime_guess::from_path(&e.name)
+                    .first()
+                    .map(|m| m.essence_str().to_owned())
+                    .unwrap_or_else(|| "file".into()),
+            ),
+        };
         html.push_str(&format!(
-            "<li><a href=\"{}/{}\">{}{slash}</a> {}\n",
-            escape(&href_base),
-            utf8_percent_encode(&e.name, PATH_SEGMENT),
-            escape(&e.name),
-            e.size
+            "<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td>\
+             <td class=size title=\"{bytes} bytes\">{size}</td><td>{kind}</td></tr>\n",
+            href = utf8_percent_encode(&e.name, PATH_SEGMENT),
+            name = escape(&e.name),
+            bytes = e.size,
+            size = human_size(e.size),
+            kind = escape(&kind),
         ));
     }
-    html.push_str("</ul>\n");
-    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+    html.push_str(&format!(
+        "</tbody></table>\n<footer>{} {}</footer>\n</body></html>\n",
+        entries.len(),
+        if entries.len() == 1 {
+            "entry"
+        } else {
+            "entries"
+        }
+    ));
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+const LISTING_CSS: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}\
+nav{font-size:1.1rem;margin-bottom:1rem;word-break:break-all}table{border-collapse:collapse;width:100%}\
+th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd}th{color:#666;font-weight:600}\
+td.size,th.size{text-align:right;white-space:nowrap}a{color:#0657b8;text-decoration:none}a:hover{text-decoration:underline}\
+footer{color:#888;margin-top:1rem;font-size:.9rem}@media(prefers-color-scheme:dark){body{background:#111;color:#ddd}a{color:#6cb0ff}th,td{border-color:#333}}";
+
+/// Bytes as people read them: `512 B`, `1.5 KiB`, `3.2 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
 }
 
 /// What is percent-encoded in a link's path segment: all but RFC 3986's unreserved characters,
@@ -1394,6 +1676,10 @@ async fn serve_file(
     mime: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    let etag = format!("\"{id}\"");
+    if not_modified(headers, &etag) {
+        return Ok(unchanged(&etag));
+    }
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -1427,20 +1713,32 @@ async fn serve_file(
     } else {
         None
     };
+    let sniffed;
+    let mime = match mime {
+        Some(m) => m,
+        None if start == 0 => sniff(first.as_deref().unwrap_or_default()),
+        None => {
+            // A range from the middle: the type is in the file's first bytes.
+            let mut head = node.get_range(id, 0, size.min(SNIFF_BYTES)).await?;
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut head, &mut bytes)
+                .await
+                .map_err(ApiError::from_io)?;
+            sniffed = sniff(&bytes);
+            sniffed
+        }
+    };
     let body = Body::from_stream(futures::stream::iter(first.map(Ok)).chain(stream));
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(mime.unwrap_or("application/octet-stream")).expect("mime is ascii"),
+        HeaderValue::from_str(mime).expect("mime is ascii"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&format!("\"{id}\"")).expect("ascii"),
-    );
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
     if status == StatusCode::PARTIAL_CONTENT {
         h.insert(
             header::CONTENT_RANGE,
@@ -1449,6 +1747,9 @@ async fn serve_file(
     }
     Ok(response)
 }
+
+/// How much of a file's start [`sniff`] looks at.
+const SNIFF_BYTES: u64 = 4096;
 
 #[derive(Debug, PartialEq, Eq)]
 enum RangeSpec {
@@ -1516,6 +1817,55 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ignored);
         assert_eq!(parse_range("items=0-1", 1000), Ignored);
         assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn hosts_that_pass_the_rebinding_check() {
+        for ok in [
+            "127.0.0.1:5737",
+            "127.0.0.1",
+            "localhost:8080",
+            "LOCALHOST",
+            "app.localhost:1",
+            "[::1]:5737",
+            "[::1]",
+            "192.0.2.7:80",
+            "localhost.",
+        ] {
+            assert!(host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:5737",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "[::1]x",
+            "127.0.0.1:abc",
+            "",
+        ] {
+            assert!(!host_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
+        assert_eq!(sniff(b"%PDF-1.7\n"), "application/pdf");
+        assert_eq!(sniff(b"  <!DOCTYPE html><p>hi"), "text/html; charset=utf-8");
+        assert_eq!(sniff("héllo wörld".as_bytes()), "text/plain; charset=utf-8");
+        // Cut inside a character: still text.
+        assert_eq!(sniff(&"é".as_bytes()[..1]), "text/plain; charset=utf-8");
+        assert_eq!(sniff(b"\0\x01\x02\xff"), "application/octet-stream");
+        assert_eq!(sniff(b""), "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(10 << 20), "10 MiB");
+        assert_eq!(human_size(u64::MAX), "16 EiB");
     }
 
     #[test]
