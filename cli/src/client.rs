@@ -67,6 +67,7 @@ impl Client {
     }
 
     pub(crate) async fn put(&self, path: &Path, out: &Output) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
         let reply = if path == Path::new("-") {
             let bar = out.bar(None, "put");
             let body = counted(
@@ -94,6 +95,20 @@ impl Client {
                 reply
             }
         };
+        out.summary(
+            "put",
+            reply.size,
+            started,
+            Some(format!(
+                "{} {} placed on other peers",
+                reply.replicas,
+                if reply.replicas == 1 {
+                    "copy"
+                } else {
+                    "copies"
+                }
+            )),
+        );
         if reply.replicas == 0 && !out.json {
             eprintln!(
                 "warning: stored on this node only; no other peer took a copy (is the daemon connected to a network?)"
@@ -275,11 +290,21 @@ impl Client {
         &self,
         target: &str,
         output: Option<PathBuf>,
+        force: bool,
         out: &Output,
     ) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
         let target: ContentPath = target.parse()?;
         let id = self.content_id(&target).await?;
         let listing = self.ls(&id).await?;
+        if output.as_deref() == Some(Path::new("-")) {
+            if listing.kind == "dir" {
+                bail!(
+                    "{target} is a directory; it cannot be written to standard output (give -o DIR, or `cairn ls` it)"
+                );
+            }
+            return self.write_stdout(&id).await;
+        }
         let dest = output.unwrap_or_else(|| {
             // Entry names are checked by `valid_name` when a directory is written; a path's
             // last segment is one of them.
@@ -289,8 +314,18 @@ impl Client {
             }
         });
         let size = listing.size;
+        let target_kind = output_target(&dest)?;
+        if let OutputTarget::Create(path) = &target_kind
+            && !force
+            && std::fs::symlink_metadata(path).is_ok()
+        {
+            bail!(
+                "{} already exists; pass --force to replace it, or choose another path with -o",
+                path.display()
+            );
+        }
         let bar = out.bar(Some(size), "get");
-        let written = match output_target(&dest)? {
+        let written = match target_kind {
             OutputTarget::Special(path) => {
                 if listing.kind == "dir" {
                     bail!(
@@ -332,6 +367,7 @@ impl Client {
             }
         };
         bar.finish_and_clear();
+        out.summary("got", size, started, None);
         out.print(
             format!("{}", written.display()),
             serde_json::json!({
@@ -468,6 +504,11 @@ impl Client {
 
     pub(crate) async fn cat(&self, target: &str) -> anyhow::Result<()> {
         let id = self.content_id(&target.parse()?).await?;
+        self.write_stdout(&id).await
+    }
+
+    /// Writes a file's bytes to standard output.
+    async fn write_stdout(&self, id: &ContentId) -> anyhow::Result<()> {
         let mut frames = std::pin::pin!(self.framed_get(&id.to_string()).await?);
         let mut stdout = tokio::io::stdout();
         while let Some(bytes) = frames.next().await {
@@ -502,22 +543,97 @@ impl Client {
         Ok(())
     }
 
+    /// Lists pinned content: a line (or a JSON object) each.
     pub(crate) async fn pins(&self, out: &Output) -> anyhow::Result<()> {
-        let reply: Value = self
+        let pins: Vec<String> = self
             .send(self.http.get(format!("{}/pins", self.base)))
             .await?
             .json()
             .await?;
-        let text = reply
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default();
-        out.print(text, reply);
+        if pins.is_empty() && !out.json {
+            println!("no pinned content (`cairn pin add ID` pins some)");
+        }
+        for id in pins {
+            out.print(&id, serde_json::json!({ "id": id }));
+        }
+        Ok(())
+    }
+
+    /// Lists a directory (`cairn ls ID[/path]`): name, size and id of each entry, a directory's
+    /// name ending in `/`; a file is listed as itself.
+    pub(crate) async fn list(&self, target: &str, out: &Output) -> anyhow::Result<()> {
+        let target: ContentPath = target.parse()?;
+        let id = self.content_id(&target).await?;
+        let listing = self.ls(&id).await?;
+        let entries = if listing.kind == "dir" {
+            listing.entries
+        } else {
+            vec![ListingItem {
+                name: target
+                    .file_name()
+                    .map_or_else(|| id.to_string(), str::to_owned),
+                kind: listing.kind,
+                id: id.to_string(),
+                size: listing.size,
+            }]
+        };
+        if entries.is_empty() && !out.json {
+            println!("{target} is an empty directory");
+        }
+        let width = entries
+            .iter()
+            .map(|e| e.name.chars().count() + usize::from(e.kind == "dir"))
+            .max()
+            .unwrap_or(0);
+        for e in entries {
+            let name = format!(
+                "{}{}",
+                cairn_node::printable(&e.name),
+                if e.kind == "dir" { "/" } else { "" }
+            );
+            out.print(
+                format!(
+                    "{name:width$}  {:>10}  {}",
+                    indicatif::HumanBytes(e.size).to_string(),
+                    e.id
+                ),
+                serde_json::to_value(&e)?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Opens the web UI in a browser, or prints its address (`cairn ui`). The token rides in
+    /// the URL's fragment, which the browser never sends to a server; the page keeps it for
+    /// its API calls.
+    pub(crate) async fn ui(&self, print: bool, out: &Output) -> anyhow::Result<()> {
+        // Reaching the API first: a dead daemon is an error, not a page that does not load.
+        let _: Value = self
+            .send(self.http.get(format!("{}/status", self.base)))
+            .await?
+            .json()
+            .await?;
+        let origin = self.base.trim_end_matches("/api/v0");
+        let url = format!("{origin}/ui/#token={}", self.token);
+        if !print && !out.json {
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
+            let opened = std::process::Command::new(opener)
+                .arg(&url)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if opened {
+                println!("opened the web UI at {origin}/ui/");
+                return Ok(());
+            }
+            eprintln!("could not start a browser ({opener}); open this address:");
+        }
+        out.print(&url, serde_json::json!({ "url": url }));
         Ok(())
     }
 
@@ -642,23 +758,67 @@ impl Client {
             .await?
             .json()
             .await?;
-        let mut text = String::new();
-        for p in reply.as_array().into_iter().flatten() {
-            let rtt = p["rtt_ms"]
-                .as_f64()
-                .map_or("-".into(), |r| format!("{r:.1} ms"));
-            let conn = match (p["connected"].as_bool(), p["relayed"].as_bool()) {
-                (Some(true), Some(true)) => "connected (relayed)",
-                (Some(true), _) => "connected",
-                _ => "",
-            };
-            text.push_str(&format!(
-                "{}  {}  {rtt}  {conn}\n",
-                p["peer_id"].as_str().unwrap_or("?"),
-                p["addr"].as_str().unwrap_or("?")
-            ));
+        let peers = reply.as_array().cloned().unwrap_or_default();
+        if out.json {
+            for p in peers {
+                out.print("", p);
+            }
+            return Ok(());
         }
-        out.print(text.trim_end(), reply);
+        if peers.is_empty() {
+            println!(
+                "no peers: this node is on its own; join a network with `cairn peers add TICKET` (a friend's `cairn invite`)"
+            );
+            return Ok(());
+        }
+        let rows: Vec<[String; 4]> = peers
+            .iter()
+            .map(|p| {
+                [
+                    p["peer_id"].as_str().unwrap_or("?").to_owned(),
+                    p["addr"].as_str().unwrap_or("?").to_owned(),
+                    p["rtt_ms"]
+                        .as_f64()
+                        .map_or("-".into(), |r| format!("{r:.1} ms")),
+                    match (p["connected"].as_bool(), p["relayed"].as_bool()) {
+                        (Some(true), Some(true)) => "relayed".into(),
+                        (Some(true), _) => "direct".into(),
+                        _ => "-".into(),
+                    },
+                ]
+            })
+            .collect();
+        let header = ["PEER ID", "ADDRESS", "RTT", "CONNECTION"];
+        let widths: Vec<usize> = (0..4)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].len())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: [&str; 4]| {
+            format!(
+                "{:w0$}  {:w1$}  {:>w2$}  {}",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )
+        };
+        println!("{}", line(header));
+        for r in &rows {
+            println!("{}", line([&r[0], &r[1], &r[2], &r[3]]));
+        }
+        println!(
+            "{} {} in the routing table",
+            rows.len(),
+            if rows.len() == 1 { "peer" } else { "peers" }
+        );
         Ok(())
     }
 
@@ -699,15 +859,15 @@ impl Client {
         );
         let text = format!(
             "peer id:      {}\nname:         {}\nlistening:    {addrs}\n{reach}routing table: {} peers ({} connected)\n\
-             stored:       {} of {} bytes quota\nchunks:       {} ({} pinned, {} replica, {} cached)\n\
+             stored:       {} of {} quota\nchunks:       {} stored; kept as pinned {}, as replicas for the network {}, as cache {} (a chunk may count under more than one)\n\
              repair:       {} chunks responsible, {} below {} proven copies, {} not yet checked, {} handed over\n\
-             repair sent:  {} copies ({} bytes); proofs {} valid, {} wrong\n             misbehaviour: {} penalties, {} peers banned now",
+             repair sent:  {} copies ({}); proofs {} valid, {} wrong\n             misbehaviour: {} penalties, {} peers banned now",
             s["peer_id"].as_str().unwrap_or("?"),
             s["name"].as_str().unwrap_or("?"),
             s["routing_table"],
             s["connected_peers"],
-            s["stored_bytes"],
-            s["quota_bytes"],
+            human(&s["stored_bytes"]),
+            human(&s["quota_bytes"]),
             s["chunks"],
             s["chunks_pinned"],
             s["chunks_replica"],
@@ -718,7 +878,7 @@ impl Client {
             s["repair"]["chunks_unaudited"],
             s["repair"]["handoffs"],
             s["repair"]["copies_sent"],
-            s["repair"]["bytes_sent"],
+            human(&s["repair"]["bytes_sent"]),
             s["repair"]["proofs_valid"],
             s["repair"]["proofs_invalid"],
             s["penalised_peers"],
@@ -769,8 +929,10 @@ impl Client {
             .await?;
         let verb = if dry_run { "would remove" } else { "removed" };
         let text = format!(
-            "{verb} {} cached chunks ({} bytes); {} bytes of cache left",
-            r["chunks"], r["bytes"], r["cache_left_bytes"]
+            "{verb} {} cached chunks ({}); {} of cache left",
+            r["chunks"],
+            human(&r["bytes"]),
+            human(&r["cache_left_bytes"])
         );
         out.print(text, r);
         Ok(())
@@ -852,6 +1014,13 @@ impl Client {
         }
         bail!("{message}")
     }
+}
+
+/// A JSON byte count as people read it (`3.2 GiB`); `?` if it is not a number.
+fn human(bytes: &Value) -> String {
+    bytes
+        .as_u64()
+        .map_or_else(|| "?".into(), |b| indicatif::HumanBytes(b).to_string())
 }
 
 fn no_daemon(target: &str) -> String {

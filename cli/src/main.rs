@@ -15,14 +15,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// cairn: a peer-to-peer content store.
 ///
 /// Start a node with `cairn daemon` (or a local test network with `cairn devnet`), then
 /// `cairn put FILE` prints a content id that `cairn get ID` fetches from any node.
 #[derive(Parser, Debug)]
-#[command(name = "cairn", version, propagate_version = true)]
+#[command(
+    name = "cairn",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  cairn daemon &\n  cairn put holiday.mp4            # prints cairn1…\n  cairn get cairn1… -o copy.mp4\n  cairn devnet --demo              # a local network of real nodes, put and get"
+)]
 pub(crate) struct Cli {
     /// Data directory of the node to use or run [default: the platform data directory]
     #[arg(long, global = true, env = "CAIRN_DATA_DIR", value_name = "DIR")]
@@ -56,8 +61,14 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node in the foreground, with its HTTP API and gateway on loopback
+    #[command(
+        after_help = "Examples:\n  cairn daemon\n  cairn daemon --join cairninvite1… --quota 50GiB"
+    )]
     Daemon(daemon::DaemonArgs),
     /// Store a file or directory (`-` reads standard input) and print its content id
+    #[command(
+        after_help = "Examples:\n  cairn put photo.jpg\n  cairn put site/\n  tar c dir | cairn put -"
+    )]
     Put {
         /// File, directory, or `-` for standard input
         path: PathBuf,
@@ -67,16 +78,19 @@ enum Command {
     /// What to fetch is a content id or a name, optionally followed by a path in a directory;
     /// a name is resolved first, to whatever it points at now.
     #[command(
-        after_long_help = "Examples:\n  cairn get cairn1… -o photo.jpg\n  cairn get cairnname1…/docs/guide.pdf     # writes guide.pdf"
+        after_help = "Examples:\n  cairn get cairn1… -o photo.jpg\n  cairn get cairnname1…/docs/guide.pdf     # writes guide.pdf\n  cairn get cairn1… -o - | less"
     )]
     Get {
         /// Content id (cairn1…) or name (cairnname1…), optionally followed by /path/in/dir
         #[arg(value_name = "ID|NAME[/PATH]")]
         target: String,
-        /// Output path [default: the last segment of PATH, else the id or name, in the current
-        /// directory]
+        /// Output path, or `-` for standard output [default: the last segment of PATH, else
+        /// the id or name, in the current directory]
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Replace an existing file at the output path
+        #[arg(long)]
+        force: bool,
         /// Join through the node of this invite first (from `cairn invite` on the machine that
         /// has the content), for a node that is not yet in the same network
         #[arg(long, value_name = "TICKET")]
@@ -84,12 +98,26 @@ enum Command {
     },
     /// Write a file's content to standard output
     #[command(
-        after_long_help = "Examples:\n  cairn cat cairn1…\n  cairn cat cairnname1…/notes/today.txt"
+        after_help = "Examples:\n  cairn cat cairn1…\n  cairn cat cairnname1…/notes/today.txt"
     )]
     Cat {
         /// Content id (cairn1…) or name (cairnname1…), optionally followed by /path/in/dir
         #[arg(value_name = "ID|NAME[/PATH]")]
         target: String,
+    },
+    /// List a directory: each entry's name, size and id
+    #[command(after_help = "Examples:\n  cairn ls cairn1…\n  cairn ls cairn1…/docs --json")]
+    Ls {
+        /// Content id (cairn1…) or name (cairnname1…), optionally followed by /path/in/dir
+        #[arg(value_name = "ID|NAME[/PATH]")]
+        target: String,
+    },
+    /// Open the web UI of the daemon in a browser (or print its address)
+    #[command(after_help = "Examples:\n  cairn ui\n  cairn ui --print")]
+    Ui {
+        /// Print the address (with its token) instead of opening a browser
+        #[arg(long)]
+        print: bool,
     },
     /// Keep content on this node for good
     #[command(subcommand)]
@@ -101,6 +129,7 @@ enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     /// List the peers in the routing table, or add one
+    #[command(after_help = "Examples:\n  cairn peers\n  cairn peers add cairninvite1…")]
     Peers {
         #[command(subcommand)]
         command: Option<PeersCommand>,
@@ -108,22 +137,25 @@ enum Command {
     /// Print an invite to this node: a ticket another node joins through (`cairn peers add`,
     /// `cairn daemon --join`) or fetches with (`cairn get ID --from`)
     #[command(
-        after_long_help = "Example:\n  cairn invite          # on one machine; send the ticket to a friend\n  cairn get cairn1… --from cairninvite1…   # on the friend's"
+        after_help = "Example:\n  cairn invite          # on one machine; send the ticket to a friend\n  cairn get cairn1… --from cairninvite1…   # on the friend's"
     )]
     Invite,
     /// Show the node's id, addresses, reachability, routing table, storage and repair work
+    #[command(after_help = "Examples:\n  cairn status\n  cairn status --json")]
     Status,
     /// Run the daemon as a service of this user, started at login (systemd on Linux, launchd
     /// on macOS)
     #[command(subcommand)]
     Service(service::ServiceCommand),
     /// Ask the network how many live, verified copies each chunk of some content has
+    #[command(after_help = "Example:\n  cairn health cairn1…")]
     Health {
         /// Content id (cairn1…)
         id: String,
     },
     /// Remove cached chunks (fetched by gets; never pinned content or replicas kept for the
     /// network), least recently used first
+    #[command(after_help = "Examples:\n  cairn gc --dry-run\n  cairn gc --keep 2GiB")]
     Gc {
         /// Say what would be removed, and remove nothing
         #[arg(long)]
@@ -133,22 +165,28 @@ enum Command {
         keep: Option<String>,
     },
     /// Start a local network of real nodes on 127.0.0.1 and run until Ctrl-C
+    #[command(
+        after_help = "Examples:\n  cairn devnet --demo\n  cairn devnet --nodes 5 --dir /tmp/net"
+    )]
     Devnet(devnet::DevnetArgs),
 }
 
 #[derive(Subcommand, Debug)]
 enum PinCommand {
     /// Pin content: fetch whatever is missing and keep all of it
+    #[command(after_help = "Example:\n  cairn pin add cairn1…")]
     Add {
         /// Content id
         id: String,
     },
     /// Unpin content: its chunks become evictable cache
+    #[command(after_help = "Example:\n  cairn pin rm cairn1…")]
     Rm {
         /// Content id
         id: String,
     },
     /// List pinned content
+    #[command(after_help = "Example:\n  cairn pin ls --json")]
     Ls,
 }
 
@@ -156,7 +194,7 @@ enum PinCommand {
 enum PeersCommand {
     /// Connect to a peer and join the network through it, now
     #[command(
-        after_long_help = "Examples:\n  cairn peers add cairninvite1…\n  cairn peers add /ip4/192.0.2.7/udp/5738/quic-v1/p2p/12D3KooW…"
+        after_help = "Examples:\n  cairn peers add cairninvite1…\n  cairn peers add /ip4/192.0.2.7/udp/5738/quic-v1/p2p/12D3KooW…"
     )]
     Add {
         /// An invite (`cairn invite` on the other node), or an address ending in
@@ -174,7 +212,7 @@ enum NameCommand {
     /// (see `cairn key gen`). The daemon renews the record at half its life for as long as it
     /// runs, and publishes it again when it restarts.
     #[command(
-        after_long_help = "Examples:\n  cairn name publish cairn1…\n  cairn name publish cairn1… --key blog --ttl 7d"
+        after_help = "Examples:\n  cairn name publish cairn1…\n  cairn name publish cairn1… --key blog --ttl 7d"
     )]
     Publish {
         /// Content id (cairn1…)
@@ -188,7 +226,7 @@ enum NameCommand {
         ttl: String,
     },
     /// Print the content id a name points at
-    #[command(after_long_help = "Example:\n  cairn name resolve cairnname1…")]
+    #[command(after_help = "Example:\n  cairn name resolve cairnname1…")]
     Resolve {
         /// Name (cairnname1…)
         name: String,
@@ -203,28 +241,101 @@ enum KeyCommand {
     /// secret key is kept in the daemon's data directory (keys/NAME, mode 0600): back it up, as
     /// nobody can publish under its name without it.
     #[command(
-        after_long_help = "Example:\n  cairn key gen blog && cairn name publish cairn1… --key blog"
+        after_help = "Example:\n  cairn key gen blog && cairn name publish cairn1… --key blog"
     )]
     Gen {
         /// What to call the key
         name: String,
     },
     /// List the keys, each with its name (`self` is this node's own)
-    #[command(after_long_help = "Example:\n  cairn key ls --json")]
+    #[command(after_help = "Example:\n  cairn key ls --json")]
     Ls,
     /// Remove a key for good; its name is no longer renewed and lapses
     ///
     /// `self` cannot be removed. Nobody can publish under the removed key's name again.
-    #[command(after_long_help = "Example:\n  cairn key rm blog")]
+    #[command(after_help = "Example:\n  cairn key rm blog")]
     Rm {
         /// The key
         name: String,
     },
 }
 
+/// The options every command takes: listed once, in `cairn --help`, and hidden from each
+/// subcommand's help, which points there instead.
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    let mut section = String::from("Global options (for every command):\n");
+    for a in &globals {
+        let flag = match (a.get_short(), a.get_long()) {
+            (Some(s), Some(l)) => format!("-{s}, --{l}"),
+            (None, Some(l)) => format!("    --{l}"),
+            (Some(s), None) => format!("-{s}"),
+            (None, None) => continue,
+        };
+        let value = a
+            .get_value_names()
+            .filter(|_| a.get_action().takes_values())
+            .map(|v| {
+                format!(
+                    " <{}>",
+                    v.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" ")
+                )
+            })
+            .unwrap_or_default();
+        let env = a
+            .get_env()
+            .map(|e| format!(" [env: {}]", e.to_string_lossy()))
+            .unwrap_or_default();
+        let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+        section.push_str(&format!("  {flag}{value}\n          {help}{env}\n"));
+    }
+    for a in &globals {
+        cmd = cmd.mut_arg(a.get_id().clone(), |a| a.hide(true));
+    }
+    let examples = cmd
+        .get_after_help()
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    cmd.after_help(format!("{section}\n{examples}"))
+        .mut_subcommands(global_footer)
+}
+
+fn global_footer(sub: clap::Command) -> clap::Command {
+    let footer =
+        "Global options (--data-dir, --api, --config, --json, -q, -v): see `cairn --help`.";
+    let help = match sub.get_after_help() {
+        Some(h) => format!("{h}\n\n{footer}"),
+        None => footer.to_owned(),
+    };
+    sub.after_help(help).mut_subcommands(global_footer)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let json = cli.json;
     init_logging(cli.verbose);
+    // `devnet` makes its own data directories and API addresses: say so rather than ignore them.
+    if let Some(("devnet", _)) = matches.subcommand() {
+        for (id, flag) in [("data_dir", "--data-dir"), ("api", "--api")] {
+            if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+                return fail(
+                    json,
+                    &anyhow::anyhow!(
+                        "devnet does not use {flag}: each node gets its own data directory under --dir, and an API on a free port"
+                    ),
+                );
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -237,11 +348,19 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", output::one_line(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(json, &e),
     }
+}
+
+/// Prints `e` on stderr, one line (a JSON object under `--json`), and fails.
+fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
+    let message = output::one_line(e);
+    if json {
+        eprintln!("{}", serde_json::json!({ "error": message }));
+    } else {
+        eprintln!("error: {message}");
+    }
+    ExitCode::FAILURE
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -258,6 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Get {
                     target,
                     output,
+                    force,
                     from,
                 } => {
                     if let Some(ticket) = from {
@@ -268,13 +388,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     // Dropping the get on Ctrl-C or SIGTERM removes its staged output.
                     tokio::select! {
-                        r = client.get(&target, output, &out) => r,
+                        r = client.get(&target, output, force, &out) => r,
                         () = daemon::shutdown_signal() => {
                             anyhow::bail!("interrupted; the partial download was removed")
                         }
                     }
                 }
                 Command::Cat { target } => client.cat(&target).await,
+                Command::Ls { target } => client.list(&target, &out).await,
+                Command::Ui { print } => client.ui(print, &out).await,
                 Command::Pin(PinCommand::Add { id }) => client.pin(&id, true, &out).await,
                 Command::Pin(PinCommand::Rm { id }) => client.pin(&id, false, &out).await,
                 Command::Pin(PinCommand::Ls) => client.pins(&out).await,
