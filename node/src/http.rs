@@ -237,6 +237,12 @@ pub fn router(node: Node, token: &str) -> Router {
     Router::new()
         .nest("/api/v0", api)
         .route("/metrics", get(metrics))
+        .route(
+            "/ui",
+            get(|| async { axum::response::Redirect::permanent("/ui/") }),
+        )
+        .route("/ui/", get(ui_file))
+        .route("/ui/{file}", get(ui_file))
         .route("/c/{id}", get(gateway_root))
         .route("/c/{id}/", get(gateway_root))
         .route("/c/{id}/{*path}", get(gateway_path))
@@ -1067,7 +1073,10 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
 async fn status(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let stats = state.node.stats().await?;
     let s = stats.store;
+    let (bytes_in, bytes_out) = state.node.chunk_traffic();
     Ok(axum::Json(serde_json::json!({
+        "chunk_bytes_received": bytes_in,
+        "chunk_bytes_sent": bytes_out,
         "peer_id": stats.network.peer_id.to_string(),
         "name": state.node.name().to_string(),
         "listen_addrs": state.node.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
@@ -1375,6 +1384,54 @@ async fn gateway_name(
         uri,
     };
     serve_path(&state, &at, id, &path, &headers).await
+}
+
+/// The web UI's files, in the binary: (name, type, bytes).
+const UI_FILES: [(&str, &str, &str); 3] = [
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("ui/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("ui/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("ui/style.css"),
+    ),
+];
+
+/// The web UI's Content-Security-Policy: its own scripts, styles and API only.
+const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// `/ui/[file]`: the web UI. Its files hold no secret and are served to anyone; what it shows
+/// comes from the API, with the token `cairn ui` passes in the URL's fragment.
+async fn ui_file(path: Option<axum::extract::Path<String>>) -> Response {
+    let name = path.map_or_else(|| "index.html".to_owned(), |p| p.0);
+    let Some((_, mime, body)) = UI_FILES.iter().find(|(n, _, _)| *n == name) else {
+        return ApiError(StatusCode::NOT_FOUND, format!("no web UI file {name:?}")).into_response();
+    };
+    let mut r = (*body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(UI_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
 }
 
 /// Where a gateway request is: its root (`/c/<id>` or `/n/<name>`, which links in a listing

@@ -562,6 +562,12 @@ impl Node {
         Ok(NodeStats { network, store })
     }
 
+    /// Chunk bytes received from and sent to peers since the node started: `(in, out)`.
+    pub fn chunk_traffic(&self) -> (u64, u64) {
+        let live = &self.inner.metrics.live;
+        (live.chunk_bytes_in.get(), live.chunk_bytes_out.get())
+    }
+
     /// Every metric in Prometheus text format (the OpenMetrics text `/metrics` serves).
     pub async fn metrics(&self) -> Result<String, crate::error::GetError> {
         let stats = self.stats().await?;

@@ -2,6 +2,7 @@
 //! stopped through its handle (killed on drop if a test fails first), every wait bounded.
 
 mod bad_input;
+mod browser;
 mod crash;
 mod names;
 mod netns;
