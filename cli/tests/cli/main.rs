@@ -9,6 +9,7 @@ mod netns;
 mod reach;
 mod service;
 mod survivors;
+mod ux;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
