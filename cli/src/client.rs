@@ -351,11 +351,7 @@ impl Client {
                 let staged = staging.path().join("content");
                 if listing.kind == "dir" {
                     // Refused before anything is written if the tree expands past the limit.
-                    let _: FileCount = self
-                        .send(self.http.get(format!("{}/count/{id}", self.base)))
-                        .await?
-                        .json()
-                        .await?;
+                    let _: FileCount = self.get_json(&format!("/count/{id}")).await?;
                     self.download_dir(listing, &staged, &bar).await?;
                 } else {
                     let file = create(&staged).await?;
@@ -545,11 +541,7 @@ impl Client {
 
     /// Lists pinned content: a line (or a JSON object) each.
     pub(crate) async fn pins(&self, out: &Output) -> anyhow::Result<()> {
-        let pins: Vec<String> = self
-            .send(self.http.get(format!("{}/pins", self.base)))
-            .await?
-            .json()
-            .await?;
+        let pins: Vec<String> = self.get_json("/pins").await?;
         if pins.is_empty() && !out.json {
             println!("no pinned content (`cairn pin add ID` pins some)");
         }
@@ -608,11 +600,7 @@ impl Client {
     /// its API calls.
     pub(crate) async fn ui(&self, print: bool, out: &Output) -> anyhow::Result<()> {
         // Reaching the API first: a dead daemon is an error, not a page that does not load.
-        let _: Value = self
-            .send(self.http.get(format!("{}/status", self.base)))
-            .await?
-            .json()
-            .await?;
+        let _: Value = self.get_json("/status").await?;
         let origin = self.base.trim_end_matches("/api/v0");
         let url = format!("{origin}/ui/#token={}", self.token);
         if !print && !out.json {
@@ -685,11 +673,7 @@ impl Client {
 
     /// Lists the keys: a line each, or a JSON object each.
     pub(crate) async fn keys(&self, out: &Output) -> anyhow::Result<()> {
-        let keys: Vec<KeyReply> = self
-            .send(self.http.get(format!("{}/keys", self.base)))
-            .await?
-            .json()
-            .await?;
+        let keys: Vec<KeyReply> = self.get_json("/keys").await?;
         let width = keys.iter().map(|k| k.key.len()).max().unwrap_or(0);
         for k in &keys {
             out.print(
@@ -717,11 +701,7 @@ impl Client {
 
     /// Prints an invite to the daemon (`cairn invite`).
     pub(crate) async fn invite(&self, out: &Output) -> anyhow::Result<()> {
-        let reply: Value = self
-            .send(self.http.get(format!("{}/invite", self.base)))
-            .await?
-            .json()
-            .await?;
+        let reply: Value = self.get_json("/invite").await?;
         let ticket = reply["ticket"].as_str().unwrap_or("?").to_owned();
         out.print(ticket, reply);
         Ok(())
@@ -753,11 +733,7 @@ impl Client {
     }
 
     pub(crate) async fn peers(&self, out: &Output) -> anyhow::Result<()> {
-        let reply: Value = self
-            .send(self.http.get(format!("{}/peers", self.base)))
-            .await?
-            .json()
-            .await?;
+        let reply: Value = self.get_json("/peers").await?;
         let peers = reply.as_array().cloned().unwrap_or_default();
         if out.json {
             for p in peers {
@@ -823,11 +799,7 @@ impl Client {
     }
 
     pub(crate) async fn status(&self, out: &Output) -> anyhow::Result<()> {
-        let s: Value = self
-            .send(self.http.get(format!("{}/status", self.base)))
-            .await?
-            .json()
-            .await?;
+        let s: Value = self.get_json("/status").await?;
         let addrs = s["listen_addrs"]
             .as_array()
             .map(|a| {
@@ -890,11 +862,7 @@ impl Client {
 
     pub(crate) async fn health(&self, id: &str, out: &Output) -> anyhow::Result<()> {
         let id = parse_id(id)?;
-        let h: Value = self
-            .send(self.http.get(format!("{}/health/{id}", self.base)))
-            .await?
-            .json()
-            .await?;
+        let h: Value = self.get_json(&format!("/health/{id}")).await?;
         let r = &h["replication"];
         let at_risk = h["at_risk"].as_array().cloned().unwrap_or_default();
         let mut text = format!(
@@ -939,8 +907,13 @@ impl Client {
     }
 
     async fn ls(&self, id: &ContentId) -> anyhow::Result<Listing> {
+        self.get_json(&format!("/ls/{id}")).await
+    }
+
+    /// `GET /api/v0{path}`, its JSON reply.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         Ok(self
-            .send(self.http.get(format!("{}/ls/{id}", self.base)))
+            .send(self.http.get(format!("{}{path}", self.base)))
             .await?
             .json()
             .await?)

@@ -261,7 +261,15 @@ async fn special_files_as_output_are_written_to_not_replaced() {
     std::fs::write(&target, b"old").unwrap();
     let link = root.path().join("link.bin");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    assert_ok(&d.run(&["get", &id, "-o", link.to_str().unwrap()]).await);
+    // Through a link to an existing file: that file is replaced, with --force as any other.
+    assert_fails(
+        &d.run(&["get", &id, "-o", link.to_str().unwrap()]).await,
+        "pass --force",
+    );
+    assert_ok(
+        &d.run(&["get", &id, "-o", link.to_str().unwrap(), "--force"])
+            .await,
+    );
     assert!(
         std::fs::symlink_metadata(&link)
             .unwrap()

@@ -10,7 +10,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
@@ -295,25 +294,13 @@ impl NsDaemon {
         .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn cairn daemon");
         let log = super::collect_stderr(&mut child);
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let ready = timeout(STEP, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["event"] == "ready"
-                {
-                    return Some(v);
-                }
-            }
-            None
-        })
-        .await;
-        let Ok(Some(ready)) = ready else {
+        let ready = super::ready_event(&mut child).await;
+        let Some(ready) = ready else {
             panic!(
                 "the daemon in {ns} never got ready: {}",
                 log.lock().unwrap()
             );
         };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
             child,
             ns: ns.to_owned(),

@@ -209,7 +209,7 @@ async fn across_two_nats(kind: NatKind, lab_name: &str) {
     let mut link = None;
     let mut peers = serde_json::Value::Null;
     while started.elapsed() < PUNCH_BOUND {
-        peers = serde_json::from_str(&run_in(&hb, &c.dir, &["--json", "peers"]).await).unwrap();
+        peers = super::ndjson(&run_in(&hb, &c.dir, &["--json", "peers"]).await);
         link = to_b(&peers);
         if link
             .as_ref()
@@ -314,7 +314,7 @@ async fn two_daemons_on_a_lan_find_each_other_by_mdns() {
         let mut found = false;
         while started.elapsed() < MEET_BOUND {
             let peers: serde_json::Value =
-                serde_json::from_str(&run_in(&me.ns, &me.dir, &["--json", "peers"]).await).unwrap();
+                super::ndjson(&run_in(&me.ns, &me.dir, &["--json", "peers"]).await);
             if peer_listed(&peers, &other.peer_id) {
                 found = true;
                 break;
@@ -366,7 +366,7 @@ async fn invites_connect_daemons_and_get_from_fetches_through_one() {
     assert!(added.contains("joined through"), "{added}");
     for (me, other) in [(&b, &a), (&a, &b)] {
         let peers: serde_json::Value =
-            serde_json::from_str(&run_in(HOST, &me.dir, &["--json", "peers"]).await).unwrap();
+            super::ndjson(&run_in(HOST, &me.dir, &["--json", "peers"]).await);
         assert!(peer_listed(&peers, &other.peer_id), "{peers}");
     }
 
@@ -376,7 +376,7 @@ async fn invites_connect_daemons_and_get_from_fetches_through_one() {
     let id = run_in(HOST, &a.dir, &["put", input.to_str().unwrap()]).await;
     let output = root.path().join("copy.bin");
     let no_one: serde_json::Value =
-        serde_json::from_str(&run_in(HOST, &c.dir, &["--json", "peers"]).await).unwrap();
+        super::ndjson(&run_in(HOST, &c.dir, &["--json", "peers"]).await);
     assert_eq!(no_one.as_array().map(Vec::len), Some(0), "{no_one}");
     run_in(
         HOST,

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use cairn_node::Manifest;
 use cairn_tests::random_bytes;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::time::timeout;
 
@@ -401,26 +400,14 @@ impl Daemon {
             .spawn()
             .expect("spawn cairn daemon");
         let stderr = super::collect_stderr(&mut child);
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let ready = timeout(STEP, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["event"] == "ready"
-                {
-                    return Some(v);
-                }
-            }
-            None
-        })
-        .await;
-        let Ok(Some(ready)) = ready else {
+        let ready = super::ready_event(&mut child).await;
+        let Some(ready) = ready else {
             panic!(
                 "the daemon on {} never got ready; stderr: {}",
                 dir.display(),
                 stderr.lock().unwrap()
             );
         };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let addr = ready["addrs"][0]
             .as_str()
             .expect("the ready event lists an address")
