@@ -1558,7 +1558,9 @@ fn mime_of_name(name: &str) -> Option<String> {
 /// The type of a file with no telling name, from its first bytes: a known binary format by
 /// its magic number, HTML or other UTF-8 text, or else bytes.
 pub fn sniff(head: &[u8]) -> &'static str {
-    if let Some(kind) = infer::get(head) {
+    if let Some(kind) = infer::get(head)
+        && kind.matcher_type() != infer::MatcherType::Text
+    {
         return kind.mime_type();
     }
     let utf8 = match std::str::from_utf8(head) {
