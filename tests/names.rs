@@ -104,20 +104,21 @@ async fn a_name_under_a_second_key_resolves_elsewhere_and_leads_into_a_directory
     assert!(body == page, "the gateway serves NAME/path");
     let (status, body) = get(format!("/n/{name}/index.html")).await;
     assert_eq!((status, body.as_slice()), (200, &b"<h1>hello</h1>"[..]));
+    // The root holds an index.html: that is what it serves.
     let (status, body) = get(format!("/n/{name}/")).await;
+    assert_eq!((status, body.as_slice()), (200, &b"<h1>hello</h1>"[..]));
+    // A directory without one lists its entries, its breadcrumbs leading back through the name.
+    let (status, body) = get(format!("/n/{name}/docs/")).await;
     assert_eq!(status, 200);
     let index = String::from_utf8(body).unwrap();
     assert!(
-        index.contains(&format!("href=\"/n/{name}/docs\"")),
+        index.contains(&format!("href=\"/n/{name}/\"")) && index.contains("href=\"deep/\""),
         "the index links through the name: {index}"
     );
+    // Without the slash: redirected to it (followed here), so relative links work.
     let (status, body) = get(format!("/n/{name}/docs")).await;
     assert_eq!(status, 200);
-    assert!(
-        String::from_utf8(body)
-            .unwrap()
-            .contains(&format!("/n/{name}/docs/deep"))
-    );
+    assert!(String::from_utf8(body).unwrap().contains("href=\"deep/\""));
     // Mistakes: a name nobody published, a malformed one, a path that is not there.
     let nobody = format!("cairnname1{}", "ab".repeat(32));
     for (path, code, needle) in [
