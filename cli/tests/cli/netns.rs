@@ -151,50 +151,26 @@ impl Lab {
             masquerade.push("--random-fully");
         }
         sh(&masquerade);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "iptables",
-            "-A",
-            "FORWARD",
-            "-i",
-            wan,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "ESTABLISHED,RELATED",
-            "-j",
-            "ACCEPT",
-        ]);
-        sh(&[
-            "ip", "netns", "exec", ns, "iptables", "-A", "FORWARD", "-i", wan, "-j", "DROP",
-        ]);
-        // The router's own firewall drops what nobody asked for, as a home router's does. Left
-        // to answer it (ICMP port unreachable), the router would keep a conntrack entry for the
-        // unsolicited packet for 30 s, and a hole punch from inside to the same peer would be
-        // mapped to another port: a packet dropped here is never entered.
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "iptables",
-            "-A",
-            "INPUT",
-            "-i",
-            wan,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "ESTABLISHED,RELATED",
-            "-j",
-            "ACCEPT",
-        ]);
-        sh(&[
-            "ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-i", wan, "-j", "DROP",
-        ]);
+        // Nothing comes in through `wan` but answers, whether routed on (FORWARD) or for the
+        // router itself (INPUT). The router's own firewall drops what nobody asked for, as a
+        // home router's does: left to answer it (ICMP port unreachable), the router would keep
+        // a conntrack entry for the unsolicited packet for 30 s, and a hole punch from inside
+        // to the same peer would be mapped to another port.
+        for chain in ["FORWARD", "INPUT"] {
+            let rule = [
+                "ip", "netns", "exec", ns, "iptables", "-A", chain, "-i", wan,
+            ];
+            let answers = [
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-j",
+                "ACCEPT",
+            ];
+            sh(&[&rule[..], &answers[..]].concat());
+            sh(&[&rule[..], &["-j", "DROP"][..]].concat());
+        }
     }
 }
 
