@@ -4,19 +4,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use cairn_node::{Multiaddr, Node};
+use cairn_node::{Loopback, Multiaddr, Node};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// How long any single step of a test may take before it fails instead of hanging.
 pub const STEP: Duration = Duration::from_secs(120);
 
-/// A network of real nodes on loopback, each with its own data directory.
+/// A network of real nodes on loopback, each with its own data directory: a
+/// [`cairn_node::Loopback`] network under a temporary directory.
 pub struct Testnet {
     /// The nodes; node 0 is everyone's bootstrap peer.
     pub nodes: Vec<Node>,
     /// Data directory of each node, by index.
     pub dirs: Vec<PathBuf>,
+    loopback: Loopback,
     root: tempfile::TempDir,
 }
 
@@ -30,19 +32,25 @@ impl Testnet {
     pub async fn with_config(n: usize, config: cairn_dht::Config) -> anyhow::Result<Self> {
         init_logging();
         let root = tempfile::tempdir()?;
-        let mut net = Self {
-            nodes: Vec::new(),
-            dirs: Vec::new(),
+        let loopback = Loopback::new(root.path()).dht_config(config);
+        let mut nodes = Vec::new();
+        let started = loopback
+            .start(n, &mut nodes, |i, builder| async move {
+                timed_spawn(builder)
+                    .await
+                    .with_context(|| format!("starting node {i}"))
+            })
+            .await;
+        let dirs = (0..nodes.len()).map(|i| loopback.dir(i)).collect();
+        let net = Self {
+            nodes,
+            dirs,
+            loopback,
             root,
         };
-        for i in 0..n {
-            let dir = net.root.path().join(format!("node{i}"));
-            let bootstrap = net.nodes.first().map(|n: &Node| n.addrs()[0].clone());
-            let node = spawn_with(&dir, bootstrap, config.clone())
-                .await
-                .with_context(|| format!("starting node {i}"))?;
-            net.nodes.push(node);
-            net.dirs.push(dir);
+        if let Err(e) = started {
+            net.shutdown().await;
+            return Err(e);
         }
         Ok(net)
     }
@@ -54,13 +62,13 @@ impl Testnet {
         dir: PathBuf,
         bootstrap: Option<Multiaddr>,
     ) -> anyhow::Result<usize> {
-        let node = spawn(&dir, bootstrap).await?;
+        let node = timed_spawn(self.loopback.builder(&dir, bootstrap)).await?;
         self.nodes.push(node);
         self.dirs.push(dir);
         Ok(self.nodes.len() - 1)
     }
 
-    /// Indices of the `n` nodes whose ids are closest to `key`, closest first.
+/// Indices of the `n` nodes whose ids are closest to `key`, closest first.
     pub fn closest(&self, key: &cairn_dht::Key, n: usize) -> Vec<usize> {
         let mut by_distance: Vec<(usize, cairn_dht::Key)> = self
             .nodes
@@ -102,28 +110,14 @@ impl Testnet {
     }
 }
 
-/// Starts a node on 127.0.0.1 (QUIC and TCP, system-chosen ports) with the IP-prefix cap off,
-/// since every peer shares one address here.
+/// Starts a node on 127.0.0.1 as a [`Loopback`] network's nodes are, on `dir`.
 pub async fn spawn(dir: &Path, bootstrap: Option<Multiaddr>) -> anyhow::Result<Node> {
-    spawn_with(dir, bootstrap, cairn_dht::Config::default()).await
+    timed_spawn(Loopback::new(dir).builder(dir, bootstrap)).await
 }
 
-/// Starts a node as [`spawn`] does, with this engine configuration.
-pub async fn spawn_with(
-    dir: &Path,
-    bootstrap: Option<Multiaddr>,
-    config: cairn_dht::Config,
-) -> anyhow::Result<Node> {
-    let mut b = Node::builder()
-        .dht_config(config)
-        .data_dir(dir)
-        .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
-        .listen("/ip4/127.0.0.1/tcp/0".parse()?)
-        .local_network();
-    if let Some(addr) = bootstrap {
-        b = b.bootstrap(addr);
-    }
-    Ok(tokio::time::timeout(STEP, b.spawn()).await??)
+/// Starts `builder`'s node, failing after [`STEP`].
+async fn timed_spawn(builder: cairn_node::NodeBuilder) -> anyhow::Result<Node> {
+    Ok(tokio::time::timeout(STEP, builder.spawn()).await??)
 }
 
 /// `len` bytes from a seeded generator.

@@ -68,6 +68,12 @@ pub(crate) struct Running {
     server: JoinHandle<std::io::Result<()>>,
 }
 
+impl AsRef<Node> for Running {
+    fn as_ref(&self) -> &Node {
+        &self.node
+    }
+}
+
 impl Running {
     /// Starts `builder`'s node and serves its API on `api` (loopback only), writing the API
     /// address and token into `data_dir`.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cairn_node::Node;
+use cairn_node::Loopback;
 
 use crate::daemon::{Running, shutdown_signal};
 use crate::output::Output;
@@ -107,23 +107,16 @@ async fn start_all(
     n: u16,
     running: &mut Vec<Running>,
 ) -> anyhow::Result<()> {
-    for i in 1..=n {
-        let dir = root.join(format!("node{i}"));
-        let mut builder = Node::builder()
-            .data_dir(&dir)
-            .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
-            .listen("/ip4/127.0.0.1/tcp/0".parse()?)
-            .local_network();
-        if let Some(first) = running.first() {
-            builder = builder.bootstrap(first.node.addrs()[0].clone());
+    let net = Loopback::new(root);
+    net.start(usize::from(n), running, |i, builder| {
+        let dir = net.dir(i);
+        async move {
+            Running::start(builder, &dir, "127.0.0.1:0".parse()?)
+                .await
+                .with_context(|| format!("starting node{}", i + 1))
         }
-        let api = "127.0.0.1:0".parse()?;
-        let r = Running::start(builder, &dir, api)
-            .await
-            .with_context(|| format!("starting node{i}"))?;
-        running.push(r);
-    }
-    Ok(())
+    })
+    .await
 }
 
 /// Size of the demo file.

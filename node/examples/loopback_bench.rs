@@ -151,20 +151,10 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     let size = opts.size_mib << 20;
 
     let started = Instant::now();
-    let mut nodes: Vec<Node> = Vec::with_capacity(opts.nodes - 1);
-    for i in 0..opts.nodes - 1 {
-        let bootstrap = nodes.first().map(|n| n.addrs()[0].clone());
-        let dir = root.path().join(format!("node{i}"));
-        match spawn(&dir, bootstrap, opts.dht_rate).await {
-            Ok(node) => nodes.push(node),
-            Err(e) => {
-                for node in &nodes {
-                    node.shutdown().await;
-                }
-                return Err(e.context(format!("starting node {i}")));
-            }
-        }
-    }
+    let net = loopback(root.path(), opts.dht_rate);
+    let nodes = tokio::time::timeout(SPAWN_TIMEOUT * opts.nodes as u32, net.spawn(opts.nodes - 1))
+        .await
+        .context("starting the nodes timed out")??;
     eprintln!(
         "started {} nodes in {:.1} s",
         nodes.len(),
@@ -276,32 +266,19 @@ async fn measure(
     Ok((put, put_time, got))
 }
 
-/// Starts one node on loopback, optionally bootstrapped from `bootstrap`, optionally with an
-/// inbound DHT request budget of `dht_rate` per peer.
-async fn spawn(
-    dir: &Path,
-    bootstrap: Option<Multiaddr>,
-    dht_rate: Option<u32>,
-) -> anyhow::Result<Node> {
-    let mut builder = Node::builder();
-    if let Some(rate) = dht_rate {
-        let mut config = cairn_node::dht::Config::default();
-        config.rate.burst = rate;
-        config.rate.per_second = rate;
-        builder = builder.dht_config(config);
+/// The bench's loopback network under `root`, optionally with an inbound DHT request budget
+/// of `dht_rate` per peer.
+fn loopback(root: &Path, dht_rate: Option<u32>) -> cairn_node::Loopback {
+    let net = cairn_node::Loopback::new(root);
+    match dht_rate {
+        Some(rate) => {
+            let mut config = cairn_node::dht::Config::default();
+            config.rate.burst = rate;
+            config.rate.per_second = rate;
+            net.dht_config(config)
+        }
+        None => net,
     }
-    let mut builder = builder
-        .data_dir(dir)
-        .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse()?)
-        .listen("/ip4/127.0.0.1/tcp/0".parse()?)
-        .local_network();
-    if let Some(addr) = bootstrap {
-        builder = builder.bootstrap(addr);
-    }
-    tokio::time::timeout(SPAWN_TIMEOUT, builder.spawn())
-        .await
-        .context("node start timed out")?
-        .map_err(Into::into)
 }
 
 /// Writes `size` seeded random bytes to `path` one [`PIECE`] at a time; returns their BLAKE3.
@@ -434,7 +411,11 @@ async fn getter(args: &[String]) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
 
     let started = Instant::now();
-    let node = spawn(&dir.path().join("getter"), Some(bootstrap), opts.dht_rate).await?;
+    let getter = dir.path().join("getter");
+    let builder = loopback(dir.path(), opts.dht_rate).builder(&getter, Some(bootstrap));
+    let node = tokio::time::timeout(SPAWN_TIMEOUT, builder.spawn())
+        .await
+        .context("node start timed out")??;
     let start_secs = started.elapsed().as_secs_f64();
     let (settle_secs, held_before_get) = if opts.settle {
         let waited = settle(&node).await;

@@ -8,7 +8,7 @@
 //! here. Fetched chunks are cached, so this node then serves them.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cairn_dht::Key;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -18,9 +18,9 @@ use tracing::{debug, warn};
 
 use crate::driver::{Command, FetchItem};
 use crate::error::{GetError, NodeStopped};
-use crate::fsutil::OutputTarget;
-use crate::manifest::{EntryKind, Link, MAX_DEPTH, MAX_TREE_DEPTH, MAX_TREE_FILES, Manifest};
+use crate::manifest::{DirEntry, EntryKind, Link, MAX_DEPTH, MAX_TREE_DEPTH, MAX_TREE_FILES, Manifest};
 use crate::put::{Progress, ProgressFn, tokio_stream_of};
+use crate::tree::{GetPieces, Piece};
 use crate::{ContentId, Node};
 
 /// What a get wrote.
@@ -176,10 +176,8 @@ impl Node {
         progress: ProgressFn,
     ) -> Result<GetSummary, GetError> {
         let root = self.manifest(id).await?;
-        let target = crate::fsutil::output_target(out)?;
         let total = root.size();
         let mut done = 0u64;
-        let mut summary = GetSummary { size: 0, files: 0 };
         let mut report = |n| {
             done += n;
             progress(Progress {
@@ -187,42 +185,15 @@ impl Node {
                 total: Some(total),
             });
         };
-        let dest = match target {
-            OutputTarget::Special(path) => {
-                if matches!(root, Manifest::Dir { .. }) {
-                    return Err(GetError::IsDirectory(id));
-                }
-                let file = tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .await
-                    .map_err(|source| GetError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
-                self.write_file(id, root, file, &path, &mut report, &mut summary)
-                    .await?;
-                self.announce(id).await;
-                return Ok(summary);
-            }
-            OutputTarget::Create(path) => path,
+        let root = match root {
+            Manifest::Dir { entries } => Piece::Dir(entries),
+            file => Piece::File(file),
         };
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
+        let mut pieces = Pieces {
+            node: self,
+            content: id,
         };
-        let write_err = |source| GetError::Write {
-            path: dest.clone(),
-            source,
-        };
-        if matches!(root, Manifest::Dir { .. }) {
-            self.count_files(id).await?;
-        }
-        let tmp = crate::fsutil::staging_dir(&parent).map_err(write_err)?;
-        let staged = tmp.path().join("content");
-        self.write_tree(id, root, &staged, &mut report, &mut summary)
-            .await?;
-        std::fs::rename(&staged, &dest).map_err(write_err)?;
+        let summary = crate::tree::get_tree(&mut pieces, id, root, out, &mut report).await?;
         self.announce(id).await;
         Ok(summary)
     }
@@ -452,103 +423,6 @@ impl Node {
                 .map_err(|_| NodeStopped)??;
         }
         Ok(Some(bytes))
-    }
-
-    /// Writes the file or directory tree under `root` to `out`, which must not exist. Iterative
-    /// and refused past [`MAX_DEPTH`] levels.
-    async fn write_tree(
-        &self,
-        content: ContentId,
-        root: Manifest,
-        out: &Path,
-        progress: &mut (dyn FnMut(u64) + Send),
-        summary: &mut GetSummary,
-    ) -> Result<(), GetError> {
-        let write_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| GetError::Write { path, source }
-        };
-        let entries = match root {
-            Manifest::Dir { entries } => entries,
-            file => {
-                let f = tokio::fs::File::create(out).await.map_err(write_err(out))?;
-                return self
-                    .write_file(content, file, f, out, progress, summary)
-                    .await;
-            }
-        };
-        tokio::fs::create_dir(out).await.map_err(write_err(out))?;
-        // Open directories: where they are and the entries still to write, next at the end.
-        let mut open = vec![(out.to_owned(), rev(entries))];
-        while let Some((dir, entries)) = open.last_mut() {
-            let Some(entry) = entries.pop() else {
-                open.pop();
-                continue;
-            };
-            let path = dir.join(&entry.name);
-            let m = self.fetch_manifest(content, entry.id).await?;
-            if m.size() != entry.size || kind_of(&m) != entry.kind {
-                return Err(GetError::Manifest {
-                    content,
-                    source: crate::ManifestError::Invalid(
-                        "an entry's size or kind differs from its content",
-                    ),
-                });
-            }
-            match m {
-                Manifest::Dir { entries } => {
-                    if open.len() >= MAX_DEPTH {
-                        return Err(GetError::TooDeep(content));
-                    }
-                    tokio::fs::create_dir(&path)
-                        .await
-                        .map_err(write_err(&path))?;
-                    open.push((path, rev(entries)));
-                }
-                file => {
-                    let f = tokio::fs::File::create(&path)
-                        .await
-                        .map_err(write_err(&path))?;
-                    self.write_file(content, file, f, &path, progress, summary)
-                        .await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the bytes of the file under `manifest` to `file` (at `path`, for errors), synced.
-    async fn write_file(
-        &self,
-        content: ContentId,
-        manifest: Manifest,
-        mut file: tokio::fs::File,
-        path: &Path,
-        progress: &mut (dyn FnMut(u64) + Send),
-        summary: &mut GetSummary,
-    ) -> Result<(), GetError> {
-        let write_err = |source| GetError::Write {
-            path: path.to_owned(),
-            source,
-        };
-        // The caller announces the content it gets (a file or a directory's root).
-        let mut chunks = std::pin::pin!(self.file_chunks(content, manifest, 0, u64::MAX, false));
-        while let Some(bytes) = chunks.next().await {
-            let bytes = bytes?;
-            file.write_all(&bytes).await.map_err(write_err)?;
-            summary.size += bytes.len() as u64;
-            progress(bytes.len() as u64);
-        }
-        file.flush().await.map_err(write_err)?;
-        // A device or pipe cannot be synced; a regular file must be before it is renamed.
-        match file.sync_all().await {
-            Err(e) if file.metadata().await.is_ok_and(|m| m.is_file()) => {
-                return Err(write_err(e));
-            }
-            _ => {}
-        }
-        summary.files += 1;
-        Ok(())
     }
 
     /// The bytes `start..end` of the file under `root`, chunk by chunk in order. The chunks
@@ -1001,12 +875,6 @@ impl Leaves {
     }
 }
 
-/// `v` reversed, so that popping from the end visits it in order.
-fn rev<T>(mut v: Vec<T>) -> Vec<T> {
-    v.reverse();
-    v
-}
-
 fn kind_of(m: &Manifest) -> EntryKind {
     match m {
         Manifest::Dir { .. } => EntryKind::Dir,
@@ -1018,5 +886,58 @@ fn no_such(content: ContentId, path: &str) -> GetError {
     GetError::NoSuchPath {
         content,
         path: path.to_owned(),
+    }
+}
+
+/// How a node's own get fetches the pieces of a tree: manifests and chunks from here or its
+/// peers, each checked against the entry that names it.
+struct Pieces<'a> {
+    node: &'a Node,
+    /// The content being got, for errors.
+    content: ContentId,
+}
+
+impl GetPieces for Pieces<'_> {
+    type File = Manifest;
+    type Error = GetError;
+
+    async fn open(&mut self, id: Key, entry: &DirEntry) -> Result<Piece<Manifest>, GetError> {
+        let m = self.node.fetch_manifest(self.content, id).await?;
+        if m.size() != entry.size || kind_of(&m) != entry.kind {
+            return Err(GetError::Manifest {
+                content: self.content,
+                source: crate::ManifestError::Invalid(
+                    "an entry's size or kind differs from its content",
+                ),
+            });
+        }
+        Ok(match m {
+            Manifest::Dir { entries } => Piece::Dir(entries),
+            file => Piece::File(file),
+        })
+    }
+
+    async fn count(&mut self, id: ContentId) -> Result<(), GetError> {
+        self.node.count_files(id).await.map(|_| ())
+    }
+
+    async fn write(
+        &mut self,
+        file: Manifest,
+        out: &mut tokio::fs::File,
+        path: &Path,
+        written: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), GetError> {
+        // The caller announces the content it gets (a file or a directory's root).
+        let mut chunks =
+            std::pin::pin!(self.node.file_chunks(self.content, file, 0, u64::MAX, false));
+        while let Some(bytes) = chunks.next().await {
+            let bytes = bytes?;
+            out.write_all(&bytes)
+                .await
+                .map_err(crate::tree::write_error(path))?;
+            written(bytes.len() as u64);
+        }
+        Ok(())
     }
 }

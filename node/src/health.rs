@@ -3,7 +3,7 @@
 
 use futures::{StreamExt, stream};
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use cairn_dht::{Key, ProofOutcome, proof};
 
@@ -15,7 +15,7 @@ use crate::{ContentId, GetError, Node, NodeStopped};
 const HEALTH_CONCURRENCY: usize = 8;
 
 /// The copies of one chunk.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkHealth {
     /// The chunk id, as hex.
     pub id: String,

@@ -62,16 +62,21 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::api::{
+    AddPeerBody, AddPeerReply, DirBody, EndUploadReply, FileCount, GcBody, GcReply, HealthReply,
+    InviteReply, KeyReply, Listing, ListingItem, NameReply, PeerReply, PinReply, PublishBody,
+    PublishReply, PutReply, RepairReply, ResolvedReply, StatusReply, UploadReply,
+};
 use crate::error::{GetError, KeyError, NameError, PutError, ResolveError};
 use crate::manifest::{EntryKind, Manifest};
 use crate::names::{DEFAULT_NAME_TTL, MAX_NAME_TTL, Name};
-use crate::{ContentId, ContentPath, KeyInfo, KeyName, Node};
+use crate::{ContentId, ContentPath, KeyName, Node};
 
 /// File in the data directory holding the API address.
 pub const API_ADDR_FILE: &str = "api.addr";
@@ -354,7 +359,7 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+        (self.0, axum::Json(crate::api::ErrorReply { error: self.1 })).into_response()
     }
 }
 
@@ -662,13 +667,6 @@ struct PutQuery {
     upload: Option<u64>,
 }
 
-/// What `POST /api/v0/uploads` answers: the id to pass as `upload=` with the parts and
-/// directories of one directory put.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
-pub struct UploadReply {
-    /// The upload's id.
-    pub upload: u64,
-}
 
 async fn begin_upload(State(state): State<AppState>) -> Result<axum::Json<UploadReply>, ApiError> {
     let id = state
@@ -688,9 +686,9 @@ async fn begin_upload(State(state): State<AppState>) -> Result<axum::Json<Upload
 async fn end_upload(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<u64>,
-) -> axum::Json<serde_json::Value> {
-    let ended = state.end_upload(Some(id));
-    axum::Json(serde_json::json!({ "upload": id, "changed": ended }))
+) -> axum::Json<EndUploadReply> {
+    let changed = state.end_upload(Some(id));
+    axum::Json(EndUploadReply { upload: id, changed })
 }
 
 impl AppState {
@@ -718,32 +716,6 @@ fn upload_of(state: &AppState, id: Option<u64>) -> Result<crate::Upload, ApiErro
     }
 }
 
-/// What a put answers.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct PutReply {
-    /// The content id.
-    pub id: String,
-    /// File bytes.
-    pub size: u64,
-    /// Chunks stored.
-    pub chunks: u64,
-    /// Copies placed on other peers.
-    pub replicas: u64,
-    /// Copies that failed.
-    pub replica_failures: u64,
-}
-
-impl From<crate::PutSummary> for PutReply {
-    fn from(s: crate::PutSummary) -> Self {
-        Self {
-            id: s.id.to_string(),
-            size: s.size,
-            chunks: s.chunks,
-            replicas: s.replicas,
-            replica_failures: s.replica_failures,
-        }
-    }
-}
 
 async fn put(
     State(state): State<AppState>,
@@ -772,22 +744,6 @@ async fn put(
     Ok(axum::Json(summary.into()))
 }
 
-/// The body of `POST /api/v0/dir`: one directory, whose entries were stored before (files with
-/// `put?part=true`, subdirectories with earlier `dir` requests). A tree is sent deepest
-/// directories first, so every request is bounded by one directory's 4,096 entries whatever the
-/// size of the tree.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct DirBody {
-    /// The entries, in any order; names unique.
-    pub entries: Vec<ListingItem>,
-    /// Whether this is the tree's root: it is then pinned and announced, with everything under
-    /// it, and the upload ends.
-    #[serde(default)]
-    pub root: bool,
-    /// The directory upload it belongs to (see `POST /api/v0/uploads`).
-    #[serde(default)]
-    pub upload: Option<u64>,
-}
 
 async fn put_dir(
     State(state): State<AppState>,
@@ -803,28 +759,12 @@ async fn put_dir(
 }
 
 async fn put_dir_in(state: &AppState, body: DirBody) -> Result<axum::Json<PutReply>, ApiError> {
-    let mut entries = Vec::with_capacity(body.entries.len());
-    for e in body.entries {
-        let kind = match e.kind.as_str() {
-            "file" => EntryKind::File,
-            "dir" => EntryKind::Dir,
-            other => {
-                return Err(ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "entry {:?} has kind {other:?}; expected \"file\" or \"dir\"",
-                        e.name
-                    ),
-                ));
-            }
-        };
-        entries.push(crate::manifest::DirEntry {
-            name: e.name,
-            kind,
-            id: parse_id(&e.id)?.key(),
-            size: e.size,
-        });
-    }
+    let entries = body
+        .entries
+        .iter()
+        .map(ListingItem::entry)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let upload = upload_of(state, body.upload)?;
     let reply = state
         .node
@@ -872,36 +812,6 @@ async fn get_file(
     .await
 }
 
-/// A manifest listing, as JSON.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct Listing {
-    /// "file" or "dir".
-    pub kind: String,
-    /// File bytes under it.
-    pub size: u64,
-    /// For a directory, its entries.
-    pub entries: Vec<ListingItem>,
-}
-
-/// One entry of a [`Listing`].
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ListingItem {
-    /// Entry name.
-    pub name: String,
-    /// "file" or "dir".
-    pub kind: String,
-    /// Content id.
-    pub id: String,
-    /// File bytes under it.
-    pub size: u64,
-}
-
-fn kind_name(kind: EntryKind) -> String {
-    match kind {
-        EntryKind::File => "file".into(),
-        EntryKind::Dir => "dir".into(),
-    }
-}
 
 async fn ls(
     State(state): State<AppState>,
@@ -914,15 +824,7 @@ async fn ls(
         Manifest::Dir { entries } => Listing {
             kind: "dir".into(),
             size,
-            entries: entries
-                .into_iter()
-                .map(|e| ListingItem {
-                    name: e.name,
-                    kind: kind_name(e.kind),
-                    id: ContentId::from_key(e.id).to_string(),
-                    size: e.size,
-                })
-                .collect(),
+            entries: entries.into_iter().map(ListingItem::from).collect(),
         },
         _ => Listing {
             kind: "file".into(),
@@ -933,12 +835,6 @@ async fn ls(
     Ok(axum::Json(listing))
 }
 
-/// What `GET /api/v0/count/<id>` answers.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
-pub struct FileCount {
-    /// Files a get writes, each occurrence counted.
-    pub files: u64,
-}
 
 async fn count(
     State(state): State<AppState>,
@@ -959,45 +855,30 @@ async fn pins(State(state): State<AppState>) -> Result<axum::Json<Vec<String>>, 
 async fn pin(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<PinReply>, ApiError> {
     let id = parse_id(&id)?;
-    let added = state.node.pin(id).await?;
-    Ok(axum::Json(
-        serde_json::json!({ "id": id.to_string(), "changed": added }),
-    ))
+    let changed = state.node.pin(id).await?;
+    Ok(axum::Json(PinReply {
+        id: id.to_string(),
+        changed,
+    }))
 }
 
 async fn unpin(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<PinReply>, ApiError> {
     let id = parse_id(&id)?;
-    let removed = state.node.unpin(id).await?;
-    Ok(axum::Json(
-        serde_json::json!({ "id": id.to_string(), "changed": removed }),
-    ))
+    let changed = state.node.unpin(id).await?;
+    Ok(axum::Json(PinReply {
+        id: id.to_string(),
+        changed,
+    }))
 }
 
-async fn peers(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn peers(State(state): State<AppState>) -> Result<axum::Json<Vec<PeerReply>>, ApiError> {
     let peers = state.node.peers().await.map_err(GetError::from)?;
-    let list: Vec<serde_json::Value> = peers
-        .into_iter()
-        .map(|p| {
-            serde_json::json!({
-                "peer_id": p.peer_id.to_string(),
-                "addr": p.addr.to_string(),
-                "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),
-                "connected": p.connected,
-                "relayed": p.relayed,
-            })
-        })
-        .collect();
-    Ok(axum::Json(serde_json::Value::Array(list)))
-}
-
-#[derive(Deserialize)]
-struct AddPeerBody {
-    addr: String,
+    Ok(axum::Json(peers.into_iter().map(PeerReply::from).collect()))
 }
 
 impl BodyShape for AddPeerBody {
@@ -1008,7 +889,7 @@ impl BodyShape for AddPeerBody {
 async fn add_peer(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AddPeerBody>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<AddPeerReply>, ApiError> {
     let text = body.addr.trim();
     let (joined, what) = if text.starts_with(crate::TICKET_PREFIX) {
         let ticket: crate::Ticket = text
@@ -1041,19 +922,17 @@ async fn add_peer(
             ),
         ));
     }
-    Ok(axum::Json(
-        serde_json::json!({ "addr": what, "peers": peers }),
-    ))
+    Ok(axum::Json(AddPeerReply { addr: what, peers }))
 }
 
 /// `GET /api/v0/invite`: a ticket to this node (`cairn invite`).
-async fn invite(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn invite(State(state): State<AppState>) -> Result<axum::Json<InviteReply>, ApiError> {
     let ticket = state.node.invite().await.map_err(GetError::from)?;
-    Ok(axum::Json(serde_json::json!({
-        "ticket": ticket.to_string(),
-        "peer_id": ticket.peer.to_string(),
-        "addrs": ticket.full_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-    })))
+    Ok(axum::Json(InviteReply {
+        ticket: ticket.to_string(),
+        peer_id: ticket.peer.to_string(),
+        addrs: ticket.full_addrs().iter().map(ToString::to_string).collect(),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text (no token: it says nothing a peer could not learn, and the
@@ -1070,72 +949,64 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-async fn status(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn status(State(state): State<AppState>) -> Result<axum::Json<StatusReply>, ApiError> {
     let stats = state.node.stats().await?;
-    let s = stats.store;
+    let (s, n) = (stats.store, stats.network);
     let (bytes_in, bytes_out) = state.node.chunk_traffic();
-    Ok(axum::Json(serde_json::json!({
-        "chunk_bytes_received": bytes_in,
-        "chunk_bytes_sent": bytes_out,
-        "peer_id": stats.network.peer_id.to_string(),
-        "name": state.node.name().to_string(),
-        "listen_addrs": state.node.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "routing_table": stats.network.routing_table,
-        "connected_peers": stats.network.connected,
-        "stored_bytes": s.bytes,
-        "quota_bytes": s.quota,
-        "chunks": s.chunks,
-        "chunks_pinned": s.pinned,
-        "chunks_replica": s.replica,
-        "chunks_cached": s.cached,
-        "penalised_peers": stats.network.penalised,
-        "banned_peers": stats.network.banned,
-        "replication": stats.network.replication,
-        "network": stats.network.network,
-        "rate_limited_requests": stats.network.rate_limited,
-        "reachability": stats.network.nat.reachability.as_str(),
-        "external_addrs": stats.network.nat.external_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "relayed_addrs": stats.network.nat.relayed_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "hole_punches": stats.network.nat.hole_punches,
-        "hole_punch_failures": stats.network.nat.hole_punch_failures,
-        "repair": {
-            "chunks_responsible": stats.network.repair.responsible,
-            "chunks_below_target": stats.network.repair.below_target,
-            "chunks_unaudited": stats.network.repair.unaudited,
-            "handoffs": stats.network.repair.handoffs,
-            "copies_sent": stats.network.repair.copies_sent,
-            "bytes_sent": stats.network.repair_bytes_sent,
-            "proofs_valid": stats.network.repair.proofs_valid,
-            "proofs_invalid": stats.network.repair.proofs_invalid,
-            "released": stats.network.repair.released,
+    let strings = |addrs: &[libp2p::Multiaddr]| addrs.iter().map(ToString::to_string).collect();
+    Ok(axum::Json(StatusReply {
+        chunk_bytes_received: bytes_in,
+        chunk_bytes_sent: bytes_out,
+        peer_id: n.peer_id.to_string(),
+        name: state.node.name().to_string(),
+        listen_addrs: strings(&state.node.addrs()),
+        routing_table: n.routing_table,
+        connected_peers: n.connected,
+        stored_bytes: s.bytes,
+        quota_bytes: s.quota,
+        chunks: s.chunks,
+        chunks_pinned: s.pinned,
+        chunks_replica: s.replica,
+        chunks_cached: s.cached,
+        penalised_peers: n.penalised,
+        banned_peers: n.banned,
+        replication: n.replication,
+        network: n.network,
+        rate_limited_requests: n.rate_limited,
+        reachability: n.nat.reachability.as_str().to_owned(),
+        external_addrs: strings(&n.nat.external_addrs),
+        relayed_addrs: strings(&n.nat.relayed_addrs),
+        hole_punches: n.nat.hole_punches,
+        hole_punch_failures: n.nat.hole_punch_failures,
+        repair: RepairReply {
+            chunks_responsible: n.repair.responsible,
+            chunks_below_target: n.repair.below_target,
+            chunks_unaudited: n.repair.unaudited,
+            handoffs: n.repair.handoffs,
+            copies_sent: n.repair.copies_sent,
+            bytes_sent: n.repair_bytes_sent,
+            proofs_valid: n.repair.proofs_valid,
+            proofs_invalid: n.repair.proofs_invalid,
+            released: n.repair.released,
         },
-    })))
+    }))
 }
 
 async fn health(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<HealthReply>, ApiError> {
     let id = parse_id(&id)?;
     let h = state.node.health(id).await?;
-    let at_risk: Vec<&crate::ChunkHealth> = h.at_risk().collect();
-    Ok(axum::Json(serde_json::json!({
-        "content": h.content,
-        "replication": h.replication,
-        "chunks": h.chunks.len(),
-        "min": h.min(),
-        "median": h.median(),
-        "at_risk": at_risk,
-        "copies": h.chunks,
-    })))
-}
-
-#[derive(Deserialize, Default)]
-struct GcBody {
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    keep_bytes: u64,
+    Ok(axum::Json(HealthReply {
+        at_risk: h.at_risk().cloned().collect(),
+        min: h.min(),
+        median: h.median(),
+        chunks: h.chunks.len(),
+        content: h.content,
+        replication: h.replication,
+        copies: h.chunks,
+    }))
 }
 
 impl BodyShape for GcBody {
@@ -1146,80 +1017,16 @@ impl BodyShape for GcBody {
 async fn gc(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<GcBody>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<GcReply>, ApiError> {
     let r = state.node.gc(body.keep_bytes, body.dry_run).await?;
-    Ok(axum::Json(serde_json::json!({
-        "dry_run": body.dry_run,
-        "chunks": r.chunks,
-        "bytes": r.bytes,
-        "cache_left_bytes": r.cache_left,
-    })))
+    Ok(axum::Json(GcReply {
+        dry_run: body.dry_run,
+        chunks: r.chunks,
+        bytes: r.bytes,
+        cache_left_bytes: r.cache_left,
+    }))
 }
 
-/// The body of `POST /api/v0/names`.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct PublishBody {
-    /// The content id the name points at.
-    pub id: String,
-    /// The record's lifetime in seconds, 1 to 604,800 (7 days) [default: 24 hours]; the node
-    /// renews it at half its life while it runs.
-    #[serde(default)]
-    pub ttl_secs: Option<u64>,
-    /// The key whose name to publish [default: `self`, the node's own name].
-    #[serde(default)]
-    pub key: Option<String>,
-}
-
-/// What `POST /api/v0/names` answers.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct PublishReply {
-    /// The name published (`cairnname1…`).
-    pub name: String,
-    /// The key it was published under.
-    pub key: String,
-    /// The content id it points at.
-    pub id: String,
-    /// Peers that stored the record.
-    pub stored: usize,
-}
-
-/// What `GET /api/v0/names/<name>` answers.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct NameReply {
-    /// The name.
-    pub name: String,
-    /// The content id it points at now.
-    pub id: String,
-}
-
-/// A key, as `GET /api/v0/keys` lists it and `POST`/`DELETE /api/v0/keys/<key>` answer.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct KeyReply {
-    /// What the key is called on the node.
-    pub key: String,
-    /// The name it publishes (`cairnname1…`).
-    pub name: String,
-}
-
-impl From<KeyInfo> for KeyReply {
-    fn from(k: KeyInfo) -> Self {
-        Self {
-            key: k.key.to_string(),
-            name: k.name.to_string(),
-        }
-    }
-}
-
-/// What `GET /api/v0/resolve/<id or name>[/path]` answers.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ResolvedReply {
-    /// The content id the path leads to.
-    pub id: String,
-    /// "file" or "dir".
-    pub kind: String,
-    /// File bytes under it.
-    pub size: u64,
-}
 
 async fn publish(
     State(state): State<AppState>,
@@ -1311,7 +1118,7 @@ async fn resolve_content_path(
     let resolved = state.node.resolve_path(&target).await?;
     Ok(axum::Json(ResolvedReply {
         id: resolved.id.to_string(),
-        kind: kind_name(resolved.kind),
+        kind: crate::api::kind_name(resolved.kind).into(),
         size: resolved.size,
     }))
 }

@@ -30,6 +30,7 @@
 //! get fetches from the holders [`cairn_dht::Dht::find_holders`] finds, ranked by reliability and
 //! round trip, caches what it fetched, and announces itself as a holder.
 
+pub mod api;
 pub mod chunker;
 mod driver;
 mod error;
@@ -41,6 +42,7 @@ pub mod http;
 mod id;
 mod keys;
 pub mod limits;
+mod loopback;
 pub mod manifest;
 mod metrics;
 mod names;
@@ -50,6 +52,7 @@ mod path;
 mod peers;
 pub mod protocol;
 mod put;
+mod tree;
 mod records;
 pub mod store;
 mod ticket;
@@ -66,6 +69,7 @@ pub use health::{ChunkHealth, Health};
 pub use id::{CONTENT_ID_PREFIX, ContentId, ContentIdError};
 pub use keys::{KEYS_DIR, KeyInfo, KeyName, MAX_KEY_NAME, MAX_KEYS, SELF_KEY};
 pub use libp2p::{Multiaddr, PeerId};
+pub use loopback::Loopback;
 pub use manifest::{EntryKind, Manifest, ManifestError};
 pub use names::{DEFAULT_NAME_TTL, MAX_NAME_TTL, NAME_PREFIX, Name, parse_ttl};
 pub use nat::{NatConfig, NatStatus, Reachability, RelayServer};

@@ -183,48 +183,12 @@ impl Node {
                 .map_err(|_| NodeStopped)??
         };
         let tally = Tally::new(&self.inner.store, Some(total), progress);
-        // One list of entries per open directory, the root at the bottom.
-        let mut open: Vec<(String, Vec<DirEntry>)> = vec![(String::new(), Vec::new())];
-        for step in DirWalk::new(path)? {
-            match step? {
-                WalkStep::Open { name } => open.push((name, Vec::new())),
-                WalkStep::File { name, path, .. } => {
-                    let file = crate::fsutil::WatchedFile::open(&path)
-                        .map_err(|e| read_error(&path, e))?;
-                    let (id, size) = self.put_stream(file, path, &tally).await?;
-                    if let Some((_, entries)) = open.last_mut() {
-                        entries.push(DirEntry {
-                            name,
-                            kind: EntryKind::File,
-                            id,
-                            size,
-                        });
-                    }
-                }
-                WalkStep::Skipped { path } => {
-                    warn!(path = %path.display(), "skipping: not a regular file or directory");
-                }
-                WalkStep::Close { dir } => {
-                    let Some((name, entries)) = open.pop() else {
-                        break;
-                    };
-                    let (id, size) = self.seal_dir(entries, &dir, &tally).await?;
-                    match open.last_mut() {
-                        Some((_, parent)) => parent.push(DirEntry {
-                            name,
-                            kind: EntryKind::Dir,
-                            id,
-                            size,
-                        }),
-                        None => return self.finish_put(id, size, &tally).await,
-                    }
-                }
-            }
-        }
-        Err(PutError::Read {
-            path: path.to_owned(),
-            source: std::io::Error::other("the directory walk ended before the root"),
-        })
+        let mut pieces = Pieces {
+            node: self,
+            tally: &tally,
+        };
+        let (id, size) = crate::tree::put_tree(path, &mut pieces).await?;
+        self.finish_put(id, size, &tally).await
     }
 
     /// Pins the content just stored (every chunk under the root, in one transaction), keeps
@@ -538,7 +502,7 @@ fn read_error(path: &Path, source: std::io::Error) -> PutError {
 }
 
 /// Bytes of the regular files under `dir`, for a progress total (one walk of metadata only).
-fn tree_size(dir: &Path) -> Result<u64, PutError> {
+pub(crate) fn tree_size(dir: &Path) -> Result<u64, PutError> {
     let mut total = 0u64;
     for step in DirWalk::new(dir)? {
         if let WalkStep::File { len, .. } = step? {
@@ -665,4 +629,29 @@ fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, PutError> {
     }
     children.sort_by(|a, b| b.0.cmp(&a.0));
     Ok(children)
+}
+
+/// How a node's own directory put stores its pieces: chunked into its store and placed on
+/// their peers, as one put's tally.
+struct Pieces<'a> {
+    node: &'a Node,
+    tally: &'a Arc<Tally>,
+}
+
+impl crate::tree::PutPieces for Pieces<'_> {
+    type Error = PutError;
+
+    async fn file(&mut self, path: &Path) -> Result<(Key, u64), PutError> {
+        let file = crate::fsutil::WatchedFile::open(path).map_err(|e| read_error(path, e))?;
+        self.node.put_stream(file, path.to_owned(), self.tally).await
+    }
+
+    async fn dir(
+        &mut self,
+        entries: Vec<DirEntry>,
+        dir: &Path,
+        _root: bool,
+    ) -> Result<(Key, u64), PutError> {
+        self.node.seal_dir(entries, dir, self.tally).await
+    }
 }
