@@ -68,7 +68,7 @@ impl Testnet {
         Ok(self.nodes.len() - 1)
     }
 
-/// Indices of the `n` nodes whose ids are closest to `key`, closest first.
+    /// Indices of the `n` nodes whose ids are closest to `key`, closest first.
     pub fn closest(&self, key: &cairn_dht::Key, n: usize) -> Vec<usize> {
         let mut by_distance: Vec<(usize, cairn_dht::Key)> = self
             .nodes

@@ -1,5 +1,6 @@
 //! cairn's integration tests: real nodes on 127.0.0.1, one binary, a module per topic.
 
+mod api_client;
 mod attack;
 mod bad_input;
 mod churn;

@@ -29,7 +29,6 @@ use std::time::Duration;
 use cairn_dht::Key;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use crate::framed::{Decoder, Frame};
 use crate::fsutil::{FileChanged, FileSnapshot};
@@ -37,8 +36,8 @@ use crate::http::ApiFiles;
 use crate::manifest::{DirEntry, EntryKind};
 use crate::tree::{GetPieces, Piece, PutPieces};
 use crate::{
-    ContentId, ContentPath, ContentRoot, GetError, GetSummary, KeyName, Name, Progress,
-    ProgressFn, PutError,
+    ContentId, ContentPath, ContentRoot, GetError, GetSummary, KeyName, Name, Progress, ProgressFn,
+    PutError,
 };
 
 /// The API's path prefix.
@@ -477,7 +476,9 @@ pub enum Error {
         detail: String,
     },
     /// An answer was not what the API sends.
-    #[error("the daemon {target} sent an answer this client cannot read ({source}); is it the same version of cairn?")]
+    #[error(
+        "the daemon {target} sent an answer this client cannot read ({source}); is it the same version of cairn?"
+    )]
     Reply {
         /// Which daemon.
         target: String,
@@ -1103,21 +1104,10 @@ impl GetPieces for ApiGet<'_> {
         self.client.count(id).await.map(|_| ())
     }
 
-    async fn write(
+    async fn bytes(
         &mut self,
         id: ContentId,
-        out: &mut tokio::fs::File,
-        path: &Path,
-        written: &mut (dyn FnMut(u64) + Send),
-    ) -> Result<(), Error> {
-        let mut frames = std::pin::pin!(self.client.get_stream(id).await?);
-        while let Some(bytes) = frames.next().await {
-            let bytes = bytes?;
-            out.write_all(&bytes)
-                .await
-                .map_err(crate::tree::write_error(path))?;
-            written(bytes.len() as u64);
-        }
-        Ok(())
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes, Error>> + Send + 'static, Error> {
+        self.client.get_stream(id).await
     }
 }

@@ -12,13 +12,14 @@ use std::path::Path;
 
 use cairn_dht::Key;
 use futures::{Stream, StreamExt, TryStreamExt};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::driver::{Command, FetchItem};
 use crate::error::{GetError, NodeStopped};
-use crate::manifest::{DirEntry, EntryKind, Link, MAX_DEPTH, MAX_TREE_DEPTH, MAX_TREE_FILES, Manifest};
+use crate::manifest::{
+    DirEntry, EntryKind, Link, MAX_DEPTH, MAX_TREE_DEPTH, MAX_TREE_FILES, Manifest,
+};
 use crate::put::{Progress, ProgressFn, tokio_stream_of};
 use crate::tree::{GetPieces, Piece};
 use crate::{ContentId, Node};
@@ -921,23 +922,14 @@ impl GetPieces for Pieces<'_> {
         self.node.count_files(id).await.map(|_| ())
     }
 
-    async fn write(
+    async fn bytes(
         &mut self,
         file: Manifest,
-        out: &mut tokio::fs::File,
-        path: &Path,
-        written: &mut (dyn FnMut(u64) + Send),
-    ) -> Result<(), GetError> {
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes, GetError>> + Send + 'static, GetError> {
         // The caller announces the content it gets (a file or a directory's root).
-        let mut chunks =
-            std::pin::pin!(self.node.file_chunks(self.content, file, 0, u64::MAX, false));
-        while let Some(bytes) = chunks.next().await {
-            let bytes = bytes?;
-            out.write_all(&bytes)
-                .await
-                .map_err(crate::tree::write_error(path))?;
-            written(bytes.len() as u64);
-        }
-        Ok(())
+        Ok(self
+            .node
+            .file_chunks(self.content, file, 0, u64::MAX, false)
+            .map_ok(bytes::Bytes::from))
     }
 }

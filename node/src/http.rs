@@ -34,7 +34,9 @@
 //! | `GET /api/v0/resolve/<id or name>[/path]` | [`ResolvedReply`]: the content a path leads to, its name resolved first |
 //!
 //! Errors from every route, unknown routes and malformed requests included, are JSON
-//! `{"error": "…"}` with a fitting status code: 4xx for a client's mistake, 5xx for the node's.
+//! `{"error": "…"}` ([`crate::api::ErrorReply`]) with a fitting status code: 4xx for a client's
+//! mistake, 5xx for the node's. Every request and reply body is a type of [`crate::api`], which
+//! its [`crate::api::Client`] shares, so the two cannot drift apart.
 //!
 //! The server is an accept loop over hyper rather than `axum::serve`, because a client must not
 //! be able to starve it: measured, 20,000 half-sent request headers made `status` and the
@@ -61,8 +63,8 @@ use futures::{StreamExt, TryStreamExt};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -667,7 +669,6 @@ struct PutQuery {
     upload: Option<u64>,
 }
 
-
 async fn begin_upload(State(state): State<AppState>) -> Result<axum::Json<UploadReply>, ApiError> {
     let id = state
         .uploads
@@ -688,7 +689,10 @@ async fn end_upload(
     ApiPath(id): ApiPath<u64>,
 ) -> axum::Json<EndUploadReply> {
     let changed = state.end_upload(Some(id));
-    axum::Json(EndUploadReply { upload: id, changed })
+    axum::Json(EndUploadReply {
+        upload: id,
+        changed,
+    })
 }
 
 impl AppState {
@@ -716,7 +720,6 @@ fn upload_of(state: &AppState, id: Option<u64>) -> Result<crate::Upload, ApiErro
     }
 }
 
-
 async fn put(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PutQuery>,
@@ -743,7 +746,6 @@ async fn put(
     };
     Ok(axum::Json(summary.into()))
 }
-
 
 async fn put_dir(
     State(state): State<AppState>,
@@ -812,7 +814,6 @@ async fn get_file(
     .await
 }
 
-
 async fn ls(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -834,7 +835,6 @@ async fn ls(
     };
     Ok(axum::Json(listing))
 }
-
 
 async fn count(
     State(state): State<AppState>,
@@ -931,7 +931,11 @@ async fn invite(State(state): State<AppState>) -> Result<axum::Json<InviteReply>
     Ok(axum::Json(InviteReply {
         ticket: ticket.to_string(),
         peer_id: ticket.peer.to_string(),
-        addrs: ticket.full_addrs().iter().map(ToString::to_string).collect(),
+        addrs: ticket
+            .full_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }))
 }
 
@@ -1026,7 +1030,6 @@ async fn gc(
         cache_left_bytes: r.cache_left,
     }))
 }
-
 
 async fn publish(
     State(state): State<AppState>,

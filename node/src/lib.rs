@@ -52,10 +52,10 @@ mod path;
 mod peers;
 pub mod protocol;
 mod put;
-mod tree;
 mod records;
 pub mod store;
 mod ticket;
+mod tree;
 pub mod wire;
 
 pub use cairn_dht as dht;

@@ -643,7 +643,9 @@ impl crate::tree::PutPieces for Pieces<'_> {
 
     async fn file(&mut self, path: &Path) -> Result<(Key, u64), PutError> {
         let file = crate::fsutil::WatchedFile::open(path).map_err(|e| read_error(path, e))?;
-        self.node.put_stream(file, path.to_owned(), self.tally).await
+        self.node
+            .put_stream(file, path.to_owned(), self.tally)
+            .await
     }
 
     async fn dir(

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use cairn_dht::Key;
+use futures::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
@@ -116,14 +117,16 @@ pub(crate) trait GetPieces {
     /// Refuses the tree under `id` if a get of it would write too many files.
     fn count(&mut self, id: ContentId) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// Writes a file's bytes to `out` (at `path`, for errors), telling `written` of each piece.
-    fn write(
+    /// A file's bytes, in order.
+    fn bytes(
         &mut self,
         file: Self::File,
-        out: &mut tokio::fs::File,
-        path: &Path,
-        written: &mut (dyn FnMut(u64) + Send),
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    ) -> impl Future<
+        Output = Result<
+            impl Stream<Item = Result<bytes::Bytes, Self::Error>> + Send + 'static,
+            Self::Error,
+        >,
+    > + Send;
 }
 
 /// Writes `root` (what `id` is) to `out`. The output appears whole or not at all: it is
@@ -190,9 +193,7 @@ async fn write_tree<G: GetPieces + Send>(
             return Ok(1);
         }
     };
-    tokio::fs::create_dir(out)
-        .await
-        .map_err(write_error(out))?;
+    tokio::fs::create_dir(out).await.map_err(write_error(out))?;
     let mut files = 0;
     // Open directories: where they are and the entries still to write, next at the end.
     let mut open = vec![(out.to_owned(), reversed(entries))];
@@ -238,17 +239,20 @@ async fn write_file<G: GetPieces + Send>(
     path: &Path,
     written: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(), G::Error> {
-    pieces.write(file, out, path, written).await?;
+    let mut bytes = std::pin::pin!(pieces.bytes(file).await?);
+    while let Some(piece) = bytes.next().await {
+        let piece = piece?;
+        out.write_all(&piece).await.map_err(write_error(path))?;
+        written(piece.len() as u64);
+    }
     out.flush().await.map_err(write_error(path))?;
     // A device or pipe cannot be synced; a regular file must be before it is renamed.
     match out.sync_all().await {
-        Err(e) if out.metadata().await.is_ok_and(|m| m.is_file()) => {
-            Err(GetError::Write {
-                path: path.to_owned(),
-                source: e,
-            }
-            .into())
+        Err(e) if out.metadata().await.is_ok_and(|m| m.is_file()) => Err(GetError::Write {
+            path: path.to_owned(),
+            source: e,
         }
+        .into()),
         _ => Ok(()),
     }
 }
