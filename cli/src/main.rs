@@ -325,14 +325,18 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     // `devnet` makes its own data directories and API addresses: say so rather than ignore them.
     if let Some(("devnet", _)) = matches.subcommand() {
-        for (id, flag) in [("data_dir", "--data-dir"), ("api", "--api")] {
+        let own = "each node gets its own data directory under --dir, and an API on a free port";
+        for (id, flag, why) in [
+            ("data_dir", "--data-dir", own),
+            ("api", "--api", own),
+            (
+                "config",
+                "--config",
+                "its nodes run with the defaults, on 127.0.0.1",
+            ),
+        ] {
             if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
-                return fail(
-                    json,
-                    &anyhow::anyhow!(
-                        "devnet does not use {flag}: each node gets its own data directory under --dir, and an API on a free port"
-                    ),
-                );
+                return fail(json, &anyhow::anyhow!("devnet does not use {flag}: {why}"));
             }
         }
     }

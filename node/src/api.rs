@@ -16,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A directory is put as the node puts one ([`crate::tree`]): every file streamed as a part of
+//! A directory is put as the node puts one (the same walk): every file streamed as a part of
 //! one upload, then each directory, deepest first, as one bounded request, the root's last
 //! (which pins the tree). A get writes a file or tree whole or not at all, from framed bodies
 //! (see [`crate::framed`]) so that a get that fails midway reports the daemon's reason.

@@ -167,7 +167,11 @@ async fn every_command_has_an_example_and_global_options_are_listed_once() {
 
 #[tokio::test]
 async fn devnet_refuses_options_it_does_not_use() {
-    for (flag, value) in [("--data-dir", "/tmp/x"), ("--api", "127.0.0.1:1")] {
+    for (flag, value) in [
+        ("--data-dir", "/tmp/x"),
+        ("--api", "127.0.0.1:1"),
+        ("--config", "/tmp/x.toml"),
+    ] {
         let o = cairn()
             .args([flag, value, "devnet"])
             .output()
