@@ -258,3 +258,64 @@ async fn failures_are_the_errors_they_should_be() {
     }
     net.shutdown().await;
 }
+
+/// A daemon whose listing of a subdirectory contradicts the entry that names it (another size):
+/// the client refuses the tree and writes nothing, as the node does with a peer's manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_contradicts_its_entry_is_refused_and_nothing_is_written() {
+    use axum::extract::Path as UrlPath;
+    use axum::routing::get;
+    use cairn_node::api::{FileCount, Listing, ListingItem};
+
+    let root = ContentId::from_key(cairn_node::dht::Key::hash(b"root"));
+    let sub = ContentId::from_key(cairn_node::dht::Key::hash(b"sub"));
+    let ls = move |UrlPath(id): UrlPath<String>| async move {
+        let listing = if id == root.to_string() {
+            Listing {
+                kind: "dir".into(),
+                size: 5,
+                entries: vec![ListingItem {
+                    name: "sub".into(),
+                    kind: "dir".into(),
+                    id: sub.to_string(),
+                    size: 5,
+                }],
+            }
+        } else {
+            // The entry said 5 bytes under it.
+            Listing {
+                kind: "dir".into(),
+                size: 99,
+                entries: Vec::new(),
+            }
+        };
+        axum::Json(listing)
+    };
+    let app = axum::Router::new().route("/api/v0/ls/{id}", get(ls)).route(
+        "/api/v0/count/{id}",
+        get(|| async { axum::Json(FileCount { files: 0 }) }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let client = Client::new(addr, "token").unwrap();
+    let got = timeout(
+        STEP,
+        client.get_to_path(root, &out, cairn_node::api::no_progress()),
+    )
+    .await
+    .expect("the get ends");
+    assert!(
+        matches!(&got, Err(Error::Get(GetError::Manifest { content, .. })) if *content == sub),
+        "{got:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing is left behind"
+    );
+    server.abort();
+}

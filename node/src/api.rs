@@ -1096,7 +1096,19 @@ impl GetPieces for ApiGet<'_> {
         let id = ContentId::from_key(id);
         match entry.kind {
             EntryKind::File => Ok(Piece::File(id)),
-            EntryKind::Dir => Self::piece(id, self.client.ls(id).await?),
+            EntryKind::Dir => {
+                let listing = self.client.ls(id).await?;
+                if listing.kind != "dir" || listing.size != entry.size {
+                    return Err(GetError::Manifest {
+                        content: id,
+                        source: crate::ManifestError::Invalid(
+                            "an entry's size or kind differs from its content",
+                        ),
+                    }
+                    .into());
+                }
+                Self::piece(id, listing)
+            }
         }
     }
 
