@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cairn_dht::Key;
 use cairn_node::manifest::{DirEntry, EntryKind, MAX_DEPTH, Manifest};
 use cairn_node::store::{Reason, Store, StoreError};
-use cairn_node::{ContentId, GetError, Node, PutError};
+use cairn_node::{ContentId, GetError, PutError};
 use cairn_tests::{STEP, Testnet, random_bytes};
 use tokio::time::timeout;
 
@@ -236,11 +236,9 @@ async fn a_failed_put_over_quota_leaves_the_store_usable_even_after_a_restart() 
     let spawn = || async {
         timeout(
             STEP,
-            Node::builder()
-                .data_dir(&dir)
-                .listen("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap())
+            cairn_node::Loopback::new(root.path())
+                .builder(&dir, None)
                 .quota(8 << 20)
-                .local_network()
                 .spawn(),
         )
         .await

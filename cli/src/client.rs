@@ -111,9 +111,8 @@ impl Client {
         let started = std::time::Instant::now();
         let target: ContentPath = target.parse()?;
         let id = self.api.resolve_path(&target).await?;
-        let listing = self.api.ls(id).await?;
         if output.as_deref() == Some(Path::new("-")) {
-            if listing.kind == "dir" {
+            if self.api.ls(id).await?.kind == "dir" {
                 bail!(
                     "{target} is a directory; it cannot be written to standard output (give -o DIR, or `cairn ls` it)"
                 );
@@ -137,17 +136,18 @@ impl Client {
                 path.display()
             );
         }
-        let bar = out.bar(Some(listing.size), "get");
-        self.api.get_to_path(id, &dest, follow(&bar)).await?;
+        // The client tells the length once it has listed the content.
+        let bar = out.bar(Some(0), "get");
+        let got = self.api.get_to_path(id, &dest, follow(&bar)).await?;
         bar.finish_and_clear();
-        out.summary("got", listing.size, started, None);
+        out.summary("got", got.size, started, None);
         out.print(
             format!("{}", dest.display()),
             serde_json::json!({
                 "target": target.to_string(),
                 "id": id.to_string(),
                 "path": dest,
-                "size": listing.size,
+                "size": got.size,
             }),
         );
         Ok(())

@@ -702,6 +702,11 @@ impl Client {
         let listing = self.ls(id).await?;
         let total = listing.size;
         let root = ApiGet::piece(id, listing)?;
+        // The total, before the first byte.
+        progress(Progress {
+            done: 0,
+            total: Some(total),
+        });
         let mut done = 0u64;
         let mut report = |n| {
             done += n;
